@@ -1,0 +1,86 @@
+// kgate-agent: the guest's PID 1. It prepares the system, says hello to the host
+// over the virtio-serial port and serves requests until told to power off. If it
+// fails before it can talk, it says why on the console and powers off.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "agent/bpf_session.hpp"
+#include "agent/system.hpp"
+#include "channel/transport.hpp"
+
+namespace {
+
+using kgate::Deadline;
+using kgate::channel::Frame;
+using kgate::channel::FrameType;
+using nlohmann::json;
+
+constexpr const char* port_name = "org.kgate.channel";
+constexpr const char* agent_version = "kgate-agent 0.1.0";
+
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "kgate-agent: fatal: %s\n", why.c_str());
+  std::fflush(stderr);
+  kgate::agent::power_off();
+}
+
+json handle(kgate::agent::BpfSession& session, const Frame& req, bool& power_off) {
+  std::string op = req.header.value("op", "");
+  if (op == "load") return session.load(req.header.value("name", "object"), req.body);
+  if (op == "attach") return session.attach();
+  if (op == "trigger") {
+    std::uint64_t nonce = std::strtoull(req.header.value("nonce", "0").c_str(), nullptr, 16);
+    int count = req.header.value("count", 1);
+    if (count < 1 || count > 1'000'000) return {{"ok", false}, {"error", "count out of range"}};
+    return session.trigger(nonce, count);
+  }
+  if (op == "flush") return session.flush();
+  if (op == "detach") return session.detach();
+  if (op == "dmesg") return {{"ok", true}, {"text", kgate::agent::kernel_log(256 * 1024)}};
+  if (op == "poweroff") {
+    power_off = true;
+    return {{"ok", true}};
+  }
+  return {{"ok", false}, {"error", "unknown op '" + op + "'"}};
+}
+
+}  // namespace
+
+int main() {
+  auto mounts = kgate::agent::mount_filesystems();
+  if (!mounts) die(mounts.error().describe());
+  auto modules = kgate::agent::load_modules();
+  if (!modules) die(modules.error().describe());
+  auto port = kgate::agent::open_port(port_name, 10'000);
+  if (!port) die(port.error().describe());
+
+  kgate::channel::Transport channel(std::move(*port));
+  json hello = kgate::agent::describe_system();
+  hello["agent"] = agent_version;
+  hello["mounts"] = *mounts;
+  hello["modules"] = *modules;
+  // The first write blocks until the host is connected; the host's boot deadline bounds it.
+  if (auto s = channel.send({FrameType::hello, hello, {}}, Deadline(std::chrono::seconds(120))); !s) {
+    die("send hello: " + s.error().describe());
+  }
+
+  kgate::agent::BpfSession session;
+  for (;;) {
+    // The host bounds each request; this bounds a host that went away silently.
+    auto req = channel.receive(Deadline(std::chrono::minutes(10)));
+    if (!req) die("receive: " + req.error().describe());
+    if (!*req) continue;
+    if ((*req)->type != FrameType::request) die("unexpected frame type from host");
+    bool power_off = false;
+    json resp = handle(session, **req, power_off);
+    resp["op"] = (*req)->header.value("op", "");
+    if (auto id = (*req)->header.find("id"); id != (*req)->header.end()) resp["id"] = *id;
+    if (auto s = channel.send({FrameType::response, resp, {}}, Deadline(std::chrono::seconds(30))); !s) {
+      die("send response: " + s.error().describe());
+    }
+    if (power_off) kgate::agent::power_off();
+  }
+}

@@ -1,0 +1,252 @@
+// kgate's command line: parses argv into requests and hands them to run/.
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <ctime>
+#include <cxxopts.hpp>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "core/interrupt.hpp"
+#include "core/strings.hpp"
+#include "kernel/cache.hpp"
+#include "kernel/catalog.hpp"
+#include "kernel/prepare.hpp"
+#include "run/run.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kgate::FailureClass;
+
+constexpr const char* usage_text =
+    "usage: kgate <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's default)\n"
+    "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
+    "  version  print kgate's version\n"
+    "\n"
+    "'kgate <command> --help' lists a command's options. Exit codes: docs/exit-codes.md.\n";
+
+fs::path self_dir() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path(".") : p.parent_path();
+}
+
+// --catalog, $KGATE_CATALOG, ./kernels/catalog.json, then the source tree kgate was built from.
+fs::path find_catalog(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv("KGATE_CATALOG"); env && *env) return env;
+  for (const fs::path& p : {fs::path("kernels/catalog.json"), self_dir() / "../kernels/catalog.json",
+                            fs::path(KGATE_SOURCE_ROOT) / "kernels/catalog.json"}) {
+    if (fs::exists(p)) return p;
+  }
+  return "kernels/catalog.json";
+}
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+// A live "phase and elapsed time" line on a terminal; silent otherwise.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string label) : label_(std::move(label)), tty_(::isatty(2)) {
+    if (tty_) thread_ = std::thread([this] { loop(); });
+  }
+  ~ProgressLine() { stop(); }
+  void set(std::string_view phase) {
+    std::lock_guard lock(mu_);
+    phase_ = phase;
+    if (!tty_) return;
+    draw_locked();
+  }
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::cerr << "\r\033[K" << std::flush;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    while (!done_) {
+      draw_locked();
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  }
+  void draw_locked() {
+    double s = kgate::seconds_since(start_);
+    std::cerr << "\r\033[K" << "kgate: " << label_ << ": " << phase_ << " " << kgate::strprintf("%.1f s", s)
+              << std::flush;
+  }
+  std::string label_;
+  bool tty_;
+  std::string phase_ = "starting";
+  kgate::Clock::time_point start_ = kgate::Clock::now();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+int usage_error(const std::string& msg) {
+  std::cerr << "kgate: " << msg << "\n\n" << usage_text;
+  return kgate::exit_code(FailureClass::usage);
+}
+
+int cmd_run(int argc, char** argv) {
+  cxxopts::Options opts("kgate run", "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
+  opts.add_options()
+      ("e,entry", "catalog entry to boot (default: the catalog's default)", cxxopts::value<std::string>())
+      ("kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>())
+      ("modules", "with --kernel: the kernel's lib/modules/<release> directory", cxxopts::value<std::string>())
+      ("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""))
+      ("receipt", "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
+       cxxopts::value<std::string>())
+      ("count", "triggers per program; each must fire at least this often", cxxopts::value<int>()->default_value("8"))
+      ("boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
+       cxxopts::value<double>())
+      ("request-timeout", "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
+       cxxopts::value<double>())
+      ("append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))
+      ("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("refresh", "resolve the entry's package again even if it is cached")
+      ("h,help", "show this help");
+  cxxopts::ParseResult args;
+  try {
+    args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    return usage_error(e.what());
+  }
+  if (args.count("help")) {
+    std::cout << opts.help();
+    return 0;
+  }
+  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+
+  kgate::run::RunRequest req;
+  if (args.count("entry")) req.entry = args["entry"].as<std::string>();
+  if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
+  if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
+  if (!req.entry.empty() && !req.kernel.empty()) return usage_error("--entry and --kernel exclude each other");
+  if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");
+  req.catalog = find_catalog(args["catalog"].as<std::string>());
+  req.cache_root = kgate::kernel::Cache::default_root();
+  req.count = args["count"].as<int>();
+  if (req.count < 1 || req.count > 100000) return usage_error("--count must be between 1 and 100000");
+  if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
+  if (args.count("request-timeout")) req.request_timeout_s = args["request-timeout"].as<double>();
+  if ((req.boot_timeout_s && *req.boot_timeout_s <= 0) || (req.request_timeout_s && *req.request_timeout_s <= 0)) {
+    return usage_error("timeouts must be positive");
+  }
+  if (args.count("append")) req.append = args["append"].as<std::vector<std::string>>();
+  if (args.count("qemu-arg")) req.qemu_args = args["qemu-arg"].as<std::vector<std::string>>();
+  req.qemu = args["qemu"].as<std::string>();
+  req.refresh = args.count("refresh") > 0;
+  std::string label = !req.kernel.empty() ? req.kernel.filename().string() : (req.entry.empty() ? "default" : req.entry);
+  if (args.count("receipt")) {
+    req.out_dir = args["receipt"].as<std::string>();
+  } else {
+    req.out_dir = fs::path("kgate-out") / (label + "-" + timestamp() + "-" + std::to_string(::getpid()));
+  }
+
+  kgate::install_interrupt_handlers();
+  ProgressLine line(label);
+  auto outcome = kgate::run::run_gate(req, [&](std::string_view phase) { line.set(phase); });
+  line.stop();
+
+  const auto& r = outcome.receipt;
+  std::string release = r.guest.is_object() ? r.guest.value("release", "") : "";
+  double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
+  if (outcome.verdict == FailureClass::pass) {
+    std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs fired %d+ times with the nonce, %.2f s\n",
+                                  r.entry.c_str(), release.c_str(), r.qemu.accel.c_str(), r.programs.size(), req.count,
+                                  total);
+  } else {
+    for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
+    std::cout << "FAIL " << r.entry << " [" << kgate::class_name(outcome.verdict) << "]: " << outcome.message << "\n";
+  }
+  std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
+  return kgate::exit_code(outcome.verdict);
+}
+
+int cmd_fetch(int argc, char** argv) {
+  cxxopts::Options opts("kgate fetch", "Fetch and verify a catalog entry's kernel into the cache.");
+  opts.add_options()
+      ("e,entry", "catalog entry (default: the catalog's default)", cxxopts::value<std::string>())
+      ("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""))
+      ("refresh", "resolve the package again even if it is cached")
+      ("h,help", "show this help");
+  cxxopts::ParseResult args;
+  try {
+    args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    return usage_error(e.what());
+  }
+  if (args.count("help")) {
+    std::cout << opts.help();
+    return 0;
+  }
+  auto catalog = kgate::kernel::load_catalog(find_catalog(args["catalog"].as<std::string>()));
+  if (!catalog) {
+    std::cerr << "kgate: " << catalog.error().describe() << "\n";
+    return kgate::exit_code(catalog.error().cls());
+  }
+  std::string name = args.count("entry") ? args["entry"].as<std::string>() : catalog->default_entry;
+  auto entry = catalog->find(name);
+  auto cache = kgate::kernel::Cache::open(kgate::kernel::Cache::default_root());
+  kgate::Status status = entry ? kgate::Status{} : kgate::Status(std::unexpected(entry.error()));
+  if (status && !cache) status = std::unexpected(cache.error());
+  if (status) {
+    auto k = kgate::kernel::prepare_entry(*cache, **entry, args.count("refresh") > 0,
+                                          kgate::Deadline(std::chrono::minutes(10)));
+    if (!k) {
+      status = std::unexpected(k.error());
+    } else {
+      std::cout << name << ": " << k->source << "\n  release " << k->release << "\n  image   " << k->image_sha256
+                << "\n  boot    " << k->boot_sha256 << (k->pvh ? " (vmlinux, PVH)" : " (bzImage)") << "\n";
+    }
+  }
+  if (!status) {
+    std::cerr << "kgate: " << status.error().describe() << "\n";
+    return kgate::exit_code(status.error().cls());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << usage_text;
+    return kgate::exit_code(FailureClass::usage);
+  }
+  std::string cmd = argv[1];
+  if (cmd == "run") return cmd_run(argc - 1, argv + 1);
+  if (cmd == "fetch") return cmd_fetch(argc - 1, argv + 1);
+  if (cmd == "version" || cmd == "--version") {
+    std::cout << "kgate 0.1.0\n";
+    return 0;
+  }
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    std::cout << usage_text;
+    return 0;
+  }
+  return usage_error("unknown command '" + cmd + "'");
+}

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "error.hpp"
+
+namespace kgate {
+
+namespace fs = std::filesystem;
+
+Result<std::string> read_file(const fs::path& path);
+// Writes through a temporary file in the same directory and renames it into place,
+// so a reader never sees half a file.
+Status write_file_atomic(const fs::path& path, std::string_view data);
+Status make_dirs(const fs::path& path);
+
+// Hex sha256 (libcrypto) of bytes or of a whole file.
+std::string sha256_hex(std::span<const std::uint8_t> bytes);
+std::string sha256_hex(std::string_view bytes);
+Result<std::string> sha256_file(const fs::path& path);
+
+// Owns a private directory (mode 0700) and removes it with its contents.
+class TempDir {
+ public:
+  // Under $TMPDIR (default /tmp), or under `parent` when given.
+  static Result<TempDir> create(std::string_view prefix, const fs::path& parent = {});
+  TempDir(TempDir&& other) noexcept;
+  TempDir& operator=(TempDir&&) = delete;
+  TempDir(const TempDir&) = delete;
+  ~TempDir();
+  const fs::path& path() const { return path_; }
+  // Leaves the directory on disk (for --keep) and returns its path.
+  fs::path keep();
+
+ private:
+  explicit TempDir(fs::path p) : path_(std::move(p)) {}
+  fs::path path_;
+};
+
+}  // namespace kgate

@@ -1,0 +1,198 @@
+#include "subprocess.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+namespace kgate {
+namespace {
+
+int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+[[noreturn]] void child_fail(int status_fd, int err) {
+  [[maybe_unused]] auto n = ::write(status_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
+int open_output(const fs::path& p) {
+  if (p.empty()) return ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  return ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+}  // namespace
+
+Result<Child> Child::spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
+  if (argv.empty()) return fail(FailureClass::usage, "spawn: empty argv");
+  UniqueFd out(open_output(opts.stdout_path));
+  if (!out.valid()) return fail_errno("open " + opts.stdout_path.string(), errno);
+  UniqueFd err;
+  if (!opts.stderr_path.empty()) {
+    err.reset(open_output(opts.stderr_path));
+    if (!err.valid()) return fail_errno("open " + opts.stderr_path.string(), errno);
+  }
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  // The child reports a failed exec through this pipe; CLOEXEC closes it on success.
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
+  UniqueFd status_r(status_pipe[0]), status_w(status_pipe[1]);
+
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("fork", errno);
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(devnull.get(), 0);
+    ::dup2(out.get(), 1);
+    ::dup2(err.valid() ? err.get() : out.get(), 2);
+    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) child_fail(status_w.get(), errno);
+    ::execvp(cargv[0], cargv.data());
+    child_fail(status_w.get(), errno);
+  }
+  status_w.reset();
+  UniqueFd pidfd(open_pidfd(pid));
+  Child child(pid, std::move(pidfd));
+  int child_errno = 0;
+  ssize_t n;
+  do n = ::read(status_r.get(), &child_errno, sizeof child_errno);
+  while (n < 0 && errno == EINTR);
+  if (n == sizeof child_errno) {
+    child.terminate(Millis(0));
+    return fail(FailureClass::infra, "exec " + argv[0] + ": " + std::strerror(child_errno), child_errno);
+  }
+  if (!child.pidfd_.valid()) {
+    child.terminate(Millis(100));
+    return fail_errno("pidfd_open", errno);
+  }
+  return child;
+}
+
+Child::Child(Child&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)), status_(other.status_) {}
+
+Child::~Child() {
+  if (pid_ > 0 && !status_) terminate(std::chrono::seconds(2));
+}
+
+std::optional<int> Child::try_wait() {
+  if (status_ || pid_ <= 0) return status_;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) status_ = st;
+  return status_;
+}
+
+Result<int> Child::wait(const Deadline& deadline) {
+  for (;;) {
+    if (auto st = try_wait()) return *st;
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, deadline.poll_ms());
+    if (r < 0 && errno != EINTR) return fail_errno("poll pidfd", errno);
+    if (r == 0 && deadline.expired()) {
+      if (auto st = try_wait()) return *st;
+      return fail(FailureClass::timeout, "process " + std::to_string(pid_) + " still running after " +
+                                             std::to_string(deadline.budget_seconds()) + " s");
+    }
+  }
+}
+
+void Child::kill() {
+  if (pid_ > 0 && !status_) ::kill(pid_, SIGKILL);
+}
+
+int Child::terminate(Clock::duration grace) {
+  if (pid_ <= 0) return 0;
+  if (try_wait()) return *status_;
+  ::kill(pid_, SIGTERM);
+  if (auto st = wait(Deadline(grace)); st) return *st;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+  status_ = st;
+  return st;
+}
+
+Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadline& deadline, const fs::path& cwd) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
+  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
+  UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
+
+  auto child = Child::spawn(argv, {"/proc/self/fd/" + std::to_string(out_w.get()),
+                                   "/proc/self/fd/" + std::to_string(err_w.get()), cwd});
+  if (!child) return std::unexpected(child.error());
+  out_w.reset();
+  err_w.reset();
+
+  Captured cap;
+  char buf[1 << 16];
+  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  int open_count = 2;
+  while (open_count > 0) {
+    int r = ::poll(fds, 2, deadline.poll_ms());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("poll", errno);
+    }
+    if (r == 0) {
+      return fail(FailureClass::timeout, "'" + argv[0] + "' did not finish within " +
+                                             std::to_string(deadline.budget_seconds()) + " s");
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? cap.out : cap.err).append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  auto st = child->wait(deadline);
+  if (!st) return std::unexpected(st.error());
+  cap.status = *st;
+  return cap;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::sigabbrev_np(WTERMSIG(status));
+  return "ended with status " + std::to_string(status);
+}
+
+fs::path find_program(std::string_view name) {
+  if (name.find('/') != std::string_view::npos) return fs::path(name);
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (!rest.empty()) {
+    auto colon = rest.find(':');
+    std::string_view dir = rest.substr(0, colon);
+    fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  return {};
+}
+
+}  // namespace kgate

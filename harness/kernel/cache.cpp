@@ -1,0 +1,94 @@
+#include "kernel/cache.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include "core/strings.hpp"
+
+namespace kgate::kernel {
+namespace {
+
+std::optional<std::string> seal_of(const fs::path& p) {
+  struct stat st{};
+  if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+  return strprintf("%ju %ju %jd %jd.%09ld %jd.%09ld\n", uintmax_t(st.st_dev), uintmax_t(st.st_ino), intmax_t(st.st_size),
+                   intmax_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec, intmax_t(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
+}
+
+bool is_hex_digest(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+fs::path Cache::default_root() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "kgate";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "kgate";
+  return fs::path("/tmp") / "kgate-cache";
+}
+
+Result<Cache> Cache::open(const fs::path& root) {
+  for (const char* sub : {"blobs/sha256", "refs", "trees", "entries"}) {
+    if (auto s = make_dirs(root / sub); !s) return std::unexpected(std::move(s.error()).context("open cache"));
+  }
+  return Cache(root);
+}
+
+fs::path Cache::blob_path(std::string_view sha) const { return root_ / "blobs" / "sha256" / sha; }
+fs::path Cache::tree_path(std::string_view sha) const { return root_ / "trees" / sha; }
+fs::path Cache::entry_path(std::string_view name) const {
+  return root_ / "entries" / (std::string(name) + ".json");
+}
+
+Result<std::string> Cache::put_blob(std::string_view bytes) {
+  std::string sha = sha256_hex(bytes);
+  fs::path p = blob_path(sha);
+  if (auto s = write_file_atomic(p, bytes); !s) return std::unexpected(s.error());
+  if (auto seal = seal_of(p)) {
+    if (auto s = write_file_atomic(p.string() + ".seal", *seal); !s) return std::unexpected(s.error());
+  }
+  return sha;
+}
+
+Result<fs::path> Cache::verified_blob(std::string_view sha) const {
+  if (!is_hex_digest(sha)) return fail(FailureClass::usage, "not a sha256 digest: '" + std::string(sha) + "'");
+  fs::path p = blob_path(sha);
+  auto seal = seal_of(p);
+  if (!seal) return fail_errno("cached file " + p.string(), errno);
+  fs::path seal_path = p.string() + ".seal";
+  if (auto recorded = read_file(seal_path); recorded && *recorded == *seal) return p;
+  auto actual = sha256_file(p);
+  if (!actual) return std::unexpected(actual.error());
+  if (*actual != sha) {
+    return fail(FailureClass::digest_mismatch,
+                strprintf("cached file %s has sha256 %s, expected %.*s: refusing to use it (delete it and run "
+                          "'kgate fetch' to fetch it again)",
+                          p.c_str(), actual->c_str(), int(sha.size()), sha.data()));
+  }
+  if (auto s = write_file_atomic(seal_path, *seal); !s) return std::unexpected(s.error());
+  return p;
+}
+
+Result<std::optional<std::string>> Cache::get_ref(std::string_view kind, std::string_view key) const {
+  fs::path p = root_ / "refs" / kind / key;
+  auto text = read_file(p);
+  if (!text) {
+    if (text.error().err() == ENOENT) return std::optional<std::string>{};
+    return std::unexpected(text.error());
+  }
+  std::string sha = *text;
+  while (!sha.empty() && sha.back() == '\n') sha.pop_back();
+  if (!is_hex_digest(sha)) return fail(FailureClass::usage, "corrupt cache ref " + p.string());
+  return std::optional<std::string>(sha);
+}
+
+Status Cache::set_ref(std::string_view kind, std::string_view key, std::string_view sha) {
+  return write_file_atomic(root_ / "refs" / kind / key, std::string(sha) + "\n");
+}
+
+}  // namespace kgate::kernel

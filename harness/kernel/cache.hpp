@@ -1,0 +1,44 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/error.hpp"
+#include "core/files.hpp"
+
+namespace kgate::kernel {
+
+// The content-addressed cache under $XDG_CACHE_HOME/kgate (default ~/.cache/kgate):
+//   blobs/sha256/<hex>        kernels, extracted vmlinux files, initramfs images
+//   blobs/sha256/<hex>.seal   the file identity seen when <hex> was last hashed
+//   refs/<kind>/<key>         a blob digest derived from a key (vmlinux of a vmlinuz, ...)
+//   trees/<hex>/              an unpacked package, named by the package's sha256
+//   entries/<name>.json       what a catalog entry resolved to
+// A blob whose bytes no longer match its name is refused (digest_mismatch), never used.
+class Cache {
+ public:
+  static fs::path default_root();
+  static Result<Cache> open(const fs::path& root);
+
+  const fs::path& root() const { return root_; }
+  fs::path blob_path(std::string_view sha) const;
+  fs::path tree_path(std::string_view sha) const;
+  fs::path entry_path(std::string_view name) const;
+
+  // Stores bytes as a blob (atomically) and returns their sha256.
+  Result<std::string> put_blob(std::string_view bytes);
+  // The path of a blob after checking its digest. The file is hashed again
+  // unless its inode, size, mtime and ctime equal the seal written at its last
+  // hash, as git does for its index: any write to the file changes its ctime.
+  Result<fs::path> verified_blob(std::string_view sha) const;
+
+  Result<std::optional<std::string>> get_ref(std::string_view kind, std::string_view key) const;
+  Status set_ref(std::string_view kind, std::string_view key, std::string_view sha);
+
+ private:
+  explicit Cache(fs::path root) : root_(std::move(root)) {}
+  fs::path root_;
+};
+
+}  // namespace kgate::kernel

@@ -1,0 +1,129 @@
+#include "kernel/catalog.hpp"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace kgate::kernel {
+namespace {
+
+using nlohmann::json;
+
+Status only_keys(const json& obj, std::initializer_list<std::string_view> allowed, const std::string& where) {
+  for (const auto& [key, _] : obj.items()) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || key == a;
+    if (!ok) return fail(FailureClass::usage, where + ": unknown key '" + key + "'");
+  }
+  return {};
+}
+
+Result<std::string> get_string(const json& obj, const char* key, const std::string& where, bool required = true) {
+  auto it = obj.find(key);
+  if (it == obj.end()) {
+    if (!required) return std::string{};
+    return fail(FailureClass::usage, where + ": missing '" + key + "'");
+  }
+  if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return fail(FailureClass::usage, where + ": '" + key + "' must be a non-empty string");
+  }
+  return it->get<std::string>();
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return true;
+}
+
+Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const std::string& where) {
+  if (!obj.is_object()) return fail(FailureClass::usage, where + ": must be an object");
+  if (auto s = only_keys(obj, {"description", "arch", "source", "modules"}, where); !s) return std::unexpected(s.error());
+  CatalogEntry e;
+  e.name = name;
+  auto arch = get_string(obj, "arch", where);
+  if (!arch) return std::unexpected(arch.error());
+  if (*arch != "x86_64") return fail(FailureClass::usage, where + ": arch '" + *arch + "' is not supported (x86_64)");
+  e.arch = *arch;
+  auto desc = get_string(obj, "description", where, false);
+  if (!desc) return std::unexpected(desc.error());
+  e.description = *desc;
+
+  auto src = obj.find("source");
+  if (src == obj.end() || !src->is_object()) return fail(FailureClass::usage, where + ": 'source' must be an object");
+  std::string swhere = where + ".source";
+  auto type = get_string(*src, "type", swhere);
+  if (!type) return std::unexpected(type.error());
+  if (*type != "debian-package") {
+    return fail(FailureClass::usage, swhere + ": unknown source type '" + *type + "' (known: debian-package)");
+  }
+  if (auto s = only_keys(*src, {"type", "metapackage", "package_prefix"}, swhere); !s) return std::unexpected(s.error());
+  auto meta = get_string(*src, "metapackage", swhere);
+  if (!meta) return std::unexpected(meta.error());
+  auto prefix = get_string(*src, "package_prefix", swhere);
+  if (!prefix) return std::unexpected(prefix.error());
+  e.source = {*meta, *prefix};
+
+  if (auto mods = obj.find("modules"); mods != obj.end()) {
+    if (!mods->is_array()) return fail(FailureClass::usage, where + ": 'modules' must be an array of names");
+    for (const auto& m : *mods) {
+      if (!m.is_string() || !valid_name(m.get_ref<const std::string&>())) {
+        return fail(FailureClass::usage, where + ": 'modules' must hold module names");
+      }
+      e.modules.push_back(m.get<std::string>());
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+Result<const CatalogEntry*> Catalog::find(std::string_view name) const {
+  auto it = entries.find(std::string(name));
+  if (it == entries.end()) {
+    std::string known;
+    for (const auto& [n, _] : entries) known += (known.empty() ? "" : ", ") + n;
+    return fail(FailureClass::usage, "no kernel entry '" + std::string(name) + "' (known: " + known + ")");
+  }
+  return &it->second;
+}
+
+Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
+  std::string where(origin);
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return fail(FailureClass::usage, where + ": not valid JSON");
+  if (!doc.is_object()) return fail(FailureClass::usage, where + ": must be a JSON object");
+  if (auto s = only_keys(doc, {"schema", "default", "kernels"}, where); !s) return std::unexpected(s.error());
+  auto schema = get_string(doc, "schema", where);
+  if (!schema) return std::unexpected(schema.error());
+  if (*schema != "kgate.catalog/1") {
+    return fail(FailureClass::usage, where + ": schema '" + *schema + "' is not kgate.catalog/1");
+  }
+  auto kernels = doc.find("kernels");
+  if (kernels == doc.end() || !kernels->is_object() || kernels->empty()) {
+    return fail(FailureClass::usage, where + ": 'kernels' must be a non-empty object");
+  }
+  Catalog cat;
+  for (const auto& [name, obj] : kernels->items()) {
+    if (!valid_name(name)) return fail(FailureClass::usage, where + ": bad entry name '" + name + "'");
+    auto e = parse_entry(name, obj, where + ": kernels." + name);
+    if (!e) return std::unexpected(e.error());
+    cat.entries.emplace(name, std::move(*e));
+  }
+  auto def = get_string(doc, "default", where);
+  if (!def) return std::unexpected(def.error());
+  if (!cat.entries.contains(*def)) {
+    return fail(FailureClass::usage, where + ": default '" + *def + "' names no entry");
+  }
+  cat.default_entry = *def;
+  return cat;
+}
+
+Result<Catalog> load_catalog(const fs::path& path) {
+  auto text = read_file(path);
+  if (!text) return std::unexpected(std::move(text.error()).context("read catalog").reclass(FailureClass::usage));
+  return parse_catalog(*text, path.string());
+}
+
+}  // namespace kgate::kernel

@@ -1,0 +1,158 @@
+#include "kernel/prepare.hpp"
+
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "kernel/bzimage.hpp"
+#include "kernel/debian.hpp"
+
+namespace kgate::kernel {
+namespace {
+
+using nlohmann::json;
+
+// The boot image for an image blob: a bzImage's vmlinux is extracted once and
+// cached (it boots through PVH in 2.2 s against 5.2 s for the bzImage under TCG).
+Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha) {
+  auto ref = cache.get_ref("vmlinux", image_sha);
+  if (!ref) return std::unexpected(ref.error());
+  if (*ref) return **ref;
+  auto path = cache.verified_blob(image_sha);
+  if (!path) return std::unexpected(path.error());
+  auto bytes = read_file(*path);
+  if (!bytes) return std::unexpected(bytes.error());
+  std::string boot_sha = image_sha;
+  if (!is_elf(*bytes)) {
+    auto vmlinux = extract_vmlinux(*bytes);
+    if (!vmlinux) return std::unexpected(std::move(vmlinux.error()).context("extract vmlinux from " + path->string()));
+    if (has_pvh_entry(*vmlinux)) {
+      auto sha = cache.put_blob(*vmlinux);
+      if (!sha) return std::unexpected(sha.error());
+      boot_sha = *sha;
+    }
+  }
+  if (auto s = cache.set_ref("vmlinux", image_sha, boot_sha); !s) return std::unexpected(s.error());
+  return boot_sha;
+}
+
+Status fill_boot(Cache& cache, PreparedKernel& k) {
+  auto image = cache.verified_blob(k.image_sha256);
+  if (!image) return std::unexpected(image.error());
+  k.image = *image;
+  auto boot_sha = boot_blob_for(cache, k.image_sha256);
+  if (!boot_sha) return std::unexpected(boot_sha.error());
+  auto boot = cache.verified_blob(*boot_sha);
+  if (!boot) return std::unexpected(boot.error());
+  k.boot = *boot;
+  k.boot_sha256 = *boot_sha;
+  // A bzImage whose vmlinux lacks the PVH note boots as itself; an ELF image is
+  // only accepted with the note (prepare_file checks).
+  k.pvh = k.boot_sha256 != k.image_sha256 || k.image_is_elf;
+  return {};
+}
+
+Result<PreparedKernel> from_record(Cache& cache, const json& rec) {
+  PreparedKernel k;
+  k.source = rec.value("source", "");
+  k.release = rec.value("release", "");
+  k.package_sha256 = rec.value("package_sha256", "");
+  k.image_sha256 = rec.value("image_sha256", "");
+  if (auto s = fill_boot(cache, k); !s) return std::unexpected(s.error());
+  if (std::string config = rec.value("config_sha256", ""); !config.empty()) {
+    auto p = cache.verified_blob(config);
+    if (!p) return std::unexpected(p.error());
+    k.config = *p;
+  }
+  if (!k.package_sha256.empty()) {
+    k.modules_dir = cache.tree_path(k.package_sha256) / "lib" / "modules" / k.release;
+    k.modules_id = k.package_sha256;
+  }
+  return k;
+}
+
+Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, const Deadline& deadline) {
+  auto pkg = resolve_package(entry.source, deadline);
+  if (!pkg) return std::unexpected(pkg.error());
+  fs::path tree = cache.tree_path(pkg->sha256);
+  if (!fs::exists(tree)) {
+    // Unpack beside the final place and rename: a half-unpacked tree is never seen.
+    auto tmp = TempDir::create("unpack", cache.root() / "trees");
+    if (!tmp) return std::unexpected(tmp.error());
+    auto deb = download_package(*pkg, tmp->path(), deadline);
+    if (!deb) return std::unexpected(deb.error());
+    fs::path root = tmp->path() / "root";
+    if (auto s = unpack_package(*deb, root, deadline); !s) return std::unexpected(s.error());
+    std::error_code ec;
+    fs::rename(root, tree, ec);
+    if (ec && !fs::exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
+  }
+  std::string release;
+  for (const auto& ent : fs::directory_iterator(tree / "boot")) {
+    std::string name = ent.path().filename().string();
+    if (name.starts_with("vmlinuz-")) release = name.substr(8);
+  }
+  if (release.empty()) return fail(FailureClass::infra, pkg->name + " ships no /boot/vmlinuz-*");
+  auto image = read_file(tree / "boot" / ("vmlinuz-" + release));
+  if (!image) return std::unexpected(image.error());
+  auto image_sha = cache.put_blob(*image);
+  if (!image_sha) return std::unexpected(image_sha.error());
+  json rec = {{"entry", entry.name},
+              {"source", "debian-package " + pkg->name + " " + pkg->version},
+              {"package", pkg->name},
+              {"version", pkg->version},
+              {"package_sha256", pkg->sha256},
+              {"release", release},
+              {"image_sha256", *image_sha}};
+  if (auto config = read_file(tree / "boot" / ("config-" + release))) {
+    auto sha = cache.put_blob(*config);
+    if (!sha) return std::unexpected(sha.error());
+    rec["config_sha256"] = *sha;
+  }
+  return rec;
+}
+
+}  // namespace
+
+Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
+  fs::path record_path = cache.entry_path(entry.name);
+  if (!refresh) {
+    if (auto text = read_file(record_path)) {
+      json rec = json::parse(*text, nullptr, false);
+      if (rec.is_object()) {
+        return with_context(from_record(cache, rec), "kernel " + entry.name);
+      }
+    }
+  }
+  auto rec = fetch_debian(cache, entry, deadline);
+  if (!rec) return std::unexpected(std::move(rec.error()).context("fetch kernel " + entry.name));
+  if (auto s = write_file_atomic(record_path, rec->dump(2) + "\n"); !s) return std::unexpected(s.error());
+  return with_context(from_record(cache, *rec), "kernel " + entry.name);
+}
+
+Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir) {
+  auto bytes = read_file(image);
+  if (!bytes) return std::unexpected(std::move(bytes.error()).context("read kernel").reclass(FailureClass::usage));
+  PreparedKernel k;
+  k.image_is_elf = is_elf(*bytes);
+  if (k.image_is_elf && !has_pvh_entry(*bytes)) {
+    return fail(FailureClass::usage, image.string() +
+                                         " is an ELF without a PVH entry note, which QEMU cannot boot: pass the bzImage");
+  }
+  if (!k.image_is_elf) {
+    if (auto info = parse_bzimage(*bytes); !info) {
+      return std::unexpected(std::move(info.error()).context(image.string() + " is neither a vmlinux ELF nor a bzImage"));
+    }
+  }
+  auto sha = cache.put_blob(*bytes);
+  if (!sha) return std::unexpected(sha.error());
+  k.source = "file " + fs::absolute(image).string();
+  k.image_sha256 = *sha;
+  if (auto s = fill_boot(cache, k); !s) return std::unexpected(s.error());
+  if (!modules_dir.empty()) {
+    k.modules_dir = fs::absolute(modules_dir);
+    k.modules_id = "dir " + k.modules_dir.string();
+  }
+  return k;
+}
+
+}  // namespace kgate::kernel

@@ -1,0 +1,78 @@
+#include "report/receipt.hpp"
+
+#include <cmath>
+
+namespace kgate::report {
+
+using nlohmann::json;
+
+namespace {
+json optional_json(const auto& v) { return v ? json(*v) : json(nullptr); }
+}  // namespace
+
+json receipt_json(const Receipt& r) {
+  json programs = json::array();
+  for (const auto& p : r.programs) {
+    json pj = {{"name", p.name},
+               {"section", p.section},
+               {"type", p.type},
+               {"loaded", p.loaded},
+               {"attached", p.attached},
+               {"verified_insns", optional_json(p.verified_insns)},
+               {"xlated_insns", optional_json(p.xlated_insns)},
+               {"run_count", optional_json(p.run_count)},
+               {"events", p.events},
+               {"nonce_matched", p.nonce_matched},
+               {"required", p.required},
+               {"passed", p.passed()}};
+    if (!p.error.empty()) pj["error"] = p.error;
+    programs.push_back(std::move(pj));
+  }
+  json timings = json::object();
+  for (const auto& [phase, s] : r.timings_s) timings[phase] = std::round(s * 1000.0) / 1000.0;
+  json failure = nullptr;
+  if (r.verdict != FailureClass::pass) {
+    failure = {{"class", class_name(r.verdict)}, {"exit_code", exit_code(r.verdict)}, {"message", r.failure_message}};
+  }
+  return {
+      {"schema", receipt_schema},
+      {"kgate_version", r.kgate_version},
+      {"entry", r.entry},
+      {"kernel",
+       {{"source", r.kernel.source},
+        {"release_expected", r.kernel.release_expected},
+        {"release", r.guest.is_object() ? r.guest.value("release", "") : ""},
+        {"image_sha256", r.kernel.image_sha256},
+        {"boot_sha256", r.kernel.boot_sha256},
+        {"pvh", r.kernel.pvh}}},
+      {"initramfs",
+       {{"sha256", r.initramfs.sha256}, {"agent_sha256", r.initramfs.agent_sha256}, {"modules", r.initramfs.modules}}},
+      {"qemu",
+       {{"binary", r.qemu.binary},
+        {"version", r.qemu.version},
+        {"accel", r.qemu.accel},
+        {"accel_note", r.qemu.accel_note},
+        {"machine", r.qemu.machine},
+        {"argv", r.qemu.argv}}},
+      {"cmdline", r.cmdline},
+      {"guest", r.guest},
+      {"object", {{"name", r.object.name}, {"sha256", r.object.sha256}}},
+      {"nonce", r.nonce},
+      {"trigger_count", r.trigger_count},
+      {"programs", programs},
+      {"leftovers", r.leftovers},
+      {"timings_s", timings},
+      {"verdict", r.verdict == FailureClass::pass ? "pass" : "fail"},
+      {"failure", failure},
+      {"console_log", r.console_log},
+      {"console_tail", r.console_tail},
+  };
+}
+
+std::string render_receipt(const Receipt& r) { return receipt_json(r).dump(2) + "\n"; }
+
+Status write_receipt(const fs::path& dir, const Receipt& r) {
+  return write_file_atomic(dir / "receipt.json", render_receipt(r));
+}
+
+}  // namespace kgate::report

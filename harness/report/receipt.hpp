@@ -1,0 +1,81 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/files.hpp"
+
+namespace kgate::report {
+
+inline constexpr const char* receipt_schema = "kgate.receipt/1";
+
+// What one gate program did in the guest, as the host judged it.
+struct ProgramResult {
+  std::string name;
+  std::string section;
+  std::string type;
+  bool loaded = false;
+  bool attached = false;
+  std::optional<std::uint32_t> verified_insns;
+  std::optional<std::uint32_t> xlated_insns;
+  std::optional<std::uint64_t> run_count;
+  int events = 0;         // records carrying this program's name
+  int nonce_matched = 0;  // of those, records carrying this run's nonce
+  int required = 0;       // at least this many matched records to pass
+  std::string error;
+  bool passed() const { return loaded && attached && nonce_matched >= required && required > 0; }
+};
+
+// Everything a run observed: plain data, filled in as the run goes, written
+// whatever happened. Rendering is pure and byte-stable (sorted keys).
+struct Receipt {
+  std::string kgate_version;
+  std::string entry;
+  struct {
+    std::string source;
+    std::string release_expected;  // from the package; empty for a bare file
+    std::string image_sha256;
+    std::string boot_sha256;
+    bool pvh = false;
+  } kernel;
+  struct {
+    std::string sha256;
+    std::string agent_sha256;
+    std::vector<std::string> modules;
+  } initramfs;
+  struct {
+    std::string binary;
+    std::string version;
+    std::string accel;
+    std::string accel_note;  // why this accelerator
+    std::string machine;
+    std::vector<std::string> argv;
+  } qemu;
+  std::string cmdline;
+  nlohmann::json guest;  // the agent's hello as received (release, lockdown, ...); null if none
+  struct {
+    std::string name;
+    std::string sha256;
+  } object;
+  std::string nonce;
+  int trigger_count = 0;
+  std::vector<ProgramResult> programs;
+  nlohmann::json leftovers;  // {"programs": [...], "links": [...]} from the agent; null if not reached
+  std::vector<std::pair<std::string, double>> timings_s;
+  FailureClass verdict = FailureClass::no_verdict;
+  std::string failure_message;
+  std::string console_log;  // file name, relative to the receipt
+  std::vector<std::string> console_tail;  // on failure only
+};
+
+nlohmann::json receipt_json(const Receipt& r);
+std::string render_receipt(const Receipt& r);
+// Writes <dir>/receipt.json atomically.
+Status write_receipt(const fs::path& dir, const Receipt& r);
+
+}  // namespace kgate::report

@@ -1,0 +1,12 @@
+#pragma once
+
+#include <string_view>
+
+namespace kgate::run {
+
+// The static guest agent and the built-in probe object, linked into kgate at
+// build time (scripts/embed-blob.sh), so the host binary is one relocatable file.
+std::string_view agent_binary();
+std::string_view probe_object();
+
+}  // namespace kgate::run

@@ -1,0 +1,74 @@
+#include "run/initramfs_cache.hpp"
+
+#include "core/compress.hpp"
+#include "image/initramfs.hpp"
+#include "image/modules.hpp"
+#include "run/embedded.hpp"
+
+namespace kgate::run {
+namespace {
+// Bump when the initramfs layout changes, so old cached images are not reused.
+constexpr const char* layout_version = "kgate.initramfs/1";
+}
+
+Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                                            const std::vector<std::string>& wanted_modules) {
+  PreparedInitramfs out;
+  std::string_view agent = agent_binary();
+  out.agent_sha256 = sha256_hex(agent);
+  std::string key_text = std::string(layout_version) + "\nagent " + out.agent_sha256 + "\nmodules " +
+                         kernel.modules_id + "\nwant";
+  for (const auto& m : wanted_modules) key_text += " " + m;
+  std::string key = sha256_hex(key_text);
+
+  // The module list rides along in the ref's sibling so a warm run can report it.
+  fs::path list_path = cache.root() / "refs" / "initramfs" / (key + ".modules");
+  auto ref = cache.get_ref("initramfs", key);
+  if (!ref) return std::unexpected(ref.error());
+  if (*ref) {
+    if (auto list = read_file(list_path)) {
+      auto path = cache.verified_blob(**ref);
+      if (!path) return std::unexpected(path.error());
+      out.path = *path;
+      out.sha256 = **ref;
+      size_t pos = 0;
+      while (pos < list->size()) {
+        size_t end = list->find('\n', pos);
+        if (end == std::string::npos) end = list->size();
+        if (end > pos) out.modules.push_back(list->substr(pos, end - pos));
+        pos = end + 1;
+      }
+      return out;
+    }
+  }
+
+  image::InitramfsInputs inputs;
+  inputs.agent = std::string(agent);
+  if (!wanted_modules.empty()) {
+    if (kernel.modules_dir.empty()) {
+      return fail(FailureClass::usage,
+                  "this kernel comes with no modules directory, but the entry needs modules; pass --modules DIR "
+                  "or use a kernel with them built in");
+    }
+    auto closure = image::resolve_closure(kernel.modules_dir, wanted_modules);
+    if (!closure) return std::unexpected(std::move(closure.error()).context("resolve modules"));
+    auto mods = image::read_modules(*closure);
+    if (!mods) return std::unexpected(mods.error());
+    inputs.modules = std::move(*mods);
+  }
+  for (const auto& [name, _] : inputs.modules) out.modules.push_back(name);
+  auto packed = zstd_compress(image::build_initramfs_cpio(inputs), 6);
+  if (!packed) return std::unexpected(packed.error());
+  auto sha = cache.put_blob(*packed);
+  if (!sha) return std::unexpected(sha.error());
+  std::string list;
+  for (const auto& m : out.modules) list += m + "\n";
+  if (auto s = write_file_atomic(list_path, list); !s) return std::unexpected(s.error());
+  if (auto s = cache.set_ref("initramfs", key, *sha); !s) return std::unexpected(s.error());
+  out.path = cache.blob_path(*sha);
+  out.sha256 = *sha;
+  out.built = true;
+  return out;
+}
+
+}  // namespace kgate::run

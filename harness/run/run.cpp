@@ -1,0 +1,430 @@
+#include "run/run.hpp"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <map>
+
+#include "channel/transport.hpp"
+#include "core/interrupt.hpp"
+#include "core/strings.hpp"
+#include "core/subprocess.hpp"
+#include "kernel/cache.hpp"
+#include "kernel/catalog.hpp"
+#include "kernel/prepare.hpp"
+#include "run/embedded.hpp"
+#include "run/initramfs_cache.hpp"
+#include "vm/console.hpp"
+#include "vm/qemu_argv.hpp"
+
+namespace kgate::run {
+namespace {
+
+using channel::Frame;
+using channel::FrameType;
+using nlohmann::json;
+
+constexpr const char* port_name = "org.kgate.channel";
+constexpr const char* kgate_version = "0.1.0";
+
+std::string random_nonce() {
+  std::uint64_t v = 0;
+  while (::getrandom(&v, sizeof v, 0) != sizeof v) {
+  }
+  return strprintf("%016llx", static_cast<unsigned long long>(v));
+}
+
+// QEMU's version, cached per binary (path, size, mtime): asking QEMU costs ~20 ms.
+std::string qemu_version(const kernel::Cache& cache, const fs::path& qemu) {
+  struct stat st{};
+  if (::stat(qemu.c_str(), &st) != 0) return "unknown";
+  std::string key = sha256_hex(strprintf("%s %jd %jd.%09ld", qemu.c_str(), intmax_t(st.st_size),
+                                         intmax_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec));
+  fs::path file = cache.root() / "qemu" / key;
+  if (auto v = read_file(file)) return *v;
+  auto cap = run_capture({qemu.string(), "--version"}, Deadline(std::chrono::seconds(10)));
+  if (!cap || cap->status != 0) return "unknown";
+  std::string line = cap->out.substr(0, cap->out.find('\n'));
+  (void)write_file_atomic(file, line);
+  return line;
+}
+
+// One gate run in progress: owns QEMU, the channel and the receipt being filled.
+class GateRun {
+ public:
+  GateRun(const RunRequest& req, const ProgressFn& progress) : req_(req), progress_(progress) {}
+
+  RunOutcome execute();
+
+ private:
+  Status prepare();
+  Status boot();
+  Status exercise();
+  Status power_off();
+  Result<json> request(json header, std::string body = {});
+  void judge();
+  // Reclassifies a failure by what actually happened to QEMU and the guest.
+  Error classify(Error e);
+  void phase(const char* name);
+  void end_phase();
+  std::vector<int> watch_fds() const;
+
+  const RunRequest& req_;
+  const ProgressFn& progress_;
+  report::Receipt r_;
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point phase_start_ = start_;
+  std::string phase_name_;
+
+  std::optional<kernel::Cache> cache_;
+  kernel::PreparedKernel kernel_;
+  PreparedInitramfs initramfs_;
+  std::vector<std::string> wanted_modules_;
+  vm::Accel accel_ = vm::Accel::tcg;
+  double boot_timeout_s_ = 0, request_timeout_s_ = 0;
+  std::optional<TempDir> tmp_;
+  std::optional<Child> qemu_;
+  std::optional<channel::Transport> channel_;
+  bool hello_seen_ = false;
+  bool power_off_sent_ = false;
+  int next_id_ = 1;
+  json load_resp_, attach_resp_, flush_resp_;
+};
+
+void GateRun::phase(const char* name) {
+  end_phase();
+  phase_name_ = name;
+  phase_start_ = Clock::now();
+  if (progress_) progress_(name);
+}
+
+void GateRun::end_phase() {
+  if (!phase_name_.empty()) r_.timings_s.emplace_back(phase_name_, seconds_since(phase_start_));
+  phase_name_.clear();
+}
+
+std::vector<int> GateRun::watch_fds() const {
+  std::vector<int> fds;
+  if (qemu_) fds.push_back(qemu_->pidfd());
+  if (interrupt_fd() >= 0) fds.push_back(interrupt_fd());
+  return fds;
+}
+
+Status GateRun::prepare() {
+  phase("kernel");
+  auto cache = kernel::Cache::open(req_.cache_root);
+  if (!cache) return std::unexpected(cache.error());
+  cache_.emplace(std::move(*cache));
+  if (!req_.kernel.empty()) {
+    r_.entry = "file:" + req_.kernel.filename().string();
+    auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir);
+    if (!k) return std::unexpected(k.error());
+    kernel_ = std::move(*k);
+    if (!req_.modules_dir.empty()) wanted_modules_ = {"virtio_pci", "virtio_console"};
+  } else {
+    auto catalog = kernel::load_catalog(req_.catalog);
+    if (!catalog) return std::unexpected(catalog.error());
+    std::string name = req_.entry.empty() ? catalog->default_entry : req_.entry;
+    r_.entry = name;
+    auto entry = catalog->find(name);
+    if (!entry) return std::unexpected(entry.error());
+    auto k = kernel::prepare_entry(*cache_, **entry, req_.refresh, Deadline(std::chrono::minutes(10)));
+    if (!k) return std::unexpected(k.error());
+    kernel_ = std::move(*k);
+    wanted_modules_ = (*entry)->modules;
+  }
+  r_.kernel.source = kernel_.source;
+  r_.kernel.release_expected = kernel_.release;
+  r_.kernel.image_sha256 = kernel_.image_sha256;
+  r_.kernel.boot_sha256 = kernel_.boot_sha256;
+  r_.kernel.pvh = kernel_.pvh;
+
+  phase("initramfs");
+  auto initramfs = prepare_initramfs(*cache_, kernel_, wanted_modules_);
+  if (!initramfs) return std::unexpected(std::move(initramfs.error()).context("initramfs"));
+  initramfs_ = std::move(*initramfs);
+  r_.initramfs.sha256 = initramfs_.sha256;
+  r_.initramfs.agent_sha256 = initramfs_.agent_sha256;
+  r_.initramfs.modules = initramfs_.modules;
+  return {};
+}
+
+Status GateRun::boot() {
+  phase("boot");
+  fs::path qemu = find_program(req_.qemu);
+  if (qemu.empty()) {
+    return fail(FailureClass::infra, "'" + req_.qemu + "' not found on PATH: install qemu-system-x86 (scripts/setup.sh)");
+  }
+  std::string accel_note;
+  accel_ = vm::choose_accel(qemu, cache_->root() / "host", accel_note);
+  r_.qemu.accel_note = accel_note;
+  const bool kvm = accel_ == vm::Accel::kvm;
+  boot_timeout_s_ = req_.boot_timeout_s.value_or(kvm ? 20.0 : 90.0);
+  request_timeout_s_ = req_.request_timeout_s.value_or(kvm ? 10.0 : 60.0);
+
+  auto tmp = TempDir::create("kgate");
+  if (!tmp) return std::unexpected(tmp.error());
+  tmp_.emplace(std::move(*tmp));
+  fs::path socket = tmp_->path() / "channel.sock";
+  auto listener = channel::listen_unix(socket);
+  if (!listener) return std::unexpected(listener.error());
+
+  vm::VmSpec spec;
+  spec.qemu = qemu;
+  spec.accel = accel_;
+  spec.kernel = kernel_.boot;
+  spec.initrd = initramfs_.path;
+  spec.cmdline = vm::kernel_cmdline(req_.append);
+  spec.console_log = fs::absolute(req_.out_dir / "console.log");
+  spec.channel_socket = socket;
+  spec.port_name = port_name;
+  spec.extra = req_.qemu_args;
+  auto argv = vm::qemu_argv(spec);
+  r_.qemu.binary = qemu.string();
+  r_.qemu.version = qemu_version(*cache_, qemu);
+  r_.qemu.accel = std::string(vm::accel_name(accel_));
+  r_.qemu.machine = spec.machine;
+  r_.qemu.argv = argv;
+  r_.cmdline = spec.cmdline;
+  r_.console_log = "console.log";
+
+  auto child = Child::spawn(argv, {req_.out_dir / "qemu.log", {}, {}});
+  if (!child) return std::unexpected(std::move(child.error()).context("start QEMU"));
+  qemu_.emplace(std::move(*child));
+
+  Deadline deadline(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(boot_timeout_s_)));
+  auto conn = channel::accept_one(listener->get(), deadline, watch_fds());
+  if (!conn) return std::unexpected(std::move(conn.error()).reclass(FailureClass::boot_hang).context("QEMU did not connect"));
+  if (!*conn) return fail(FailureClass::infra, "QEMU ended before connecting to the channel");
+  channel_.emplace(std::move(**conn));
+  auto hello = channel_->receive(deadline, watch_fds());
+  if (!hello) {
+    Error e = std::move(hello.error());
+    if (e.cls() == FailureClass::timeout) {
+      return std::unexpected(std::move(e).reclass(FailureClass::boot_hang).context(
+          strprintf("no hello from the agent within the boot deadline of %.1f s", boot_timeout_s_)));
+    }
+    return std::unexpected(std::move(e).context("waiting for hello"));
+  }
+  if (!*hello) return fail(FailureClass::no_verdict, "the guest ended before saying hello");
+  if ((*hello)->type != FrameType::hello) {
+    return fail(FailureClass::no_verdict,
+                "expected hello, got a " + std::string(channel::type_name((*hello)->type)) + " frame");
+  }
+  r_.guest = (*hello)->header;
+  hello_seen_ = true;
+  return {};
+}
+
+Result<json> GateRun::request(json header, std::string body) {
+  const std::string op = header.value("op", "");
+  const int id = next_id_++;
+  header["id"] = id;
+  Deadline deadline(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
+  if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline); !s) {
+    return std::unexpected(std::move(s.error()).context("send " + op));
+  }
+  auto frame = channel_->receive(deadline, watch_fds());
+  if (!frame) return std::unexpected(std::move(frame.error()).context("agent answering '" + op + "'"));
+  if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + op + "'");
+  const json& h = (*frame)->header;
+  if ((*frame)->type != FrameType::response || h.value("op", "") != op || h.value("id", -1) != id) {
+    return fail(FailureClass::no_verdict, "the agent answered '" + op + "' with an unexpected frame: " + h.dump());
+  }
+  return h;
+}
+
+Status GateRun::exercise() {
+  std::string_view object = probe_object();
+  r_.object.name = "probe";
+  r_.object.sha256 = sha256_hex(object);
+  r_.nonce = random_nonce();
+  r_.trigger_count = req_.count;
+
+  phase("load");
+  auto load = request({{"op", "load"}, {"name", "probe"}}, std::string(object));
+  if (!load) return std::unexpected(load.error());
+  load_resp_ = *load;
+  if (!load_resp_.value("ok", false)) return {};  // judged below: the refusal is the result
+
+  phase("attach");
+  auto attach = request({{"op", "attach"}});
+  if (!attach) return std::unexpected(attach.error());
+  attach_resp_ = *attach;
+
+  phase("trigger");
+  auto trig = request({{"op", "trigger"}, {"nonce", r_.nonce}, {"count", req_.count}});
+  if (!trig) return std::unexpected(trig.error());
+
+  phase("flush");
+  auto flush = request({{"op", "flush"}});
+  if (!flush) return std::unexpected(flush.error());
+  flush_resp_ = *flush;
+
+  phase("detach");
+  auto detach = request({{"op", "detach"}});
+  if (!detach) return std::unexpected(detach.error());
+  r_.leftovers = detach->value("left", json(nullptr));
+  return {};
+}
+
+Status GateRun::power_off() {
+  phase("poweroff");
+  power_off_sent_ = true;
+  auto resp = request({{"op", "poweroff"}});
+  if (!resp) return std::unexpected(resp.error());
+  auto status = qemu_->wait(Deadline(std::chrono::seconds(accel_ == vm::Accel::kvm ? 10 : 30)));
+  if (!status) return std::unexpected(std::move(status.error()).reclass(FailureClass::timeout).context("power-off"));
+  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+    return fail(FailureClass::infra, "QEMU " + describe_status(*status) + " after power-off");
+  }
+  return {};
+}
+
+void GateRun::judge() {
+  std::map<std::string, report::ProgramResult> by_name;
+  std::vector<std::string> order;
+  for (const auto& p : load_resp_.value("programs", json::array())) {
+    report::ProgramResult pr;
+    pr.name = p.value("name", "");
+    pr.section = p.value("section", "");
+    pr.type = p.value("type", "");
+    pr.loaded = p.value("loaded", false);
+    if (p.contains("verified_insns")) pr.verified_insns = p["verified_insns"].get<std::uint32_t>();
+    if (p.contains("xlated_insns")) pr.xlated_insns = p["xlated_insns"].get<std::uint32_t>();
+    pr.required = req_.count;
+    if (!pr.loaded) pr.error = load_resp_.value("error", "not loaded");
+    order.push_back(pr.name);
+    by_name[pr.name] = pr;
+  }
+  for (const auto& p : attach_resp_.value("programs", json::array())) {
+    auto it = by_name.find(p.value("name", ""));
+    if (it == by_name.end()) continue;
+    it->second.attached = p.value("attached", false);
+    if (!it->second.attached) it->second.error = "attach: " + p.value("error", "failed");
+  }
+  for (const auto& p : flush_resp_.value("programs", json::array())) {
+    auto it = by_name.find(p.value("name", ""));
+    if (it != by_name.end()) it->second.run_count = p.value("run_cnt", std::uint64_t{0});
+  }
+  // An event counts only if it carries this run's nonce and comes from the agent
+  // itself, with the CO-RE-read tgid agreeing with the helper's: a replayed or
+  // canned result cannot pass.
+  const int agent_pid = r_.guest.is_object() ? r_.guest.value("pid", -1) : -1;
+  for (const auto& ev : flush_resp_.value("events", json::array())) {
+    // Names in events are truncated to 15 characters by the record layout.
+    std::string prog = ev.value("prog", "");
+    for (auto& [name, pr] : by_name) {
+      if (name.substr(0, 15) != prog) continue;
+      ++pr.events;
+      const int tgid = ev.value("tgid", -2);
+      if (ev.value("nonce", "") == r_.nonce && tgid == agent_pid && ev.value("core_tgid", -3) == tgid) {
+        ++pr.nonce_matched;
+      }
+    }
+  }
+  std::vector<std::string> problems;
+  if (order.empty()) problems.push_back(load_resp_.value("error", "the object has no programs"));
+  for (const auto& name : order) {
+    auto& pr = by_name[name];
+    if (!pr.passed()) {
+      if (pr.error.empty()) {
+        pr.error = strprintf("fired %d times with this run's nonce, needs %d", pr.nonce_matched, pr.required);
+      }
+      problems.push_back(name + ": " + pr.error);
+    }
+    r_.programs.push_back(pr);
+  }
+  if (!load_resp_.value("ok", false) && load_resp_.contains("log")) {
+    problems.push_back("verifier: " + load_resp_.value("log", ""));
+  }
+  if (r_.leftovers.is_object()) {
+    size_t left = r_.leftovers.value("programs", json::array()).size() + r_.leftovers.value("links", json::array()).size();
+    if (left) problems.push_back("left behind in the guest: " + r_.leftovers.dump());
+  } else if (load_resp_.value("ok", false)) {
+    problems.push_back("no detach report");
+  }
+  std::string guest_release = r_.guest.value("release", "");
+  if (!kernel_.release.empty() && guest_release != kernel_.release) {
+    problems.push_back("the guest runs " + guest_release + ", the entry's package ships " + kernel_.release);
+  }
+  if (problems.empty()) {
+    r_.verdict = FailureClass::pass;
+  } else {
+    r_.verdict = FailureClass::gate_failed;
+    std::string msg;
+    for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+    r_.failure_message = msg;
+  }
+}
+
+Error GateRun::classify(Error e) {
+  if (interrupt_signal() != 0) {
+    return Error(FailureClass::interrupted, strprintf("interrupted by signal %d", interrupt_signal()));
+  }
+  if (!qemu_) return e;
+  // A guest that dies takes QEMU with it (panic=-1, -no-reboot): give it a moment.
+  std::optional<int> status = qemu_->try_wait();
+  if (!status && (e.cls() == FailureClass::no_verdict || e.cls() == FailureClass::infra)) {
+    if (auto st = qemu_->wait(Deadline(std::chrono::seconds(5)))) status = *st;
+  }
+  if (!status) return e;
+  auto console = read_file(req_.out_dir / "console.log").value_or("");
+  auto found = vm::scan_console(console);
+  if (found.agent_fatal || found.init_died) {
+    return Error(FailureClass::agent_crash, "the guest agent died: " + found.first_line);
+  }
+  if (found.panic) return Error(FailureClass::kernel_panic, found.first_line);
+  if (power_off_sent_ && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return e;
+  std::string qemu_log = read_file(req_.out_dir / "qemu.log").value_or("");
+  std::string tail;
+  for (const auto& l : vm::tail_lines(qemu_log, 5)) tail += (tail.empty() ? "" : " | ") + l;
+  return Error(FailureClass::infra, "QEMU " + describe_status(*status) + " unexpectedly" +
+                                        (tail.empty() ? std::string() : " (qemu.log: " + tail + ")") + "; while " +
+                                        e.describe());
+}
+
+RunOutcome GateRun::execute() {
+  r_.kgate_version = kgate_version;
+  r_.entry = req_.entry;
+  Status status = make_dirs(req_.out_dir);
+  if (status) status = prepare();
+  if (status) status = boot();
+  if (status) status = exercise();
+  if (status) status = power_off();
+  end_phase();
+
+  if (!status) {
+    Error e = classify(std::move(status.error()));
+    r_.verdict = e.cls();
+    r_.failure_message = e.describe();
+  } else {
+    judge();
+  }
+  if (qemu_ && !qemu_->try_wait()) qemu_->terminate(std::chrono::seconds(2));
+  r_.timings_s.emplace_back("total", seconds_since(start_));
+  if (r_.verdict != FailureClass::pass) {
+    if (auto console = read_file(req_.out_dir / "console.log")) r_.console_tail = vm::tail_lines(*console, 40);
+  }
+  RunOutcome out;
+  out.verdict = r_.verdict;
+  out.message = r_.failure_message;
+  out.receipt_path = req_.out_dir / "receipt.json";
+  if (auto s = report::write_receipt(req_.out_dir, r_); !s) {
+    // The receipt is the product: failing to write it is itself a failure.
+    out.verdict = FailureClass::infra;
+    out.message = "could not write the receipt: " + s.error().describe();
+  }
+  out.receipt = std::move(r_);
+  return out;
+}
+
+}  // namespace
+
+RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress) {
+  GateRun run(request, progress);
+  return run.execute();
+}
+
+}  // namespace kgate::run

@@ -1,0 +1,95 @@
+#include "vm/qemu_argv.hpp"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include <sys/stat.h>
+
+#include "core/strings.hpp"
+#include "core/subprocess.hpp"
+#include "core/unique_fd.hpp"
+
+namespace kgate::vm {
+
+std::string_view accel_name(Accel a) { return a == Accel::kvm ? "kvm" : "tcg"; }
+
+Accel detect_accel() {
+  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  if (!kvm.valid()) return Accel::tcg;
+  return ::ioctl(kvm.get(), KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? Accel::kvm : Accel::tcg;
+}
+
+Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string& note) {
+  if (detect_accel() != Accel::kvm) {
+    note = "no usable /dev/kvm";
+    return Accel::tcg;
+  }
+  struct stat st{};
+  ::stat(qemu.c_str(), &st);
+  std::string boot_id = read_file("/proc/sys/kernel/random/boot_id").value_or("");
+  std::string key = sha256_hex(strprintf("%s %s %jd %jd", boot_id.c_str(), qemu.c_str(), intmax_t(st.st_size),
+                                         intmax_t(st.st_mtim.tv_sec)));
+  fs::path verdict_file = state_dir / ("kvm-" + key);
+  if (auto cached = read_file(verdict_file)) {
+    note = *cached;
+    return note.starts_with("kvm") ? Accel::kvm : Accel::tcg;
+  }
+  // A working KVM leaves the paused VM running; a broken one aborts within ~30 ms.
+  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "64", "-nodefaults",
+                             "-no-user-config", "-display", "none", "-S"});
+  Accel chosen = Accel::tcg;
+  if (!probe) {
+    note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
+  } else if (auto st_exit = probe->wait(Deadline(std::chrono::milliseconds(700)))) {
+    note = "tcg: /dev/kvm is present but QEMU " + describe_status(*st_exit) + " setting up a KVM vCPU";
+  } else {
+    probe->terminate(std::chrono::seconds(1));
+    chosen = Accel::kvm;
+    note = "kvm: probe passed";
+  }
+  (void)make_dirs(state_dir);
+  (void)write_file_atomic(verdict_file, note);
+  return chosen;
+}
+
+std::string qemu_escape(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+std::string kernel_cmdline(const std::vector<std::string>& extra) {
+  std::string line = "console=ttyS0 panic=-1 rdinit=/init";
+  for (const auto& word : extra) line += " " + word;
+  return line;
+}
+
+std::vector<std::string> qemu_argv(const VmSpec& spec) {
+  const bool microvm = spec.machine == "microvm";
+  std::vector<std::string> argv = {
+      spec.qemu.string(),
+      "-M", spec.machine,
+      "-accel", std::string(accel_name(spec.accel)),
+      "-cpu", spec.accel == Accel::kvm ? "host" : "max",
+      "-m", std::to_string(spec.memory_mib),
+      "-smp", std::to_string(spec.cpus),
+      "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
+      "-no-reboot",
+      "-chardev", "file,id=console,path=" + qemu_escape(spec.console_log.string()),
+      "-serial", "chardev:console",
+      "-device", microvm ? "virtio-serial-device,id=vser" : "virtio-serial-pci,id=vser",
+      "-chardev", "socket,id=channel,path=" + qemu_escape(spec.channel_socket.string()),
+      "-device", "virtserialport,bus=vser.0,chardev=channel,name=" + qemu_escape(spec.port_name),
+      "-kernel", spec.kernel.string(),
+      "-initrd", spec.initrd.string(),
+      "-append", spec.cmdline,
+  };
+  argv.insert(argv.end(), spec.extra.begin(), spec.extra.end());
+  return argv;
+}
+
+}  // namespace kgate::vm

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/files.hpp"
+
+namespace kgate::vm {
+
+enum class Accel { kvm, tcg };
+std::string_view accel_name(Accel a);
+
+// KVM when /dev/kvm opens read-write and answers KVM_GET_API_VERSION, else TCG.
+Accel detect_accel();
+
+// The accelerator to use, with the reason. A /dev/kvm that opens is not enough:
+// on some nested hosts QEMU aborts setting up a KVM vCPU (an MSR write fails). So
+// QEMU itself is started once, paused, with KVM; the verdict is cached in
+// `state_dir` per host boot and QEMU binary. `note` says why the choice was made.
+Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string& note);
+
+// Everything QEMU needs for one gate VM. Plain data; qemu_argv() turns it into argv.
+struct VmSpec {
+  fs::path qemu;
+  std::string machine = "pc";
+  Accel accel = Accel::tcg;
+  fs::path kernel;  // an uncompressed vmlinux (booted through PVH) or a bzImage
+  fs::path initrd;
+  std::string cmdline;
+  int memory_mib = 512;
+  int cpus = 1;
+  fs::path console_log;     // the guest's serial console goes to this file
+  fs::path channel_socket;  // a unix socket kgate listens on; QEMU connects to it
+  std::string port_name;    // the virtio-serial port name the agent looks for
+  std::vector<std::string> extra;  // appended verbatim (--qemu-arg)
+};
+
+// The kernel command line kgate always sets, then the caller's additions.
+// panic=-1 with -no-reboot turns a panic into a prompt QEMU exit.
+std::string kernel_cmdline(const std::vector<std::string>& extra);
+
+// Pure: the same spec gives the same argv. No shell is involved.
+std::vector<std::string> qemu_argv(const VmSpec& spec);
+
+// QEMU's option syntax separates with commas; a comma inside a value is doubled.
+std::string qemu_escape(std::string_view value);
+
+}  // namespace kgate::vm

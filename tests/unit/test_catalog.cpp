@@ -1,0 +1,92 @@
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "kernel/catalog.hpp"
+#include "kernel/debian.hpp"
+
+using namespace kgate::kernel;
+
+namespace {
+std::string source_root() {
+  const char* env = std::getenv("KGATE_SOURCE_ROOT");
+  return env ? env : std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+}
+
+const char* good = R"({
+  "schema": "kgate.catalog/1",
+  "default": "k1",
+  "kernels": {
+    "k1": {"arch": "x86_64", "modules": ["virtio_console"],
+           "source": {"type": "debian-package", "metapackage": "linux-image-amd64", "package_prefix": "linux-image-6.1."}}
+  }
+})";
+
+std::string error_of(std::string_view text) {
+  auto c = parse_catalog(text, "cat.json");
+  REQUIRE_FALSE(c.has_value());
+  CHECK(c.error().cls() == kgate::FailureClass::usage);
+  return c.error().describe();
+}
+}  // namespace
+
+TEST_CASE("the shipped catalog parses and names debian-6.1 as default") {
+  auto cat = load_catalog(source_root() + "/kernels/catalog.json");
+  REQUIRE_MESSAGE(cat.has_value(), cat.error().describe());
+  CHECK(cat->default_entry == "debian-6.1");
+  auto e = cat->find("debian-6.1");
+  REQUIRE(e.has_value());
+  CHECK((*e)->source.metapackage == "linux-image-amd64");
+  CHECK((*e)->modules == std::vector<std::string>{"virtio_pci", "virtio_console"});
+}
+
+TEST_CASE("a good catalog parses; find() of an unknown entry lists the known ones") {
+  auto cat = parse_catalog(good, "cat.json");
+  REQUIRE(cat.has_value());
+  auto missing = cat->find("nope");
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().describe() == "no kernel entry 'nope' (known: k1)");
+}
+
+TEST_CASE("bad catalogs are refused with a message that says what and where") {
+  CHECK(error_of("{") == "cat.json: not valid JSON");
+  CHECK(error_of("[]") == "cat.json: must be a JSON object");
+  CHECK(error_of(R"({"schema": "kgate.catalog/9", "default": "a", "kernels": {}})") ==
+        "cat.json: schema 'kgate.catalog/9' is not kgate.catalog/1");
+  CHECK(error_of(R"({"schema": "kgate.catalog/1", "default": "a", "kernels": {}})") ==
+        "cat.json: 'kernels' must be a non-empty object");
+  std::string typo = good;
+  typo.replace(typo.find("\"modules\""), 9, "\"modulez\"");
+  CHECK(error_of(typo) == "cat.json: kernels.k1: unknown key 'modulez'");
+  std::string bad_default = good;
+  bad_default.replace(bad_default.find("\"default\": \"k1\""), 15, "\"default\": \"k2\"");
+  CHECK(error_of(bad_default) == "cat.json: default 'k2' names no entry");
+  std::string bad_type = good;
+  bad_type.replace(bad_type.find("debian-package"), 14, "tarball");
+  CHECK(error_of(bad_type) == "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package)");
+  std::string bad_arch = good;
+  bad_arch.replace(bad_arch.find("x86_64"), 6, "sparc");
+  CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64)");
+  std::string no_meta = good;
+  no_meta.replace(no_meta.find("\"metapackage\": \"linux-image-amd64\", "), 35, "");
+  CHECK(error_of(no_meta) == "cat.json: kernels.k1.source: missing 'metapackage'");
+  std::string bad_module = good;
+  bad_module.replace(bad_module.find("\"virtio_console\""), 16, "\"../x\"");
+  CHECK(error_of(bad_module) == "cat.json: kernels.k1: 'modules' must hold module names");
+  auto missing_file = load_catalog("/nonexistent/catalog.json");
+  REQUIRE_FALSE(missing_file.has_value());
+  CHECK(missing_file.error().cls() == kgate::FailureClass::usage);
+}
+
+TEST_CASE("apt-cache stanzas: fields and the image package behind a metapackage") {
+  const char* stanza =
+      "Package: linux-image-amd64\nSource: linux-signed-amd64 (6.1.192+2)\nVersion: 6.1.192-2\n"
+      "Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)\nSHA256: abc\n\nPackage: other\nVersion: 9\n";
+  CHECK(stanza_field(stanza, "Version") == "6.1.192-2");
+  CHECK(stanza_field(stanza, "SHA256") == "abc");
+  CHECK(stanza_field(stanza, "Missing") == "");
+  CHECK(depends_with_prefix(stanza_field(stanza, "Depends"), "linux-image-6.1.0-") == "linux-image-6.1.0-56-amd64");
+  CHECK(depends_with_prefix("foo (>= 1), linux-image-6.1.0-9-amd64 | bar", "linux-image-6.1.0-") ==
+        "linux-image-6.1.0-9-amd64");
+  CHECK(depends_with_prefix("foo, bar", "linux-image-") == "");
+}

@@ -1,0 +1,107 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "vm/console.hpp"
+#include "vm/qemu_argv.hpp"
+
+using namespace kgate::vm;
+
+namespace {
+VmSpec base_spec() {
+  VmSpec s;
+  s.qemu = "/usr/bin/qemu-system-x86_64";
+  s.kernel = "/cache/vmlinux";
+  s.initrd = "/cache/initrd";
+  s.cmdline = kernel_cmdline({});
+  s.console_log = "/out/console.log";
+  s.channel_socket = "/tmp/k/channel.sock";
+  s.port_name = "org.kgate.channel";
+  return s;
+}
+
+// The value following `flag`, or "" if absent; checks the flag appears once.
+std::string value_of(const std::vector<std::string>& argv, const std::string& flag) {
+  auto it = std::find(argv.begin(), argv.end(), flag);
+  if (it == argv.end() || it + 1 == argv.end()) return "";
+  CHECK(std::count(argv.begin(), argv.end(), flag) == 1);
+  return *(it + 1);
+}
+}  // namespace
+
+TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
+  auto argv = qemu_argv(base_spec());
+  CHECK(argv.front() == "/usr/bin/qemu-system-x86_64");
+  struct Row {
+    const char* flag;
+    const char* value;
+  };
+  const Row rows[] = {
+      {"-M", "pc"},
+      {"-accel", "tcg"},
+      {"-cpu", "max"},
+      {"-m", "512"},
+      {"-smp", "1"},
+      {"-display", "none"},
+      {"-nic", "none"},
+      {"-serial", "chardev:console"},
+      {"-kernel", "/cache/vmlinux"},
+      {"-initrd", "/cache/initrd"},
+      {"-append", "console=ttyS0 panic=-1 rdinit=/init"},
+  };
+  for (const auto& row : rows) {
+    CAPTURE(row.flag);
+    CHECK(value_of(argv, row.flag) == row.value);
+  }
+  for (const char* bare : {"-nodefaults", "-no-user-config", "-no-reboot"}) {
+    CAPTURE(bare);
+    CHECK(std::count(argv.begin(), argv.end(), std::string(bare)) == 1);
+  }
+  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-pci,id=vser") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "socket,id=channel,path=/tmp/k/channel.sock") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "virtserialport,bus=vser.0,chardev=channel,name=org.kgate.channel") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "file,id=console,path=/out/console.log") == 1);
+}
+
+TEST_CASE("qemu argv: KVM uses the host CPU; microvm the mmio transport") {
+  auto spec = base_spec();
+  spec.accel = Accel::kvm;
+  spec.machine = "microvm";
+  auto argv = qemu_argv(spec);
+  CHECK(value_of(argv, "-accel") == "kvm");
+  CHECK(value_of(argv, "-cpu") == "host");
+  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-device,id=vser") == 1);
+}
+
+TEST_CASE("qemu argv: pure, commas escaped, extras last") {
+  auto spec = base_spec();
+  spec.console_log = "/out/a,b/console.log";
+  spec.extra = {"-s", "-S"};
+  auto a = qemu_argv(spec);
+  CHECK(a == qemu_argv(spec));
+  CHECK(std::count(a.begin(), a.end(), "file,id=console,path=/out/a,,b/console.log") == 1);
+  CHECK(a[a.size() - 2] == "-s");
+  CHECK(a.back() == "-S");
+  CHECK(qemu_escape("a,b,,c") == "a,,b,,,,c");
+}
+
+TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
+  CHECK(kernel_cmdline({"lockdown=integrity", "rdinit=/missing"}) ==
+        "console=ttyS0 panic=-1 rdinit=/init lockdown=integrity rdinit=/missing");
+}
+
+TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {
+  auto clean = scan_console("Linux version 6.1\r\nreboot: Power down\r\n");
+  CHECK_FALSE(clean.panic);
+  CHECK_FALSE(clean.init_died);
+  auto panic = scan_console("x\nKernel panic - not syncing: VFS: Unable to mount root fs\n");
+  CHECK(panic.panic);
+  CHECK_FALSE(panic.init_died);
+  CHECK(panic.first_line == "Kernel panic - not syncing: VFS: Unable to mount root fs");
+  auto died = scan_console("kgate-agent: fatal: no port\nKernel panic - not syncing: Attempted to kill init! exitcode=0x100\n");
+  CHECK(died.agent_fatal);
+  CHECK(died.init_died);
+  CHECK(died.panic);
+  CHECK(died.first_line == "kgate-agent: fatal: no port");
+  CHECK(tail_lines("a\r\nb\nc\n", 2) == std::vector<std::string>{"b", "c"});
+}

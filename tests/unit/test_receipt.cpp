@@ -1,0 +1,73 @@
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "core/files.hpp"
+#include "report/receipt.hpp"
+
+using namespace kgate;
+
+namespace {
+std::string source_root() {
+  const char* env = std::getenv("KGATE_SOURCE_ROOT");
+  return env ? env : std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+}
+
+report::Receipt sample() {
+  report::Receipt r;
+  r.kgate_version = "0.1.0";
+  r.entry = "debian-6.1";
+  r.kernel = {"debian-package linux-image-6.1.0-56-amd64 6.1.192-2", "6.1.0-56-amd64", std::string(64, 'a'),
+              std::string(64, 'b'), true};
+  r.initramfs = {std::string(64, 'c'), std::string(64, 'd'), {"virtio", "virtio_console"}};
+  r.qemu = {"/usr/bin/qemu-system-x86_64", "QEMU emulator version 7.2.22", "tcg", "no usable /dev/kvm", "pc", {"qemu", "-M", "pc"}};
+  r.cmdline = "console=ttyS0 panic=-1 rdinit=/init";
+  r.guest = {{"release", "6.1.0-56-amd64"}, {"lockdown", "[none] integrity confidentiality"}, {"pid", 1}};
+  r.object = {"probe", std::string(64, 'e')};
+  r.nonce = "0123456789abcdef";
+  r.trigger_count = 8;
+  report::ProgramResult p;
+  p.name = "on_getpid";
+  p.section = "tracepoint/syscalls/sys_enter_getpid";
+  p.type = "tracepoint";
+  p.loaded = p.attached = true;
+  p.verified_insns = 30;
+  p.xlated_insns = 40;
+  p.run_count = 8;
+  p.events = 8;
+  p.nonce_matched = 8;
+  p.required = 8;
+  r.programs.push_back(p);
+  r.leftovers = {{"programs", nlohmann::json::array()}, {"links", nlohmann::json::array()}};
+  r.timings_s = {{"boot", 2.1234}, {"total", 3.5}};
+  r.verdict = FailureClass::pass;
+  r.console_log = "console.log";
+  return r;
+}
+}  // namespace
+
+TEST_CASE("receipt: byte-stable rendering equals the golden file") {
+  std::string golden_path = source_root() + "/tests/data/golden/receipt.json";
+  std::string rendered = report::render_receipt(sample());
+  if (std::getenv("KGATE_UPDATE_GOLDEN")) REQUIRE(write_file_atomic(golden_path, rendered).has_value());
+  auto golden = read_file(golden_path);
+  REQUIRE_MESSAGE(golden.has_value(), "missing golden file; run with KGATE_UPDATE_GOLDEN=1 once");
+  CHECK(rendered == *golden);
+  CHECK(rendered == report::render_receipt(sample()));
+}
+
+TEST_CASE("receipt: a failure names its class and exit code; a program without matches fails") {
+  auto r = sample();
+  r.verdict = FailureClass::boot_hang;
+  r.failure_message = "no hello";
+  auto j = report::receipt_json(r);
+  CHECK(j["verdict"] == "fail");
+  CHECK(j["failure"]["class"] == "boot_hang");
+  CHECK(j["failure"]["exit_code"] == 4);
+  CHECK(j["schema"] == "kgate.receipt/1");
+  r.programs[0].nonce_matched = 7;
+  CHECK_FALSE(r.programs[0].passed());
+  r.programs[0].required = 0;  // a requirement of zero can never pass a program
+  r.programs[0].nonce_matched = 8;
+  CHECK_FALSE(r.programs[0].passed());
+}

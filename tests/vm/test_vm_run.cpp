@@ -1,0 +1,141 @@
+// VM suite: boots the real Debian kernel under QEMU (TCG here) through the real
+// kgate binary, and asserts on the receipts it writes.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <csignal>
+#include <thread>
+
+#include "vm_harness.hpp"
+
+using namespace kgate;
+using namespace kgate::vmtest;
+using nlohmann::json;
+
+namespace {
+TempDir out_root() {
+  auto t = TempDir::create("kgate-vmtest");
+  REQUIRE(t.has_value());
+  return std::move(*t);
+}
+
+void check_no_qemu_left(const fs::path& dir) {
+  auto left = processes_mentioning(dir.string());
+  CHECK_MESSAGE(left.empty(), "QEMU processes left running for " << dir.string());
+}
+
+void check_failure(const KgateResult& r, const char* cls, int code) {
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == code);
+  REQUIRE(r.receipt.is_object());
+  CHECK(r.receipt["verdict"] == "fail");
+  CHECK(r.receipt["failure"]["class"] == cls);
+  CHECK(r.receipt["failure"]["exit_code"] == code);
+  CHECK(fs::exists(r.dir / "console.log"));
+  check_no_qemu_left(r.dir);
+}
+}  // namespace
+
+TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on debian-6.1") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "pass", {"--count", "5"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  REQUIRE(r.receipt.is_object());
+  const json& rc = r.receipt;
+  CHECK(rc["schema"] == "kgate.receipt/1");
+  CHECK(rc["entry"] == "debian-6.1");
+  CHECK(rc["verdict"] == "pass");
+  CHECK(rc["failure"].is_null());
+  // The guest's own uname agrees with the package the catalog resolved.
+  std::string expected = rc["kernel"]["release_expected"];
+  CHECK(expected.starts_with("6.1."));
+  CHECK(rc["guest"]["release"] == expected);
+  CHECK(rc["kernel"]["release"] == expected);
+  CHECK(rc["kernel"]["pvh"] == true);
+  CHECK(rc["guest"]["btf"] == true);
+  CHECK(rc["qemu"]["accel"].get<std::string>().size() > 0);
+  CHECK(rc["nonce"].get<std::string>().size() == 16);
+  REQUIRE(rc["programs"].size() == 2);
+  for (const auto& p : rc["programs"]) {
+    CAPTURE(p.dump());
+    CHECK(p["loaded"] == true);
+    CHECK(p["attached"] == true);
+    CHECK(p["nonce_matched"].get<int>() >= 5);
+    CHECK(p["passed"] == true);
+  }
+  CHECK(rc["leftovers"]["programs"].empty());
+  CHECK(rc["leftovers"]["links"].empty());
+  CHECK(fs::file_size(r.dir / "console.log") > 0);
+  check_no_qemu_left(r.dir);
+}
+
+TEST_CASE("boot hang: a boot deadline too short to boot ends as boot_hang") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "hang", {"--boot-timeout", "0.3"});
+  check_failure(r, "boot_hang", 4);
+}
+
+TEST_CASE("kernel panic: an rdinit that names a missing file panics the kernel") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "panic", {"--append", "rdinit=/nonexistent"});
+  check_failure(r, "kernel_panic", 3);
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("Kernel panic") != std::string::npos);
+  CHECK_FALSE(r.receipt["console_tail"].empty());
+}
+
+TEST_CASE("QEMU killed mid-run: the receipt is still written, class infra") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  fs::path dir = tmp.path() / "killed";
+  auto child = Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string()},
+                            {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  REQUIRE(child.has_value());
+  // Wait for QEMU (its console path names our directory), then kill it outright.
+  std::vector<int> qemu;
+  for (int i = 0; i < 600 && qemu.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int pid : processes_mentioning(dir.string())) {
+      if (pid != child->pid()) qemu.push_back(pid);
+    }
+  }
+  REQUIRE_FALSE(qemu.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int pid : qemu) ::kill(pid, SIGKILL);
+  auto status = child->wait(Deadline(std::chrono::minutes(2)));
+  REQUIRE(status.has_value());
+  KgateResult r;
+  r.dir = dir;
+  r.exit_code = WEXITSTATUS(*status);
+  r.err = read_file(tmp.path() / "stderr").value_or("");
+  r.receipt = json::parse(read_file(dir / "receipt.json").value_or("null"), nullptr, false);
+  check_failure(r, "infra", 6);
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("signal") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM to kgate mid-boot stops QEMU and writes an interrupted receipt") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  fs::path dir = tmp.path() / "sigterm";
+  auto child = Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string()},
+                            {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  REQUIRE(child.has_value());
+  bool qemu_seen = false;
+  for (int i = 0; i < 600 && !qemu_seen; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int pid : processes_mentioning(dir.string())) qemu_seen = qemu_seen || pid != child->pid();
+  }
+  REQUIRE(qemu_seen);
+  ::kill(child->pid(), SIGTERM);
+  auto status = child->wait(Deadline(std::chrono::seconds(30)));
+  REQUIRE(status.has_value());
+  KgateResult r;
+  r.dir = dir;
+  r.exit_code = WEXITSTATUS(*status);
+  r.receipt = json::parse(read_file(dir / "receipt.json").value_or("null"), nullptr, false);
+  check_failure(r, "interrupted", 130);
+}

@@ -1,0 +1,32 @@
+#pragma once
+// Shared by the VM tests: runs the real kgate binary against real QEMU and the
+// real Debian kernel, and reads back what it wrote. Nothing here stands in for
+// QEMU, the kernel or libbpf.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/files.hpp"
+#include "core/subprocess.hpp"
+
+namespace kgate::vmtest {
+
+fs::path kgate_binary();
+// Exits 77 (skip) when QEMU or the kernel cannot be had, unless KGATE_REQUIRE_VM=1,
+// where the missing prerequisite fails the test instead.
+void require_vm_prerequisites();
+
+struct KgateResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  nlohmann::json receipt;  // null if none was written
+  fs::path dir;
+};
+
+KgateResult run_kgate(const fs::path& out_dir, const std::vector<std::string>& extra_args);
+// PIDs of processes whose command line mentions `needle` (e.g. a receipt directory).
+std::vector<int> processes_mentioning(const std::string& needle);
+
+}  // namespace kgate::vmtest
