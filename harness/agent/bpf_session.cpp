@@ -46,7 +46,9 @@ class LogCapture {
   std::string text;
 };
 
-std::string hex64(std::uint64_t v) { return kgate::strprintf("%016llx", static_cast<unsigned long long>(v)); }
+std::string hex64(std::uint64_t v) {
+  return kgate::strprintf("%016llx", static_cast<unsigned long long>(v));
+}
 
 nlohmann::json error_json(std::string what, int err) {
   return {{"ok", false}, {"error", std::move(what) + ": " + std::strerror(err)}, {"errno", err}};
@@ -195,10 +197,12 @@ nlohmann::json BpfSession::flush() {
     __u32 len = sizeof info;
     int fd = bpf_program__fd(prog);
     if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-      stats.push_back({{"name", bpf_program__name(prog)}, {"run_cnt", info.run_cnt}, {"run_time_ns", info.run_time_ns}});
+      stats.push_back(
+          {{"name", bpf_program__name(prog)}, {"run_cnt", info.run_cnt}, {"run_time_ns", info.run_time_ns}});
     }
   }
-  nlohmann::json r = {{"ok", true}, {"events", std::move(events_)}, {"dropped", dropped_}, {"programs", stats}};
+  nlohmann::json r = {
+      {"ok", true}, {"events", std::move(events_)}, {"dropped", dropped_}, {"programs", stats}};
   events_ = nlohmann::json::array();
   dropped_ = 0;
   return r;

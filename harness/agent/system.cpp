@@ -110,15 +110,15 @@ Result<UniqueFd> open_port(const std::string& name, int timeout_ms) {
       ::closedir(dir);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return fail(FailureClass::infra, "no virtio-serial port named '" + name + "' after " +
-                                           std::to_string(timeout_ms) + " ms");
+      return fail(FailureClass::infra,
+                  "no virtio-serial port named '" + name + "' after " + std::to_string(timeout_ms) + " ms");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
 nlohmann::json describe_system() {
-  struct utsname u{};
+  struct utsname u {};
   ::uname(&u);
   nlohmann::json hello = {
       {"release", u.release},

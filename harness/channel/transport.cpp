@@ -44,7 +44,8 @@ Result<std::optional<Frame>> Transport::receive(const Deadline& deadline, std::s
     ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
-      return fail(FailureClass::no_verdict, std::string("channel read failed: ") + std::strerror(errno), errno);
+      return fail(FailureClass::no_verdict, std::string("channel read failed: ") + std::strerror(errno),
+                  errno);
     }
     if (n == 0) {
       if (auto s = decoder_.finish(); !s) return std::unexpected(s.error());
@@ -64,13 +65,14 @@ Status Transport::send(const Frame& frame, const Deadline& deadline) {
       continue;
     }
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return fail(FailureClass::no_verdict, std::string("channel write failed: ") + std::strerror(errno), errno);
+      return fail(FailureClass::no_verdict, std::string("channel write failed: ") + std::strerror(errno),
+                  errno);
     }
     pollfd p{fd_.get(), POLLOUT, 0};
     int r = ::poll(&p, 1, deadline.poll_ms());
     if (r == 0) {
-      return fail(FailureClass::timeout,
-                  strprintf("could not send %zu bytes within %.1f s", bytes.size(), deadline.budget_seconds()));
+      return fail(FailureClass::timeout, strprintf("could not send %zu bytes within %.1f s", bytes.size(),
+                                                   deadline.budget_seconds()));
     }
     if (r > 0 && (p.revents & (POLLERR | POLLHUP)) && !(p.revents & POLLOUT)) {
       return fail(FailureClass::no_verdict, "channel closed by the peer while sending");
@@ -99,7 +101,8 @@ Result<UniqueFd> listen_unix(const fs::path& path) {
   return fd;
 }
 
-Result<std::optional<UniqueFd>> accept_one(int listener, const Deadline& deadline, std::span<const int> watch) {
+Result<std::optional<UniqueFd>> accept_one(int listener, const Deadline& deadline,
+                                           std::span<const int> watch) {
   std::vector<pollfd> fds;
   fds.push_back({listener, POLLIN, 0});
   for (int w : watch) fds.push_back({w, POLLIN, 0});
@@ -110,8 +113,7 @@ Result<std::optional<UniqueFd>> accept_one(int listener, const Deadline& deadlin
       return fail_errno("poll listener", errno);
     }
     if (r == 0) {
-      return fail(FailureClass::timeout,
-                  strprintf("no connection within %.1f s", deadline.budget_seconds()));
+      return fail(FailureClass::timeout, strprintf("no connection within %.1f s", deadline.budget_seconds()));
     }
     for (size_t i = 1; i < fds.size(); ++i) {
       if (fds[i].revents) return std::optional<UniqueFd>{};

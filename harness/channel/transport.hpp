@@ -32,6 +32,7 @@ class Transport {
 // Listens on a unix stream socket at `path`, inside a private directory the caller owns.
 Result<UniqueFd> listen_unix(const fs::path& path);
 // Accepts one connection; std::nullopt when one of `watch` became readable first.
-Result<std::optional<UniqueFd>> accept_one(int listener, const Deadline& deadline, std::span<const int> watch);
+Result<std::optional<UniqueFd>> accept_one(int listener, const Deadline& deadline,
+                                           std::span<const int> watch);
 
 }  // namespace kgate::channel

@@ -25,7 +25,8 @@ constexpr const char* usage_text =
     "usage: kgate <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's default)\n"
+    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
+    "default)\n"
     "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
     "  version  print kgate's version\n"
     "\n"
@@ -91,8 +92,8 @@ class ProgressLine {
   }
   void draw_locked() {
     double s = kgate::seconds_since(start_);
-    std::cerr << "\r\033[K" << "kgate: " << label_ << ": " << phase_ << " " << kgate::strprintf("%.1f s", s)
-              << std::flush;
+    std::cerr << "\r\033[K"
+              << "kgate: " << label_ << ": " << phase_ << " " << kgate::strprintf("%.1f s", s) << std::flush;
   }
   std::string label_;
   bool tty_;
@@ -110,24 +111,26 @@ int usage_error(const std::string& msg) {
 }
 
 int cmd_run(int argc, char** argv) {
-  cxxopts::Options opts("kgate run", "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
-  opts.add_options()
-      ("e,entry", "catalog entry to boot (default: the catalog's default)", cxxopts::value<std::string>())
-      ("kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>())
-      ("modules", "with --kernel: the kernel's lib/modules/<release> directory", cxxopts::value<std::string>())
-      ("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""))
-      ("receipt", "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
-       cxxopts::value<std::string>())
-      ("count", "triggers per program; each must fire at least this often", cxxopts::value<int>()->default_value("8"))
-      ("boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
-       cxxopts::value<double>())
-      ("request-timeout", "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
-       cxxopts::value<double>())
-      ("append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))
-      ("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("refresh", "resolve the entry's package again even if it is cached")
-      ("h,help", "show this help");
+  cxxopts::Options opts("kgate run",
+                        "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
+  opts.add_options()("e,entry", "catalog entry to boot (default: the catalog's default)",
+                     cxxopts::value<std::string>())(
+      "kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>())(
+      "modules", "with --kernel: the kernel's lib/modules/<release> directory",
+      cxxopts::value<std::string>())("catalog", "kernel catalog file",
+                                     cxxopts::value<std::string>()->default_value(""))(
+      "receipt",
+      "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
+      cxxopts::value<std::string>())("count", "triggers per program; each must fire at least this often",
+                                     cxxopts::value<int>()->default_value("8"))(
+      "boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
+      cxxopts::value<double>())("request-timeout",
+                                "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
+                                cxxopts::value<double>())(
+      "append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>())(
+      "qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
+      "qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>())(
+      "refresh", "resolve the entry's package again even if it is cached")("h,help", "show this help");
   cxxopts::ParseResult args;
   try {
     args = opts.parse(argc, argv);
@@ -144,7 +147,8 @@ int cmd_run(int argc, char** argv) {
   if (args.count("entry")) req.entry = args["entry"].as<std::string>();
   if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
   if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
-  if (!req.entry.empty() && !req.kernel.empty()) return usage_error("--entry and --kernel exclude each other");
+  if (!req.entry.empty() && !req.kernel.empty())
+    return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");
   req.catalog = find_catalog(args["catalog"].as<std::string>());
   req.cache_root = kgate::kernel::Cache::default_root();
@@ -152,14 +156,16 @@ int cmd_run(int argc, char** argv) {
   if (req.count < 1 || req.count > 100000) return usage_error("--count must be between 1 and 100000");
   if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
   if (args.count("request-timeout")) req.request_timeout_s = args["request-timeout"].as<double>();
-  if ((req.boot_timeout_s && *req.boot_timeout_s <= 0) || (req.request_timeout_s && *req.request_timeout_s <= 0)) {
+  if ((req.boot_timeout_s && *req.boot_timeout_s <= 0) ||
+      (req.request_timeout_s && *req.request_timeout_s <= 0)) {
     return usage_error("timeouts must be positive");
   }
   if (args.count("append")) req.append = args["append"].as<std::vector<std::string>>();
   if (args.count("qemu-arg")) req.qemu_args = args["qemu-arg"].as<std::vector<std::string>>();
   req.qemu = args["qemu"].as<std::string>();
   req.refresh = args.count("refresh") > 0;
-  std::string label = !req.kernel.empty() ? req.kernel.filename().string() : (req.entry.empty() ? "default" : req.entry);
+  std::string label =
+      !req.kernel.empty() ? req.kernel.filename().string() : (req.entry.empty() ? "default" : req.entry);
   if (args.count("receipt")) {
     req.out_dir = args["receipt"].as<std::string>();
   } else {
@@ -176,11 +182,12 @@ int cmd_run(int argc, char** argv) {
   double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
   if (outcome.verdict == FailureClass::pass) {
     std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs fired %d+ times with the nonce, %.2f s\n",
-                                  r.entry.c_str(), release.c_str(), r.qemu.accel.c_str(), r.programs.size(), req.count,
-                                  total);
+                                  r.entry.c_str(), release.c_str(), r.qemu.accel.c_str(), r.programs.size(),
+                                  req.count, total);
   } else {
     for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
-    std::cout << "FAIL " << r.entry << " [" << kgate::class_name(outcome.verdict) << "]: " << outcome.message << "\n";
+    std::cout << "FAIL " << r.entry << " [" << kgate::class_name(outcome.verdict) << "]: " << outcome.message
+              << "\n";
   }
   std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);
@@ -188,11 +195,10 @@ int cmd_run(int argc, char** argv) {
 
 int cmd_fetch(int argc, char** argv) {
   cxxopts::Options opts("kgate fetch", "Fetch and verify a catalog entry's kernel into the cache.");
-  opts.add_options()
-      ("e,entry", "catalog entry (default: the catalog's default)", cxxopts::value<std::string>())
-      ("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""))
-      ("refresh", "resolve the package again even if it is cached")
-      ("h,help", "show this help");
+  opts.add_options()("e,entry", "catalog entry (default: the catalog's default)",
+                     cxxopts::value<std::string>())("catalog", "kernel catalog file",
+                                                    cxxopts::value<std::string>()->default_value(""))(
+      "refresh", "resolve the package again even if it is cached")("h,help", "show this help");
   cxxopts::ParseResult args;
   try {
     args = opts.parse(argc, argv);
@@ -219,8 +225,9 @@ int cmd_fetch(int argc, char** argv) {
     if (!k) {
       status = std::unexpected(k.error());
     } else {
-      std::cout << name << ": " << k->source << "\n  release " << k->release << "\n  image   " << k->image_sha256
-                << "\n  boot    " << k->boot_sha256 << (k->pvh ? " (vmlinux, PVH)" : " (bzImage)") << "\n";
+      std::cout << name << ": " << k->source << "\n  release " << k->release << "\n  image   "
+                << k->image_sha256 << "\n  boot    " << k->boot_sha256
+                << (k->pvh ? " (vmlinux, PVH)" : " (bzImage)") << "\n";
     }
   }
   if (!status) {

@@ -12,17 +12,17 @@ namespace kgate {
 // a run that ends without a verdict is never `pass`.
 enum class FailureClass {
   pass,
-  gate_failed,        // verifier reject, attach failure, did not fire, leftovers
-  usage,              // bad command line, catalog or input file
+  gate_failed,  // verifier reject, attach failure, did not fire, leftovers
+  usage,        // bad command line, catalog or input file
   kernel_panic,
-  boot_hang,          // no hello from the agent before the boot deadline
-  timeout,            // the agent stopped answering a request in time
-  infra,              // qemu missing, crashed or killed; host I/O failures
-  digest_mismatch,    // a cached or supplied artifact does not match its sha256
+  boot_hang,        // no hello from the agent before the boot deadline
+  timeout,          // the agent stopped answering a request in time
+  infra,            // qemu missing, crashed or killed; host I/O failures
+  digest_mismatch,  // a cached or supplied artifact does not match its sha256
   lockdown_mismatch,
-  agent_crash,        // the guest agent died (PID 1 exited)
-  no_verdict,         // the guest went away without a complete result
-  interrupted,        // SIGINT or SIGTERM
+  agent_crash,  // the guest agent died (PID 1 exited)
+  no_verdict,   // the guest went away without a complete result
+  interrupted,  // SIGINT or SIGTERM
 };
 
 std::string_view class_name(FailureClass c);

@@ -19,7 +19,7 @@ Result<std::string> read_file(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail_errno("open " + path.string(), errno);
   std::string out;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
   char buf[1 << 16];
   for (;;) {
@@ -96,12 +96,13 @@ std::string sha256_hex(std::string_view bytes) {
 Result<std::string> sha256_file(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail_errno("open " + path.string(), errno);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail_errno("stat " + path.string(), errno);
   if (st.st_size == 0) return sha256_hex(std::string_view{});
   void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
   if (map == MAP_FAILED) return fail_errno("mmap " + path.string(), errno);
-  std::string hex = sha256_hex(std::span(static_cast<const std::uint8_t*>(map), static_cast<size_t>(st.st_size)));
+  std::string hex =
+      sha256_hex(std::span(static_cast<const std::uint8_t*>(map), static_cast<size_t>(st.st_size)));
   ::munmap(map, static_cast<size_t>(st.st_size));
   return hex;
 }
@@ -114,7 +115,9 @@ Result<TempDir> TempDir::create(std::string_view prefix, const fs::path& parent)
   return TempDir(fs::path(tmpl));
 }
 
-TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) {
+  other.path_.clear();
+}
 
 TempDir::~TempDir() {
   if (path_.empty()) return;

@@ -24,7 +24,7 @@ void on_signal(int sig) {
 void install_interrupt_handlers() {
   if (pipe_fds[0] >= 0) return;
   if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) return;
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
@@ -35,7 +35,11 @@ void install_interrupt_handlers() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
-int interrupt_fd() { return pipe_fds[0]; }
-int interrupt_signal() { return arrived.load(); }
+int interrupt_fd() {
+  return pipe_fds[0];
+}
+int interrupt_signal() {
+  return arrived.load();
+}
 
 }  // namespace kgate

@@ -15,7 +15,9 @@
 namespace kgate {
 namespace {
 
-int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int open_pidfd(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 [[noreturn]] void child_fail(int status_fd, int err) {
   [[maybe_unused]] auto n = ::write(status_fd, &err, sizeof err);
@@ -130,7 +132,8 @@ int Child::terminate(Clock::duration grace) {
   return st;
 }
 
-Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadline& deadline, const fs::path& cwd) {
+Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadline& deadline,
+                             const fs::path& cwd) {
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
   UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);

@@ -13,7 +13,9 @@ namespace kgate::image {
 
 namespace {
 
-bool is_device(std::uint32_t mode) { return S_ISCHR(mode) || S_ISBLK(mode); }
+bool is_device(std::uint32_t mode) {
+  return S_ISCHR(mode) || S_ISBLK(mode);
+}
 
 Status check_path(std::string_view path) {
   if (path.empty()) return fail(FailureClass::usage, "cpio: empty path");

@@ -36,7 +36,9 @@ std::optional<T> read_at(std::string_view data, std::uint64_t off) {
   return value;
 }
 
-std::unexpected<Error> bad(std::string message) { return fail(FailureClass::usage, "bzImage: " + message); }
+std::unexpected<Error> bad(std::string message) {
+  return fail(FailureClass::usage, "bzImage: " + message);
+}
 
 std::string protocol_name(std::uint16_t v) {
   char buf[16];
@@ -66,7 +68,9 @@ Status check_vmlinux(std::string_view elf) {
   return {};
 }
 
-std::uint64_t round_up(std::uint64_t n, std::uint64_t align) { return (n + align - 1) / align * align; }
+std::uint64_t round_up(std::uint64_t n, std::uint64_t align) {
+  return (n + align - 1) / align * align;
+}
 
 bool notes_have_pvh(std::string_view notes, std::uint64_t align) {
   std::uint64_t pos = 0;
@@ -124,7 +128,9 @@ Result<std::string> extract_vmlinux(std::string_view image, std::size_t max_outp
   return elf;
 }
 
-bool is_elf(std::string_view data) { return data.starts_with(ELFMAG); }
+bool is_elf(std::string_view data) {
+  return data.starts_with(ELFMAG);
+}
 
 bool has_pvh_entry(std::string_view elf) {
   auto eh = read_at<Elf64_Ehdr>(elf, 0);

@@ -1,19 +1,23 @@
 #include "kernel/cache.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <thread>
 #include "core/strings.hpp"
 
 namespace kgate::kernel {
 namespace {
 
 std::optional<std::string> seal_of(const fs::path& p) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(p.c_str(), &st) != 0) return std::nullopt;
-  return strprintf("%ju %ju %jd %jd.%09ld %jd.%09ld\n", uintmax_t(st.st_dev), uintmax_t(st.st_ino), intmax_t(st.st_size),
-                   intmax_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec, intmax_t(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
+  return strprintf("%ju %ju %jd %jd.%09ld %jd.%09ld\n", uintmax_t(st.st_dev), uintmax_t(st.st_ino),
+                   intmax_t(st.st_size), intmax_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec,
+                   intmax_t(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
 }
 
 bool is_hex_digest(std::string_view s) {
@@ -33,14 +37,19 @@ fs::path Cache::default_root() {
 }
 
 Result<Cache> Cache::open(const fs::path& root) {
-  for (const char* sub : {"blobs/sha256", "refs", "trees", "entries"}) {
-    if (auto s = make_dirs(root / sub); !s) return std::unexpected(std::move(s.error()).context("open cache"));
+  for (const char* sub : {"blobs/sha256", "refs", "trees", "entries", "locks"}) {
+    if (auto s = make_dirs(root / sub); !s)
+      return std::unexpected(std::move(s.error()).context("open cache"));
   }
   return Cache(root);
 }
 
-fs::path Cache::blob_path(std::string_view sha) const { return root_ / "blobs" / "sha256" / sha; }
-fs::path Cache::tree_path(std::string_view sha) const { return root_ / "trees" / sha; }
+fs::path Cache::blob_path(std::string_view sha) const {
+  return root_ / "blobs" / "sha256" / sha;
+}
+fs::path Cache::tree_path(std::string_view sha) const {
+  return root_ / "trees" / sha;
+}
 fs::path Cache::entry_path(std::string_view name) const {
   return root_ / "entries" / (std::string(name) + ".json");
 }
@@ -56,7 +65,8 @@ Result<std::string> Cache::put_blob(std::string_view bytes) {
 }
 
 Result<fs::path> Cache::verified_blob(std::string_view sha) const {
-  if (!is_hex_digest(sha)) return fail(FailureClass::usage, "not a sha256 digest: '" + std::string(sha) + "'");
+  if (!is_hex_digest(sha))
+    return fail(FailureClass::usage, "not a sha256 digest: '" + std::string(sha) + "'");
   fs::path p = blob_path(sha);
   auto seal = seal_of(p);
   if (!seal) return fail_errno("cached file " + p.string(), errno);
@@ -65,13 +75,29 @@ Result<fs::path> Cache::verified_blob(std::string_view sha) const {
   auto actual = sha256_file(p);
   if (!actual) return std::unexpected(actual.error());
   if (*actual != sha) {
-    return fail(FailureClass::digest_mismatch,
-                strprintf("cached file %s has sha256 %s, expected %.*s: refusing to use it (delete it and run "
-                          "'kgate fetch' to fetch it again)",
-                          p.c_str(), actual->c_str(), int(sha.size()), sha.data()));
+    return fail(
+        FailureClass::digest_mismatch,
+        strprintf("cached file %s has sha256 %s, expected %.*s: refusing to use it (delete it and run "
+                  "'kgate fetch' to fetch it again)",
+                  p.c_str(), actual->c_str(), int(sha.size()), sha.data()));
   }
   if (auto s = write_file_atomic(seal_path, *seal); !s) return std::unexpected(s.error());
   return p;
+}
+
+Result<Cache::Lock> Cache::lock(std::string_view name, const Deadline& deadline) const {
+  fs::path p = root_ / "locks" / name;
+  UniqueFd fd(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd.valid()) return fail_errno("open lock " + p.string(), errno);
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) return fail_errno("lock " + p.string(), errno);
+    if (deadline.expired()) {
+      return fail(FailureClass::timeout, "another kgate holds " + p.string() + " (still after " +
+                                             strprintf("%.0f s", deadline.budget_seconds()) + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Lock(std::move(fd));
 }
 
 Result<std::optional<std::string>> Cache::get_ref(std::string_view kind, std::string_view key) const {

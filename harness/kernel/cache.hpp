@@ -4,8 +4,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/deadline.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/unique_fd.hpp"
 
 namespace kgate::kernel {
 
@@ -32,6 +34,17 @@ class Cache {
   // unless its inode, size, mtime and ctime equal the seal written at its last
   // hash, as git does for its index: any write to the file changes its ctime.
   Result<fs::path> verified_blob(std::string_view sha) const;
+
+  // Holds an exclusive lock on <root>/locks/<name> until destroyed, so that two
+  // kgate processes filling the same entry wait for each other (bounded).
+  class Lock {
+   public:
+    explicit Lock(UniqueFd fd) : fd_(std::move(fd)) {}
+
+   private:
+    UniqueFd fd_;
+  };
+  Result<Lock> lock(std::string_view name, const Deadline& deadline) const;
 
   Result<std::optional<std::string>> get_ref(std::string_view kind, std::string_view key) const;
   Status set_ref(std::string_view kind, std::string_view key, std::string_view sha);

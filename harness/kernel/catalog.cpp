@@ -17,7 +17,8 @@ Status only_keys(const json& obj, std::initializer_list<std::string_view> allowe
   return {};
 }
 
-Result<std::string> get_string(const json& obj, const char* key, const std::string& where, bool required = true) {
+Result<std::string> get_string(const json& obj, const char* key, const std::string& where,
+                               bool required = true) {
   auto it = obj.find(key);
   if (it == obj.end()) {
     if (!required) return std::string{};
@@ -39,26 +40,31 @@ bool valid_name(std::string_view name) {
 
 Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const std::string& where) {
   if (!obj.is_object()) return fail(FailureClass::usage, where + ": must be an object");
-  if (auto s = only_keys(obj, {"description", "arch", "source", "modules"}, where); !s) return std::unexpected(s.error());
+  if (auto s = only_keys(obj, {"description", "arch", "source", "modules"}, where); !s)
+    return std::unexpected(s.error());
   CatalogEntry e;
   e.name = name;
   auto arch = get_string(obj, "arch", where);
   if (!arch) return std::unexpected(arch.error());
-  if (*arch != "x86_64") return fail(FailureClass::usage, where + ": arch '" + *arch + "' is not supported (x86_64)");
+  if (*arch != "x86_64")
+    return fail(FailureClass::usage, where + ": arch '" + *arch + "' is not supported (x86_64)");
   e.arch = *arch;
   auto desc = get_string(obj, "description", where, false);
   if (!desc) return std::unexpected(desc.error());
   e.description = *desc;
 
   auto src = obj.find("source");
-  if (src == obj.end() || !src->is_object()) return fail(FailureClass::usage, where + ": 'source' must be an object");
+  if (src == obj.end() || !src->is_object())
+    return fail(FailureClass::usage, where + ": 'source' must be an object");
   std::string swhere = where + ".source";
   auto type = get_string(*src, "type", swhere);
   if (!type) return std::unexpected(type.error());
   if (*type != "debian-package") {
-    return fail(FailureClass::usage, swhere + ": unknown source type '" + *type + "' (known: debian-package)");
+    return fail(FailureClass::usage,
+                swhere + ": unknown source type '" + *type + "' (known: debian-package)");
   }
-  if (auto s = only_keys(*src, {"type", "metapackage", "package_prefix"}, swhere); !s) return std::unexpected(s.error());
+  if (auto s = only_keys(*src, {"type", "metapackage", "package_prefix"}, swhere); !s)
+    return std::unexpected(s.error());
   auto meta = get_string(*src, "metapackage", swhere);
   if (!meta) return std::unexpected(meta.error());
   auto prefix = get_string(*src, "package_prefix", swhere);
@@ -122,7 +128,8 @@ Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
 
 Result<Catalog> load_catalog(const fs::path& path) {
   auto text = read_file(path);
-  if (!text) return std::unexpected(std::move(text.error()).context("read catalog").reclass(FailureClass::usage));
+  if (!text)
+    return std::unexpected(std::move(text.error()).context("read catalog").reclass(FailureClass::usage));
   return parse_catalog(*text, path.string());
 }
 

@@ -9,9 +9,10 @@ Result<std::string> apt_show(const std::string& package, const Deadline& deadlin
   auto cap = run_capture({"apt-cache", "show", "--no-all-versions", package}, deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context("apt-cache show " + package));
   if (cap->status != 0 || cap->out.empty()) {
-    return fail(FailureClass::infra,
-                "apt-cache knows no package '" + package + "' (" + describe_status(cap->status) +
-                    "): run 'apt-get update' (scripts/setup.sh does), or boot a kernel file with --kernel PATH");
+    return fail(
+        FailureClass::infra,
+        "apt-cache knows no package '" + package + "' (" + describe_status(cap->status) +
+            "): run 'apt-get update' (scripts/setup.sh does), or boot a kernel file with --kernel PATH");
   }
   return cap->out;
 }
@@ -82,8 +83,9 @@ Result<fs::path> download_package(const DebianPackage& pkg, const fs::path& dir,
     auto sha = sha256_file(ent.path());
     if (!sha) return std::unexpected(sha.error());
     if (*sha != pkg.sha256) {
-      return fail(FailureClass::digest_mismatch, "downloaded " + ent.path().filename().string() + " has sha256 " +
-                                                     *sha + ", the archive index says " + pkg.sha256);
+      return fail(FailureClass::digest_mismatch, "downloaded " + ent.path().filename().string() +
+                                                     " has sha256 " + *sha + ", the archive index says " +
+                                                     pkg.sha256);
     }
     return ent.path();
   }
@@ -94,7 +96,8 @@ Status unpack_package(const fs::path& deb, const fs::path& dest, const Deadline&
   auto cap = run_capture({"dpkg-deb", "-x", deb.string(), dest.string()}, deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context("dpkg-deb -x " + deb.string()));
   if (cap->status != 0) {
-    return fail(FailureClass::infra, "dpkg-deb -x " + deb.string() + " " + describe_status(cap->status) + ": " + cap->err);
+    return fail(FailureClass::infra,
+                "dpkg-deb -x " + deb.string() + " " + describe_status(cap->status) + ": " + cap->err);
   }
   return {};
 }

@@ -24,7 +24,8 @@ Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha) {
   std::string boot_sha = image_sha;
   if (!is_elf(*bytes)) {
     auto vmlinux = extract_vmlinux(*bytes);
-    if (!vmlinux) return std::unexpected(std::move(vmlinux.error()).context("extract vmlinux from " + path->string()));
+    if (!vmlinux)
+      return std::unexpected(std::move(vmlinux.error()).context("extract vmlinux from " + path->string()));
     if (has_pvh_entry(*vmlinux)) {
       auto sha = cache.put_blob(*vmlinux);
       if (!sha) return std::unexpected(sha.error());
@@ -96,12 +97,9 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, const Deadlin
   if (!image) return std::unexpected(image.error());
   auto image_sha = cache.put_blob(*image);
   if (!image_sha) return std::unexpected(image_sha.error());
-  json rec = {{"entry", entry.name},
-              {"source", "debian-package " + pkg->name + " " + pkg->version},
-              {"package", pkg->name},
-              {"version", pkg->version},
-              {"package_sha256", pkg->sha256},
-              {"release", release},
+  json rec = {{"entry", entry.name},           {"source", "debian-package " + pkg->name + " " + pkg->version},
+              {"package", pkg->name},          {"version", pkg->version},
+              {"package_sha256", pkg->sha256}, {"release", release},
               {"image_sha256", *image_sha}};
   if (auto config = read_file(tree / "boot" / ("config-" + release))) {
     auto sha = cache.put_blob(*config);
@@ -113,16 +111,21 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, const Deadlin
 
 }  // namespace
 
-Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
+Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh,
+                                     const Deadline& deadline) {
   fs::path record_path = cache.entry_path(entry.name);
-  if (!refresh) {
-    if (auto text = read_file(record_path)) {
-      json rec = json::parse(*text, nullptr, false);
-      if (rec.is_object()) {
-        return with_context(from_record(cache, rec), "kernel " + entry.name);
-      }
-    }
-  }
+  auto cached = [&]() -> std::optional<json> {
+    if (refresh) return std::nullopt;
+    auto text = read_file(record_path);
+    if (!text) return std::nullopt;
+    json rec = json::parse(*text, nullptr, false);
+    return rec.is_object() ? std::optional<json>(rec) : std::nullopt;
+  };
+  if (auto rec = cached()) return with_context(from_record(cache, *rec), "kernel " + entry.name);
+  // Cold: one process fetches; another that wanted the same entry finds it done.
+  auto lock = cache.lock("entry-" + entry.name, deadline);
+  if (!lock) return std::unexpected(lock.error());
+  if (auto rec = cached()) return with_context(from_record(cache, *rec), "kernel " + entry.name);
   auto rec = fetch_debian(cache, entry, deadline);
   if (!rec) return std::unexpected(std::move(rec.error()).context("fetch kernel " + entry.name));
   if (auto s = write_file_atomic(record_path, rec->dump(2) + "\n"); !s) return std::unexpected(s.error());
@@ -131,16 +134,19 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
 
 Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir) {
   auto bytes = read_file(image);
-  if (!bytes) return std::unexpected(std::move(bytes.error()).context("read kernel").reclass(FailureClass::usage));
+  if (!bytes)
+    return std::unexpected(std::move(bytes.error()).context("read kernel").reclass(FailureClass::usage));
   PreparedKernel k;
   k.image_is_elf = is_elf(*bytes);
   if (k.image_is_elf && !has_pvh_entry(*bytes)) {
-    return fail(FailureClass::usage, image.string() +
-                                         " is an ELF without a PVH entry note, which QEMU cannot boot: pass the bzImage");
+    return fail(
+        FailureClass::usage,
+        image.string() + " is an ELF without a PVH entry note, which QEMU cannot boot: pass the bzImage");
   }
   if (!k.image_is_elf) {
     if (auto info = parse_bzimage(*bytes); !info) {
-      return std::unexpected(std::move(info.error()).context(image.string() + " is neither a vmlinux ELF nor a bzImage"));
+      return std::unexpected(
+          std::move(info.error()).context(image.string() + " is neither a vmlinux ELF nor a bzImage"));
     }
   }
   auto sha = cache.put_blob(*bytes);

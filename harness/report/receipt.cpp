@@ -7,7 +7,9 @@ namespace kgate::report {
 using nlohmann::json;
 
 namespace {
-json optional_json(const auto& v) { return v ? json(*v) : json(nullptr); }
+json optional_json(const auto& v) {
+  return v ? json(*v) : json(nullptr);
+}
 }  // namespace
 
 json receipt_json(const Receipt& r) {
@@ -32,7 +34,9 @@ json receipt_json(const Receipt& r) {
   for (const auto& [phase, s] : r.timings_s) timings[phase] = std::round(s * 1000.0) / 1000.0;
   json failure = nullptr;
   if (r.verdict != FailureClass::pass) {
-    failure = {{"class", class_name(r.verdict)}, {"exit_code", exit_code(r.verdict)}, {"message", r.failure_message}};
+    failure = {{"class", class_name(r.verdict)},
+               {"exit_code", exit_code(r.verdict)},
+               {"message", r.failure_message}};
   }
   return {
       {"schema", receipt_schema},
@@ -46,7 +50,9 @@ json receipt_json(const Receipt& r) {
         {"boot_sha256", r.kernel.boot_sha256},
         {"pvh", r.kernel.pvh}}},
       {"initramfs",
-       {{"sha256", r.initramfs.sha256}, {"agent_sha256", r.initramfs.agent_sha256}, {"modules", r.initramfs.modules}}},
+       {{"sha256", r.initramfs.sha256},
+        {"agent_sha256", r.initramfs.agent_sha256},
+        {"modules", r.initramfs.modules}}},
       {"qemu",
        {{"binary", r.qemu.binary},
         {"version", r.qemu.version},
@@ -69,7 +75,9 @@ json receipt_json(const Receipt& r) {
   };
 }
 
-std::string render_receipt(const Receipt& r) { return receipt_json(r).dump(2) + "\n"; }
+std::string render_receipt(const Receipt& r) {
+  return receipt_json(r).dump(2) + "\n";
+}
 
 Status write_receipt(const fs::path& dir, const Receipt& r) {
   return write_file_atomic(dir / "receipt.json", render_receipt(r));

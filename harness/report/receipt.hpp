@@ -69,7 +69,7 @@ struct Receipt {
   std::vector<std::pair<std::string, double>> timings_s;
   FailureClass verdict = FailureClass::no_verdict;
   std::string failure_message;
-  std::string console_log;  // file name, relative to the receipt
+  std::string console_log;                // file name, relative to the receipt
   std::vector<std::string> console_tail;  // on failure only
 };
 

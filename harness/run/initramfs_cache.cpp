@@ -9,7 +9,7 @@ namespace kgate::run {
 namespace {
 // Bump when the initramfs layout changes, so old cached images are not reused.
 constexpr const char* layout_version = "kgate.initramfs/1";
-}
+}  // namespace
 
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
                                             const std::vector<std::string>& wanted_modules) {
@@ -46,9 +46,10 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
   inputs.agent = std::string(agent);
   if (!wanted_modules.empty()) {
     if (kernel.modules_dir.empty()) {
-      return fail(FailureClass::usage,
-                  "this kernel comes with no modules directory, but the entry needs modules; pass --modules DIR "
-                  "or use a kernel with them built in");
+      return fail(
+          FailureClass::usage,
+          "this kernel comes with no modules directory, but the entry needs modules; pass --modules DIR "
+          "or use a kernel with them built in");
     }
     auto closure = image::resolve_closure(kernel.modules_dir, wanted_modules);
     if (!closure) return std::unexpected(std::move(closure.error()).context("resolve modules"));

@@ -37,7 +37,7 @@ std::string random_nonce() {
 
 // QEMU's version, cached per binary (path, size, mtime): asking QEMU costs ~20 ms.
 std::string qemu_version(const kernel::Cache& cache, const fs::path& qemu) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(qemu.c_str(), &st) != 0) return "unknown";
   std::string key = sha256_hex(strprintf("%s %jd %jd.%09ld", qemu.c_str(), intmax_t(st.st_size),
                                          intmax_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec));
@@ -154,7 +154,8 @@ Status GateRun::boot() {
   phase("boot");
   fs::path qemu = find_program(req_.qemu);
   if (qemu.empty()) {
-    return fail(FailureClass::infra, "'" + req_.qemu + "' not found on PATH: install qemu-system-x86 (scripts/setup.sh)");
+    return fail(FailureClass::infra,
+                "'" + req_.qemu + "' not found on PATH: install qemu-system-x86 (scripts/setup.sh)");
   }
   std::string accel_note;
   accel_ = vm::choose_accel(qemu, cache_->root() / "host", accel_note);
@@ -193,17 +194,23 @@ Status GateRun::boot() {
   if (!child) return std::unexpected(std::move(child.error()).context("start QEMU"));
   qemu_.emplace(std::move(*child));
 
-  Deadline deadline(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(boot_timeout_s_)));
+  Deadline deadline(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(boot_timeout_s_)));
   auto conn = channel::accept_one(listener->get(), deadline, watch_fds());
-  if (!conn) return std::unexpected(std::move(conn.error()).reclass(FailureClass::boot_hang).context("QEMU did not connect"));
+  if (!conn)
+    return std::unexpected(
+        std::move(conn.error()).reclass(FailureClass::boot_hang).context("QEMU did not connect"));
   if (!*conn) return fail(FailureClass::infra, "QEMU ended before connecting to the channel");
   channel_.emplace(std::move(**conn));
   auto hello = channel_->receive(deadline, watch_fds());
   if (!hello) {
     Error e = std::move(hello.error());
     if (e.cls() == FailureClass::timeout) {
-      return std::unexpected(std::move(e).reclass(FailureClass::boot_hang).context(
-          strprintf("no hello from the agent within the boot deadline of %.1f s", boot_timeout_s_)));
+      return std::unexpected(
+          std::move(e)
+              .reclass(FailureClass::boot_hang)
+              .context(
+                  strprintf("no hello from the agent within the boot deadline of %.1f s", boot_timeout_s_)));
     }
     return std::unexpected(std::move(e).context("waiting for hello"));
   }
@@ -221,7 +228,8 @@ Result<json> GateRun::request(json header, std::string body) {
   const std::string op = header.value("op", "");
   const int id = next_id_++;
   header["id"] = id;
-  Deadline deadline(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
+  Deadline deadline(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
   if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline); !s) {
     return std::unexpected(std::move(s.error()).context("send " + op));
   }
@@ -230,7 +238,8 @@ Result<json> GateRun::request(json header, std::string body) {
   if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + op + "'");
   const json& h = (*frame)->header;
   if ((*frame)->type != FrameType::response || h.value("op", "") != op || h.value("id", -1) != id) {
-    return fail(FailureClass::no_verdict, "the agent answered '" + op + "' with an unexpected frame: " + h.dump());
+    return fail(FailureClass::no_verdict,
+                "the agent answered '" + op + "' with an unexpected frame: " + h.dump());
   }
   return h;
 }
@@ -275,7 +284,8 @@ Status GateRun::power_off() {
   auto resp = request({{"op", "poweroff"}});
   if (!resp) return std::unexpected(resp.error());
   auto status = qemu_->wait(Deadline(std::chrono::seconds(accel_ == vm::Accel::kvm ? 10 : 30)));
-  if (!status) return std::unexpected(std::move(status.error()).reclass(FailureClass::timeout).context("power-off"));
+  if (!status)
+    return std::unexpected(std::move(status.error()).reclass(FailureClass::timeout).context("power-off"));
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
     return fail(FailureClass::infra, "QEMU " + describe_status(*status) + " after power-off");
   }
@@ -340,7 +350,8 @@ void GateRun::judge() {
     problems.push_back("verifier: " + load_resp_.value("log", ""));
   }
   if (r_.leftovers.is_object()) {
-    size_t left = r_.leftovers.value("programs", json::array()).size() + r_.leftovers.value("links", json::array()).size();
+    size_t left = r_.leftovers.value("programs", json::array()).size() +
+                  r_.leftovers.value("links", json::array()).size();
     if (left) problems.push_back("left behind in the guest: " + r_.leftovers.dump());
   } else if (load_resp_.value("ok", false)) {
     problems.push_back("no detach report");
@@ -381,8 +392,8 @@ Error GateRun::classify(Error e) {
   std::string tail;
   for (const auto& l : vm::tail_lines(qemu_log, 5)) tail += (tail.empty() ? "" : " | ") + l;
   return Error(FailureClass::infra, "QEMU " + describe_status(*status) + " unexpectedly" +
-                                        (tail.empty() ? std::string() : " (qemu.log: " + tail + ")") + "; while " +
-                                        e.describe());
+                                        (tail.empty() ? std::string() : " (qemu.log: " + tail + ")") +
+                                        "; while " + e.describe());
 }
 
 RunOutcome GateRun::execute() {
@@ -405,7 +416,8 @@ RunOutcome GateRun::execute() {
   if (qemu_ && !qemu_->try_wait()) qemu_->terminate(std::chrono::seconds(2));
   r_.timings_s.emplace_back("total", seconds_since(start_));
   if (r_.verdict != FailureClass::pass) {
-    if (auto console = read_file(req_.out_dir / "console.log")) r_.console_tail = vm::tail_lines(*console, 40);
+    if (auto console = read_file(req_.out_dir / "console.log"))
+      r_.console_tail = vm::tail_lines(*console, 40);
   }
   RunOutcome out;
   out.verdict = r_.verdict;

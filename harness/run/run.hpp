@@ -14,19 +14,19 @@ namespace kgate::run {
 
 // One `kgate run`: which kernel, where results go, and the deadlines.
 struct RunRequest {
-  std::string entry;          // catalog entry; empty: the catalog's default
-  fs::path kernel;            // --kernel: a bzImage or vmlinux file instead of an entry
-  fs::path modules_dir;       // --modules, with --kernel
-  fs::path catalog;           // kernels/catalog.json
+  std::string entry;     // catalog entry; empty: the catalog's default
+  fs::path kernel;       // --kernel: a bzImage or vmlinux file instead of an entry
+  fs::path modules_dir;  // --modules, with --kernel
+  fs::path catalog;      // kernels/catalog.json
   fs::path cache_root;
-  fs::path out_dir;           // receipt.json, console.log and qemu.log go here
+  fs::path out_dir;  // receipt.json, console.log and qemu.log go here
   std::string qemu = "qemu-system-x86_64";
-  int count = 8;              // triggers per program; each must fire at least this often
+  int count = 8;                            // triggers per program; each must fire at least this often
   std::optional<double> boot_timeout_s;     // default: 20 s with KVM, 90 s under TCG
   std::optional<double> request_timeout_s;  // default: 10 s with KVM, 60 s under TCG
   std::vector<std::string> append;          // extra kernel command line words
   std::vector<std::string> qemu_args;       // extra QEMU arguments
-  bool refresh = false;       // re-resolve the entry's package even if cached
+  bool refresh = false;                     // re-resolve the entry's package even if cached
 };
 
 struct RunOutcome {

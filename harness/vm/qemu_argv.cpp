@@ -12,7 +12,9 @@
 
 namespace kgate::vm {
 
-std::string_view accel_name(Accel a) { return a == Accel::kvm ? "kvm" : "tcg"; }
+std::string_view accel_name(Accel a) {
+  return a == Accel::kvm ? "kvm" : "tcg";
+}
 
 Accel detect_accel() {
   UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -25,7 +27,7 @@ Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string&
     note = "no usable /dev/kvm";
     return Accel::tcg;
   }
-  struct stat st{};
+  struct stat st {};
   ::stat(qemu.c_str(), &st);
   std::string boot_id = read_file("/proc/sys/kernel/random/boot_id").value_or("");
   std::string key = sha256_hex(strprintf("%s %s %jd %jd", boot_id.c_str(), qemu.c_str(), intmax_t(st.st_size),
@@ -36,8 +38,8 @@ Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string&
     return note.starts_with("kvm") ? Accel::kvm : Accel::tcg;
   }
   // A working KVM leaves the paused VM running; a broken one aborts within ~30 ms.
-  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "64", "-nodefaults",
-                             "-no-user-config", "-display", "none", "-S"});
+  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "64",
+                             "-nodefaults", "-no-user-config", "-display", "none", "-S"});
   Accel chosen = Accel::tcg;
   if (!probe) {
     note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
@@ -72,21 +74,39 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
   const bool microvm = spec.machine == "microvm";
   std::vector<std::string> argv = {
       spec.qemu.string(),
-      "-M", spec.machine,
-      "-accel", std::string(accel_name(spec.accel)),
-      "-cpu", spec.accel == Accel::kvm ? "host" : "max",
-      "-m", std::to_string(spec.memory_mib),
-      "-smp", std::to_string(spec.cpus),
-      "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
+      "-M",
+      spec.machine,
+      "-accel",
+      std::string(accel_name(spec.accel)),
+      "-cpu",
+      spec.accel == Accel::kvm ? "host" : "max",
+      "-m",
+      std::to_string(spec.memory_mib),
+      "-smp",
+      std::to_string(spec.cpus),
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-nic",
+      "none",
       "-no-reboot",
-      "-chardev", "file,id=console,path=" + qemu_escape(spec.console_log.string()),
-      "-serial", "chardev:console",
-      "-device", microvm ? "virtio-serial-device,id=vser" : "virtio-serial-pci,id=vser",
-      "-chardev", "socket,id=channel,path=" + qemu_escape(spec.channel_socket.string()),
-      "-device", "virtserialport,bus=vser.0,chardev=channel,name=" + qemu_escape(spec.port_name),
-      "-kernel", spec.kernel.string(),
-      "-initrd", spec.initrd.string(),
-      "-append", spec.cmdline,
+      "-chardev",
+      "file,id=console,path=" + qemu_escape(spec.console_log.string()),
+      "-serial",
+      "chardev:console",
+      "-device",
+      microvm ? "virtio-serial-device,id=vser" : "virtio-serial-pci,id=vser",
+      "-chardev",
+      "socket,id=channel,path=" + qemu_escape(spec.channel_socket.string()),
+      "-device",
+      "virtserialport,bus=vser.0,chardev=channel,name=" + qemu_escape(spec.port_name),
+      "-kernel",
+      spec.kernel.string(),
+      "-initrd",
+      spec.initrd.string(),
+      "-append",
+      spec.cmdline,
   };
   argv.insert(argv.end(), spec.extra.begin(), spec.extra.end());
   return argv;

@@ -30,9 +30,9 @@ struct VmSpec {
   std::string cmdline;
   int memory_mib = 512;
   int cpus = 1;
-  fs::path console_log;     // the guest's serial console goes to this file
-  fs::path channel_socket;  // a unix socket kgate listens on; QEMU connects to it
-  std::string port_name;    // the virtio-serial port name the agent looks for
+  fs::path console_log;            // the guest's serial console goes to this file
+  fs::path channel_socket;         // a unix socket kgate listens on; QEMU connects to it
+  std::string port_name;           // the virtio-serial port name the agent looks for
   std::vector<std::string> extra;  // appended verbatim (--qemu-arg)
 };
 

@@ -56,8 +56,12 @@ std::string note(std::string_view name, std::uint32_t type, std::string_view des
   return bytes(nh) + padded(name) + padded(desc);
 }
 
-std::string gnu_build_id() { return note("GNU\0"sv, NT_GNU_BUILD_ID, std::string(20, '\x5a')); }
-std::string xen_note(std::uint32_t type) { return note("Xen\0"sv, type, "\x00\x00\x00\x01"sv); }
+std::string gnu_build_id() {
+  return note("GNU\0"sv, NT_GNU_BUILD_ID, std::string(20, '\x5a'));
+}
+std::string xen_note(std::uint32_t type) {
+  return note("Xen\0"sv, type, "\x00\x00\x00\x01"sv);
+}
 
 // A minimal vmlinux: an ELF header, a PT_LOAD over the whole file and a PT_NOTE over `notes`.
 std::string make_elf(std::string_view notes, std::uint16_t machine = EM_X86_64,
@@ -82,9 +86,13 @@ std::string make_elf(std::string_view notes, std::uint16_t machine = EM_X86_64,
   return bytes(eh) + bytes(load) + bytes(pnote) + std::string(notes);
 }
 
-std::string pvh_elf() { return make_elf(gnu_build_id() + xen_note(18)); }
+std::string pvh_elf() {
+  return make_elf(gnu_build_id() + xen_note(18));
+}
 
-std::string le32(std::uint32_t v) { return bytes(v); }
+std::string le32(std::uint32_t v) {
+  return bytes(v);
+}
 
 // What the kernel build does: gzip's trailer already ends with the size, the others get it appended.
 std::string payload_of(Compression c, std::string_view elf) {

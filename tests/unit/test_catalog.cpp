@@ -63,7 +63,8 @@ TEST_CASE("bad catalogs are refused with a message that says what and where") {
   CHECK(error_of(bad_default) == "cat.json: default 'k2' names no entry");
   std::string bad_type = good;
   bad_type.replace(bad_type.find("debian-package"), 14, "tarball");
-  CHECK(error_of(bad_type) == "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package)");
+  CHECK(error_of(bad_type) ==
+        "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package)");
   std::string bad_arch = good;
   bad_arch.replace(bad_arch.find("x86_64"), 6, "sparc");
   CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64)");
@@ -85,7 +86,8 @@ TEST_CASE("apt-cache stanzas: fields and the image package behind a metapackage"
   CHECK(stanza_field(stanza, "Version") == "6.1.192-2");
   CHECK(stanza_field(stanza, "SHA256") == "abc");
   CHECK(stanza_field(stanza, "Missing") == "");
-  CHECK(depends_with_prefix(stanza_field(stanza, "Depends"), "linux-image-6.1.0-") == "linux-image-6.1.0-56-amd64");
+  CHECK(depends_with_prefix(stanza_field(stanza, "Depends"), "linux-image-6.1.0-") ==
+        "linux-image-6.1.0-56-amd64");
   CHECK(depends_with_prefix("foo (>= 1), linux-image-6.1.0-9-amd64 | bar", "linux-image-6.1.0-") ==
         "linux-image-6.1.0-9-amd64");
   CHECK(depends_with_prefix("foo, bar", "linux-image-") == "");

@@ -14,10 +14,11 @@ using namespace kgate;
 
 TEST_CASE("every failure class has its own exit code; only pass is 0") {
   std::set<int> codes;
-  const FailureClass all[] = {FailureClass::pass,          FailureClass::gate_failed,     FailureClass::usage,
-                              FailureClass::kernel_panic,  FailureClass::boot_hang,       FailureClass::timeout,
-                              FailureClass::infra,         FailureClass::digest_mismatch, FailureClass::lockdown_mismatch,
-                              FailureClass::agent_crash,   FailureClass::no_verdict,      FailureClass::interrupted};
+  const FailureClass all[] = {
+      FailureClass::pass,         FailureClass::gate_failed,     FailureClass::usage,
+      FailureClass::kernel_panic, FailureClass::boot_hang,       FailureClass::timeout,
+      FailureClass::infra,        FailureClass::digest_mismatch, FailureClass::lockdown_mismatch,
+      FailureClass::agent_crash,  FailureClass::no_verdict,      FailureClass::interrupted};
   for (auto c : all) {
     CAPTURE(class_name(c));
     CHECK(codes.insert(exit_code(c)).second);
@@ -33,8 +34,10 @@ TEST_CASE("errors chain context from the outside in") {
 }
 
 TEST_CASE("sha256 of known vectors") {
-  CHECK(sha256_hex(std::string_view("")) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  CHECK(sha256_hex(std::string_view("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(sha256_hex(std::string_view("")) ==
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex(std::string_view("abc")) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_CASE("run_capture returns output and status; a deadline ends a hung child") {
@@ -62,7 +65,8 @@ TEST_CASE("a Child that ignores SIGTERM is killed after its grace period and rea
   auto child = Child::spawn({"sh", "-c", "trap '' TERM; touch " + ready.string() + "; sleep 30"});
   REQUIRE(child.has_value());
   // Signal only once the trap is in place, or the test would race the shell.
-  for (int i = 0; i < 500 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 500 && !fs::exists(ready); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   REQUIRE(fs::exists(ready));
   int status = child->terminate(std::chrono::milliseconds(200));
   CHECK(WIFSIGNALED(status));

@@ -63,7 +63,9 @@ std::string modinfo(std::string_view depends) {
          "vermagic=6.1.0-test SMP mod_unload" + '\0';
 }
 
-std::string ko(std::string_view depends) { return make_elf(modinfo(depends)); }
+std::string ko(std::string_view depends) {
+  return make_elf(modinfo(depends));
+}
 
 // A throwaway lib/modules/<release> tree.
 struct Tree {

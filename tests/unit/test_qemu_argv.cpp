@@ -59,7 +59,8 @@ TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
   }
   CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-pci,id=vser") == 1);
   CHECK(std::count(argv.begin(), argv.end(), "socket,id=channel,path=/tmp/k/channel.sock") == 1);
-  CHECK(std::count(argv.begin(), argv.end(), "virtserialport,bus=vser.0,chardev=channel,name=org.kgate.channel") == 1);
+  CHECK(std::count(argv.begin(), argv.end(),
+                   "virtserialport,bus=vser.0,chardev=channel,name=org.kgate.channel") == 1);
   CHECK(std::count(argv.begin(), argv.end(), "file,id=console,path=/out/console.log") == 1);
 }
 
@@ -98,7 +99,8 @@ TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {
   CHECK(panic.panic);
   CHECK_FALSE(panic.init_died);
   CHECK(panic.first_line == "Kernel panic - not syncing: VFS: Unable to mount root fs");
-  auto died = scan_console("kgate-agent: fatal: no port\nKernel panic - not syncing: Attempted to kill init! exitcode=0x100\n");
+  auto died = scan_console(
+      "kgate-agent: fatal: no port\nKernel panic - not syncing: Attempted to kill init! exitcode=0x100\n");
   CHECK(died.agent_fatal);
   CHECK(died.init_died);
   CHECK(died.panic);

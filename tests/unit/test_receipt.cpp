@@ -20,7 +20,8 @@ report::Receipt sample() {
   r.kernel = {"debian-package linux-image-6.1.0-56-amd64 6.1.192-2", "6.1.0-56-amd64", std::string(64, 'a'),
               std::string(64, 'b'), true};
   r.initramfs = {std::string(64, 'c'), std::string(64, 'd'), {"virtio", "virtio_console"}};
-  r.qemu = {"/usr/bin/qemu-system-x86_64", "QEMU emulator version 7.2.22", "tcg", "no usable /dev/kvm", "pc", {"qemu", "-M", "pc"}};
+  r.qemu = {"/usr/bin/qemu-system-x86_64", "QEMU emulator version 7.2.22", "tcg", "no usable /dev/kvm", "pc",
+            {"qemu", "-M", "pc"}};
   r.cmdline = "console=ttyS0 panic=-1 rdinit=/init";
   r.guest = {{"release", "6.1.0-56-amd64"}, {"lockdown", "[none] integrity confidentiality"}, {"pid", 1}};
   r.object = {"probe", std::string(64, 'e')};

@@ -104,7 +104,14 @@ TEST_CASE("QEMU killed mid-run: the receipt is still written, class infra") {
     }
   }
   REQUIRE_FALSE(qemu.empty());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Mid-run: the kernel has booted and handed over to the agent.
+  bool agent_started = false;
+  for (int i = 0; i < 600 && !agent_started; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    agent_started =
+        read_file(dir / "console.log").value_or("").find("Run /init as init process") != std::string::npos;
+  }
+  REQUIRE(agent_started);
   for (int pid : qemu) ::kill(pid, SIGKILL);
   auto status = child->wait(Deadline(std::chrono::minutes(2)));
   REQUIRE(status.has_value());

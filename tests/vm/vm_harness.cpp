@@ -14,7 +14,8 @@ fs::path kgate_binary() {
 }
 
 void require_vm_prerequisites() {
-  const bool required = std::getenv("KGATE_REQUIRE_VM") && std::string(std::getenv("KGATE_REQUIRE_VM")) == "1";
+  const bool required =
+      std::getenv("KGATE_REQUIRE_VM") && std::string(std::getenv("KGATE_REQUIRE_VM")) == "1";
   std::string missing;
   if (find_program("qemu-system-x86_64").empty()) missing = "qemu-system-x86_64 is not installed";
   if (missing.empty()) {
@@ -47,7 +48,8 @@ KgateResult run_kgate(const fs::path& out_dir, const std::vector<std::string>& e
   r.exit_code = WIFEXITED(cap->status) ? WEXITSTATUS(cap->status) : 128 + WTERMSIG(cap->status);
   r.out = cap->out;
   r.err = cap->err;
-  if (auto text = read_file(out_dir / "receipt.json")) r.receipt = nlohmann::json::parse(*text, nullptr, false);
+  if (auto text = read_file(out_dir / "receipt.json"))
+    r.receipt = nlohmann::json::parse(*text, nullptr, false);
   return r;
 }
 

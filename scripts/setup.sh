@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs what kgate needs from Debian 12's archive with apt, then configures
+# and builds kgate in build/. Safe to run again: installed packages are skipped
+# and an existing build directory is rebuilt, not recreated.
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
+  libbpf-dev libelf-dev libzstd-dev liblzma-dev zlib1g-dev libssl-dev \
+  nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+# kgate resolves kernels through apt's package lists: they must be there too.
+if [ -n "$missing" ] || ! apt-cache show --no-all-versions linux-image-amd64 >/dev/null 2>&1; then
+  echo "setup: apt-get update"
+  $SUDO apt-get update -q
+fi
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+
+if [ ! -f build/build.ninja ]; then
+  meson setup build
+fi
+ninja -C build -j "$(nproc)"
+echo "setup: built build/kgate"
