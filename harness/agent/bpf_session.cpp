@@ -210,7 +210,10 @@ nlohmann::json BpfSession::flush() {
 
 nlohmann::json BpfSession::detach() {
   std::vector<std::uint32_t> progs = std::move(prog_ids_), links = std::move(link_ids_);
+  auto start = std::chrono::steady_clock::now();
   close();
+  double close_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   // Programs and links are freed after an RCU grace period: poll until ours are gone.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   nlohmann::json left_progs, left_links;
@@ -224,7 +227,11 @@ nlohmann::json BpfSession::detach() {
     if ((left_progs.empty() && left_links.empty()) || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  double total_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return {{"ok", true},
+          {"close_ms", close_ms},
+          {"wait_ms", total_ms - close_ms},
           {"created", {{"programs", progs}, {"links", links}}},
           {"left", {{"programs", left_progs}, {"links", left_links}}}};
 }

@@ -164,8 +164,12 @@ int cmd_run(int argc, char** argv) {
   if (args.count("qemu-arg")) req.qemu_args = args["qemu-arg"].as<std::vector<std::string>>();
   req.qemu = args["qemu"].as<std::string>();
   req.refresh = args.count("refresh") > 0;
-  std::string label =
-      !req.kernel.empty() ? req.kernel.filename().string() : (req.entry.empty() ? "default" : req.entry);
+  if (req.entry.empty() && req.kernel.empty()) {
+    auto catalog = kgate::kernel::load_catalog(req.catalog);
+    if (catalog) req.entry = catalog->default_entry;  // else run_gate reports the catalog error
+  }
+  std::string label = !req.kernel.empty() ? req.kernel.filename().string() : req.entry;
+  if (label.empty()) label = "run";
   if (args.count("receipt")) {
     req.out_dir = args["receipt"].as<std::string>();
   } else {

@@ -190,6 +190,7 @@ Status GateRun::boot() {
   r_.cmdline = spec.cmdline;
   r_.console_log = "console.log";
 
+  r_.timings_s.emplace_back("pre_qemu", seconds_since(start_));
   auto child = Child::spawn(argv, {req_.out_dir / "qemu.log", {}, {}});
   if (!child) return std::unexpected(std::move(child.error()).context("start QEMU"));
   qemu_.emplace(std::move(*child));
@@ -275,6 +276,8 @@ Status GateRun::exercise() {
   auto detach = request({{"op", "detach"}});
   if (!detach) return std::unexpected(detach.error());
   r_.leftovers = detach->value("left", json(nullptr));
+  // How long the guest waited for the kernel to free what was detached.
+  r_.timings_s.emplace_back("detach_guest_wait", detach->value("wait_ms", 0.0) / 1000.0);
   return {};
 }
 

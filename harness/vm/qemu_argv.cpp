@@ -65,7 +65,9 @@ std::string qemu_escape(std::string_view value) {
 }
 
 std::string kernel_cmdline(const std::vector<std::string>& extra) {
-  std::string line = "console=ttyS0 panic=-1 rdinit=/init";
+  // acpi=noirq: evaluating the ACPI PCI interrupt link when virtio_pci probes
+  // costs ~100 ms under TCG (measured: virtio_pci load 105 ms -> 8 ms); MSI-X needs none of it.
+  std::string line = "console=ttyS0 panic=-1 acpi=noirq rdinit=/init";
   for (const auto& word : extra) line += " " + word;
   return line;
 }
@@ -96,7 +98,7 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
       "-serial",
       "chardev:console",
       "-device",
-      microvm ? "virtio-serial-device,id=vser" : "virtio-serial-pci,id=vser",
+      microvm ? "virtio-serial-device,id=vser,max_ports=2" : "virtio-serial-pci,id=vser,max_ports=2",
       "-chardev",
       "socket,id=channel,path=" + qemu_escape(spec.channel_socket.string()),
       "-device",

@@ -47,7 +47,7 @@ TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
       {"-serial", "chardev:console"},
       {"-kernel", "/cache/vmlinux"},
       {"-initrd", "/cache/initrd"},
-      {"-append", "console=ttyS0 panic=-1 rdinit=/init"},
+      {"-append", "console=ttyS0 panic=-1 acpi=noirq rdinit=/init"},
   };
   for (const auto& row : rows) {
     CAPTURE(row.flag);
@@ -57,7 +57,7 @@ TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
     CAPTURE(bare);
     CHECK(std::count(argv.begin(), argv.end(), std::string(bare)) == 1);
   }
-  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-pci,id=vser") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-pci,id=vser,max_ports=2") == 1);
   CHECK(std::count(argv.begin(), argv.end(), "socket,id=channel,path=/tmp/k/channel.sock") == 1);
   CHECK(std::count(argv.begin(), argv.end(),
                    "virtserialport,bus=vser.0,chardev=channel,name=org.kgate.channel") == 1);
@@ -71,7 +71,7 @@ TEST_CASE("qemu argv: KVM uses the host CPU; microvm the mmio transport") {
   auto argv = qemu_argv(spec);
   CHECK(value_of(argv, "-accel") == "kvm");
   CHECK(value_of(argv, "-cpu") == "host");
-  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-device,id=vser") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-device,id=vser,max_ports=2") == 1);
 }
 
 TEST_CASE("qemu argv: pure, commas escaped, extras last") {
@@ -88,7 +88,7 @@ TEST_CASE("qemu argv: pure, commas escaped, extras last") {
 
 TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
   CHECK(kernel_cmdline({"lockdown=integrity", "rdinit=/missing"}) ==
-        "console=ttyS0 panic=-1 rdinit=/init lockdown=integrity rdinit=/missing");
+        "console=ttyS0 panic=-1 acpi=noirq rdinit=/init lockdown=integrity rdinit=/missing");
 }
 
 TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark: warm `kgate run` against a bare boot of the same kernel on the same
+# QEMU machine, whose /init only powers off. The runs are interleaved so that
+# noise on this shared machine hits both alike; medians and their ratio are
+# printed. Also: the cold initramfs build, and the warm time before QEMU starts.
+#   bench/run-vs-bare.sh [RUNS]     (default 7; needs a built tree: scripts/setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-7}
+build=build
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
+
+now() { date +%s.%N; }
+
+# Warm everything up once, and take the argv kgate used from its receipt.
+$build/kgate run --receipt "$work/warmup" >/dev/null
+$build/bench/bench-make-initramfs "$work/bare.cpio.zst" $build/bench/bench-poweroff
+python3 - "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/bare-console.log" >"$work/bare.argv" <<'PY'
+import json, sys
+argv = json.load(open(sys.argv[1]))["qemu"]["argv"]
+out, skip = [], 0
+for i, a in enumerate(argv):
+    if skip:
+        skip -= 1
+        continue
+    # Drop the channel: the baseline has no agent to talk to.
+    if a in ("-device", "-chardev") and i + 1 < len(argv) and (
+            argv[i + 1].startswith(("virtio-serial", "virtserialport", "socket,"))):
+        skip = 1
+        continue
+    if i > 0 and argv[i - 1] == "-initrd":
+        a = sys.argv[2]
+    if a.startswith("file,id=console,path="):
+        a = "file,id=console,path=" + sys.argv[3]
+    out.append(a)
+sys.stdout.write("\0".join(out))
+PY
+mapfile -d '' bare_argv <"$work/bare.argv"
+
+: >"$work/kgate.times"
+: >"$work/bare.times"
+: >"$work/preqemu.times"
+for i in $(seq 1 "$runs"); do
+  t0=$(now)
+  $build/kgate run --receipt "$work/run$i" >/dev/null
+  t1=$(now)
+  "${bare_argv[@]}"
+  t2=$(now)
+  grep -q "reboot: Power down" "$work/bare-console.log" || { echo "bare boot did not power off" >&2; exit 1; }
+  awk "BEGIN { print $t1 - $t0 }" >>"$work/kgate.times"
+  awk "BEGIN { print $t2 - $t1 }" >>"$work/bare.times"
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings_s"]["pre_qemu"])' \
+    "$work/run$i/receipt.json" >>"$work/preqemu.times"
+done
+
+# Cold initramfs builds: a hard-linked copy of the cache without its initramfs refs.
+: >"$work/cold.times"
+for i in 1 2 3; do
+  rm -rf "$work/cache"
+  mkdir -p "$work/cache"
+  cp -al "$cache_root" "$work/cache/kgate"
+  rm -rf "$work/cache/kgate/refs/initramfs"
+  XDG_CACHE_HOME="$work/cache" $build/kgate run --receipt "$work/cold$i" >/dev/null
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings_s"]["initramfs"])' \
+    "$work/cold$i/receipt.json" >>"$work/cold.times"
+done
+
+python3 - "$work" "$runs" <<'PY'
+import statistics, sys
+work, runs = sys.argv[1], sys.argv[2]
+def load(name):
+    return [float(x) for x in open(f"{work}/{name}.times").read().split()]
+k, b, p, c = load("kgate"), load("bare"), load("preqemu"), load("cold")
+mk, mb = statistics.median(k), statistics.median(b)
+print(f"runs: {runs} interleaved pairs; accel from the receipts")
+print(f"warm kgate run   median {mk:.3f} s  (min {min(k):.3f}, max {max(k):.3f})")
+print(f"bare boot        median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
+print(f"ratio            {mk / mb:.2f}x  (target <= 1.3x)")
+print(f"warm pre-QEMU    median {statistics.median(p) * 1000:.1f} ms  (target < 50 ms)")
+print(f"cold initramfs   median {statistics.median(c) * 1000:.1f} ms over {len(c)} builds  (target < 1 s)")
+PY
