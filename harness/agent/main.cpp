@@ -47,6 +47,20 @@ json handle(kgate::agent::BpfSession& session, const Frame& req, bool& power_off
   return {{"ok", false}, {"error", "unknown op '" + op + "'"}};
 }
 
+// Fault injection for the VM tests, from the kernel command line
+// (kgate.fault=crash|garbage|hang): a real crash of PID 1, a guest that sends
+// bytes that are no frame, and one that goes silent after hello. The host must
+// tell each apart (agent_crash, no_verdict, timeout) without hanging.
+std::string requested_fault() {
+  std::string cmdline = kgate::agent::describe_system().value("cmdline", "");
+  const std::string key = "kgate.fault=";
+  auto pos = cmdline.find(key);
+  if (pos == std::string::npos) return {};
+  auto end = cmdline.find(' ', pos);
+  return cmdline.substr(pos + key.size(),
+                        end == std::string::npos ? std::string::npos : end - pos - key.size());
+}
+
 }  // namespace
 
 int main() {
@@ -57,6 +71,14 @@ int main() {
   auto port = kgate::agent::open_port(port_name, 10'000);
   if (!port) die(port.error().describe());
 
+  const std::string fault = requested_fault();
+  if (fault == "crash") std::abort();
+  if (fault == "garbage") {
+    const char junk[] = "this is not a kgate frame\n";
+    for (;;) {
+      if (::write(port->get(), junk, sizeof junk - 1) < 0) ::sleep(1);
+    }
+  }
   kgate::channel::Transport channel(std::move(*port));
   json hello = kgate::agent::describe_system();
   hello["agent"] = agent_version;
@@ -74,6 +96,9 @@ int main() {
     if (!req) die("receive: " + req.error().describe());
     if (!*req) continue;
     if ((*req)->type != FrameType::request) die("unexpected frame type from host");
+    if (fault == "hang") {
+      for (;;) ::pause();
+    }
     bool power_off = false;
     json resp = handle(session, **req, power_off);
     resp["op"] = (*req)->header.value("op", "");

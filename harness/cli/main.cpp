@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "channel/fields.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "kernel/cache.hpp"
@@ -182,7 +183,7 @@ int cmd_run(int argc, char** argv) {
   line.stop();
 
   const auto& r = outcome.receipt;
-  std::string release = r.guest.is_object() ? r.guest.value("release", "") : "";
+  std::string release = kgate::channel::get_string(r.guest, "release");
   double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
   if (outcome.verdict == FailureClass::pass) {
     std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs fired %d+ times with the nonce, %.2f s\n",

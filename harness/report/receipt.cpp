@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "channel/fields.hpp"
+
 namespace kgate::report {
 
 using nlohmann::json;
@@ -45,7 +47,7 @@ json receipt_json(const Receipt& r) {
       {"kernel",
        {{"source", r.kernel.source},
         {"release_expected", r.kernel.release_expected},
-        {"release", r.guest.is_object() ? r.guest.value("release", "") : ""},
+        {"release", channel::get_string(r.guest, "release")},
         {"image_sha256", r.kernel.image_sha256},
         {"boot_sha256", r.kernel.boot_sha256},
         {"pvh", r.kernel.pvh}}},

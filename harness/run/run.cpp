@@ -4,8 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <map>
-
+#include "channel/fields.hpp"
 #include "channel/transport.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
@@ -15,6 +14,7 @@
 #include "kernel/prepare.hpp"
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
+#include "run/verdict.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
 
@@ -48,6 +48,19 @@ std::string qemu_version(const kernel::Cache& cache, const fs::path& qemu) {
   std::string line = cap->out.substr(0, cap->out.find('\n'));
   (void)write_file_atomic(file, line);
   return line;
+}
+
+// The hello fields the host relies on must be there with the right types; the
+// rest is recorded as sent.
+Status check_hello(const json& hello) {
+  for (const char* key : {"release", "version", "cmdline", "lockdown", "lsm"}) {
+    if (!hello.contains(key) || !hello[key].is_string()) {
+      return fail(FailureClass::no_verdict, std::string("the agent's hello lacks a string '") + key + "'");
+    }
+  }
+  if (!channel::get_int(hello, "pid"))
+    return fail(FailureClass::no_verdict, "the agent's hello lacks its pid");
+  return {};
 }
 
 // One gate run in progress: owns QEMU, the channel and the receipt being filled.
@@ -89,7 +102,7 @@ class GateRun {
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
-  json load_resp_, attach_resp_, flush_resp_;
+  json load_resp_, attach_resp_, flush_resp_, detach_resp_;
 };
 
 void GateRun::phase(const char* name) {
@@ -220,13 +233,14 @@ Status GateRun::boot() {
     return fail(FailureClass::no_verdict,
                 "expected hello, got a " + std::string(channel::type_name((*hello)->type)) + " frame");
   }
+  if (auto s = check_hello((*hello)->header); !s) return s;
   r_.guest = (*hello)->header;
   hello_seen_ = true;
   return {};
 }
 
 Result<json> GateRun::request(json header, std::string body) {
-  const std::string op = header.value("op", "");
+  const std::string op = channel::get_string(header, "op");
   const int id = next_id_++;
   header["id"] = id;
   Deadline deadline(
@@ -238,7 +252,8 @@ Result<json> GateRun::request(json header, std::string body) {
   if (!frame) return std::unexpected(std::move(frame.error()).context("agent answering '" + op + "'"));
   if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + op + "'");
   const json& h = (*frame)->header;
-  if ((*frame)->type != FrameType::response || h.value("op", "") != op || h.value("id", -1) != id) {
+  if ((*frame)->type != FrameType::response || channel::get_string(h, "op") != op ||
+      channel::get_int(h, "id") != id) {
     return fail(FailureClass::no_verdict,
                 "the agent answered '" + op + "' with an unexpected frame: " + h.dump());
   }
@@ -256,7 +271,7 @@ Status GateRun::exercise() {
   auto load = request({{"op", "load"}, {"name", "probe"}}, std::string(object));
   if (!load) return std::unexpected(load.error());
   load_resp_ = *load;
-  if (!load_resp_.value("ok", false)) return {};  // judged below: the refusal is the result
+  if (!channel::get_bool(load_resp_, "ok")) return {};  // judged below: the refusal is the result
 
   phase("attach");
   auto attach = request({{"op", "attach"}});
@@ -275,9 +290,10 @@ Status GateRun::exercise() {
   phase("detach");
   auto detach = request({{"op", "detach"}});
   if (!detach) return std::unexpected(detach.error());
-  r_.leftovers = detach->value("left", json(nullptr));
+  detach_resp_ = *detach;
   // How long the guest waited for the kernel to free what was detached.
-  r_.timings_s.emplace_back("detach_guest_wait", detach->value("wait_ms", 0.0) / 1000.0);
+  r_.timings_s.emplace_back("detach_guest_wait",
+                            channel::get_number(detach_resp_, "wait_ms").value_or(0) / 1000.0);
   return {};
 }
 
@@ -296,81 +312,13 @@ Status GateRun::power_off() {
 }
 
 void GateRun::judge() {
-  std::map<std::string, report::ProgramResult> by_name;
-  std::vector<std::string> order;
-  for (const auto& p : load_resp_.value("programs", json::array())) {
-    report::ProgramResult pr;
-    pr.name = p.value("name", "");
-    pr.section = p.value("section", "");
-    pr.type = p.value("type", "");
-    pr.loaded = p.value("loaded", false);
-    if (p.contains("verified_insns")) pr.verified_insns = p["verified_insns"].get<std::uint32_t>();
-    if (p.contains("xlated_insns")) pr.xlated_insns = p["xlated_insns"].get<std::uint32_t>();
-    pr.required = req_.count;
-    if (!pr.loaded) pr.error = load_resp_.value("error", "not loaded");
-    order.push_back(pr.name);
-    by_name[pr.name] = pr;
-  }
-  for (const auto& p : attach_resp_.value("programs", json::array())) {
-    auto it = by_name.find(p.value("name", ""));
-    if (it == by_name.end()) continue;
-    it->second.attached = p.value("attached", false);
-    if (!it->second.attached) it->second.error = "attach: " + p.value("error", "failed");
-  }
-  for (const auto& p : flush_resp_.value("programs", json::array())) {
-    auto it = by_name.find(p.value("name", ""));
-    if (it != by_name.end()) it->second.run_count = p.value("run_cnt", std::uint64_t{0});
-  }
-  // An event counts only if it carries this run's nonce and comes from the agent
-  // itself, with the CO-RE-read tgid agreeing with the helper's: a replayed or
-  // canned result cannot pass.
-  const int agent_pid = r_.guest.is_object() ? r_.guest.value("pid", -1) : -1;
-  for (const auto& ev : flush_resp_.value("events", json::array())) {
-    // Names in events are truncated to 15 characters by the record layout.
-    std::string prog = ev.value("prog", "");
-    for (auto& [name, pr] : by_name) {
-      if (name.substr(0, 15) != prog) continue;
-      ++pr.events;
-      const int tgid = ev.value("tgid", -2);
-      if (ev.value("nonce", "") == r_.nonce && tgid == agent_pid && ev.value("core_tgid", -3) == tgid) {
-        ++pr.nonce_matched;
-      }
-    }
-  }
-  std::vector<std::string> problems;
-  if (order.empty()) problems.push_back(load_resp_.value("error", "the object has no programs"));
-  for (const auto& name : order) {
-    auto& pr = by_name[name];
-    if (!pr.passed()) {
-      if (pr.error.empty()) {
-        pr.error = strprintf("fired %d times with this run's nonce, needs %d", pr.nonce_matched, pr.required);
-      }
-      problems.push_back(name + ": " + pr.error);
-    }
-    r_.programs.push_back(pr);
-  }
-  if (!load_resp_.value("ok", false) && load_resp_.contains("log")) {
-    problems.push_back("verifier: " + load_resp_.value("log", ""));
-  }
-  if (r_.leftovers.is_object()) {
-    size_t left = r_.leftovers.value("programs", json::array()).size() +
-                  r_.leftovers.value("links", json::array()).size();
-    if (left) problems.push_back("left behind in the guest: " + r_.leftovers.dump());
-  } else if (load_resp_.value("ok", false)) {
-    problems.push_back("no detach report");
-  }
-  std::string guest_release = r_.guest.value("release", "");
-  if (!kernel_.release.empty() && guest_release != kernel_.release) {
-    problems.push_back("the guest runs " + guest_release + ", the entry's package ships " + kernel_.release);
-  }
-  if (problems.empty()) {
-    r_.verdict = FailureClass::pass;
-  } else {
-    r_.verdict = FailureClass::gate_failed;
-    std::string msg;
-    for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
-    r_.failure_message = msg;
-  }
+  Observations obs{r_.guest,     load_resp_, attach_resp_, flush_resp_,
+                   detach_resp_, r_.nonce,   req_.count,   kernel_.release};
+  Judgement j = run::judge(obs);
+  r_.verdict = j.verdict;
+  r_.failure_message = j.message;
+  r_.programs = std::move(j.programs);
+  r_.leftovers = std::move(j.leftovers);
 }
 
 Error GateRun::classify(Error e) {
@@ -381,7 +329,7 @@ Error GateRun::classify(Error e) {
   // A guest that dies takes QEMU with it (panic=-1, -no-reboot): give it a moment.
   std::optional<int> status = qemu_->try_wait();
   if (!status && (e.cls() == FailureClass::no_verdict || e.cls() == FailureClass::infra)) {
-    if (auto st = qemu_->wait(Deadline(std::chrono::seconds(5)))) status = *st;
+    if (auto st = qemu_->wait(Deadline(std::chrono::seconds(2)))) status = *st;
   }
   if (!status) return e;
   auto console = read_file(req_.out_dir / "console.log").value_or("");

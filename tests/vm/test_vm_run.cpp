@@ -146,3 +146,31 @@ TEST_CASE("SIGTERM to kgate mid-boot stops QEMU and writes an interrupted receip
   r.receipt = json::parse(read_file(dir / "receipt.json").value_or("null"), nullptr, false);
   check_failure(r, "interrupted", 130);
 }
+
+TEST_CASE("agent crash: PID 1 dying is told apart from other panics") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "crash", {"--append", "kgate.fault=crash"});
+  check_failure(r, "agent_crash", 9);
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("Attempted to kill init") !=
+        std::string::npos);
+}
+
+TEST_CASE("a guest that sends garbage instead of frames ends as no_verdict, promptly") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto start = Clock::now();
+  auto r = run_kgate(tmp.path() / "garbage", {"--append", "kgate.fault=garbage"});
+  check_failure(r, "no_verdict", 10);
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("bad magic") != std::string::npos);
+  CHECK(seconds_since(start) < 60);
+}
+
+TEST_CASE("an agent that stops answering hits the request deadline: timeout") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "silent", {"--append", "kgate.fault=hang", "--request-timeout", "2"});
+  check_failure(r, "timeout", 5);
+  CHECK(r.receipt["guest"]["release"].is_string());
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("'load'") != std::string::npos);
+}
