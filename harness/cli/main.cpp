@@ -191,8 +191,8 @@ int cmd_run(int argc, char** argv) {
                                   req.count, total);
   } else {
     for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
-    std::cout << "FAIL " << r.entry << " [" << kgate::class_name(outcome.verdict) << "]: " << outcome.message
-              << "\n";
+    std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
+              << "]: " << outcome.message << "\n";
   }
   std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);

@@ -74,7 +74,8 @@ Judgement judge(const Observations& obs) {
     out.programs.push_back(pr);
   }
   const bool loaded = get_bool(obs.load, "ok");
-  if (!loaded && !get_string(obs.load, "log").empty()) problems.push_back("verifier: " + get_string(obs.load, "log"));
+  if (!loaded && !get_string(obs.load, "log").empty())
+    problems.push_back("verifier: " + get_string(obs.load, "log"));
   if (obs.detach.is_object() && obs.detach.contains("left") && obs.detach["left"].is_object()) {
     const json& left = obs.detach["left"];
     out.leftovers = {{"programs", get_array(left, "programs")}, {"links", get_array(left, "links")}};

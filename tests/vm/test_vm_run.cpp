@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <thread>
 
 #include "vm_harness.hpp"
@@ -173,4 +174,43 @@ TEST_CASE("an agent that stops answering hits the request deadline: timeout") {
   check_failure(r, "timeout", 5);
   CHECK(r.receipt["guest"]["release"].is_string());
   CHECK(r.receipt["failure"]["message"].get<std::string>().find("'load'") != std::string::npos);
+}
+
+TEST_CASE("a cached kernel whose bytes changed is refused before any boot: digest_mismatch") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // The Debian kernel the suite fetched, booted as a user-supplied file through a private cache.
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  fs::path user_cache =
+      xdg && *xdg ? fs::path(xdg) / "kgate" : fs::path(std::getenv("HOME")) / ".cache/kgate";
+  json rec = json::parse(read_file(user_cache / "entries/debian-6.1.json").value_or("null"), nullptr, false);
+  REQUIRE(rec.is_object());
+  std::string tree = user_cache / "trees" / rec["package_sha256"].get<std::string>();
+  std::string release = rec["release"];
+  std::vector<std::string> args = {"--kernel", tree + "/boot/vmlinuz-" + release, "--modules",
+                                   tree + "/lib/modules/" + release};
+
+  fs::path cache_home = tmp.path() / "xdg";
+  ::setenv("XDG_CACHE_HOME", cache_home.c_str(), 1);
+  auto first = run_kgate(tmp.path() / "first", args);
+  INFO("first: " << first.out << first.err);
+  REQUIRE(first.exit_code == 0);
+  std::string boot_sha = first.receipt["kernel"]["boot_sha256"];
+  fs::path blob = cache_home / "kgate/blobs/sha256" / boot_sha;
+  REQUIRE(fs::exists(blob));
+
+  // Flip one byte in the cached vmlinux, in place.
+  std::string bytes = read_file(blob).value();
+  bytes[bytes.size() / 2] ^= 0x01;
+  REQUIRE(write_file_atomic(blob, bytes).has_value());
+  auto second = run_kgate(tmp.path() / "second", args);
+  ::unsetenv("XDG_CACHE_HOME");
+  if (xdg) ::setenv("XDG_CACHE_HOME", xdg, 1);
+  INFO("second: " << second.out << second.err);
+  CHECK(second.exit_code == 7);
+  REQUIRE(second.receipt.is_object());
+  CHECK(second.receipt["failure"]["class"] == "digest_mismatch");
+  CHECK(second.receipt["failure"]["message"].get<std::string>().find(boot_sha) != std::string::npos);
+  CHECK(second.receipt["qemu"]["argv"].empty());
+  CHECK_FALSE(fs::exists(second.dir / "console.log"));
 }
