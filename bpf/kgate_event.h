@@ -3,6 +3,8 @@
  * forwards the records to the host as JSON. */
 #pragma once
 
+#include <linux/types.h>
+
 #define KGATE_PROG_NAME_LEN 16
 
 struct kgate_event {

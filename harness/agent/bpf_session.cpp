@@ -74,7 +74,7 @@ std::vector<std::uint32_t> live_ids(Next next) {
 nlohmann::json BpfSession::load(const std::string& name, const std::string& bytes) {
   close();
   LogCapture log;
-  // Verifier statistics (run_cnt) are only counted while this sysctl is on.
+  // Run statistics (run_cnt, run_time_ns) are only counted while this sysctl is on.
   if (FILE* f = std::fopen("/proc/sys/kernel/bpf_stats_enabled", "w")) {
     std::fputs("1", f);
     std::fclose(f);
@@ -209,7 +209,7 @@ nlohmann::json BpfSession::flush() {
 }
 
 nlohmann::json BpfSession::detach() {
-  std::vector<std::uint32_t> progs = std::move(prog_ids_), links = std::move(link_ids_);
+  std::vector<std::uint32_t> progs = prog_ids_, links = link_ids_;
   auto start = std::chrono::steady_clock::now();
   close();
   double close_ms =
@@ -237,6 +237,8 @@ nlohmann::json BpfSession::detach() {
 }
 
 void BpfSession::close() {
+  prog_ids_.clear();
+  link_ids_.clear();
   ring_.reset();
   links_.clear();
   object_.reset();

@@ -19,7 +19,7 @@ using kgate::channel::FrameType;
 using nlohmann::json;
 
 constexpr const char* port_name = "org.kgate.channel";
-constexpr const char* agent_version = "kgate-agent 0.1.0";
+constexpr const char* agent_version = "kgate-agent " KGATE_VERSION;
 
 [[noreturn]] void die(const std::string& why) {
   std::fprintf(stderr, "kgate-agent: fatal: %s\n", why.c_str());

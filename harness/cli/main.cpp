@@ -4,6 +4,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <ctime>
+// --append and --qemu-arg values carry commas (console=ttyS0,115200; -device a,b=c):
+// one option occurrence is one value, never split.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 #include <iostream>
 #include <mutex>
@@ -122,7 +125,8 @@ int cmd_run(int argc, char** argv) {
                                      cxxopts::value<std::string>()->default_value(""))(
       "receipt",
       "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
-      cxxopts::value<std::string>())("count", "triggers per program; each must fire at least this often",
+      cxxopts::value<std::string>())("count",
+                                     "triggers per program (1-1000); each must fire at least this often",
                                      cxxopts::value<int>()->default_value("8"))(
       "boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
       cxxopts::value<double>())("request-timeout",
@@ -154,7 +158,8 @@ int cmd_run(int argc, char** argv) {
   req.catalog = find_catalog(args["catalog"].as<std::string>());
   req.cache_root = kgate::kernel::Cache::default_root();
   req.count = args["count"].as<int>();
-  if (req.count < 1 || req.count > 100000) return usage_error("--count must be between 1 and 100000");
+  // The probe's 256 KiB ring buffer holds 2730 records of 48 bytes, two per trigger.
+  if (req.count < 1 || req.count > 1000) return usage_error("--count must be between 1 and 1000");
   if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
   if (args.count("request-timeout")) req.request_timeout_s = args["request-timeout"].as<double>();
   if ((req.boot_timeout_s && *req.boot_timeout_s <= 0) ||
@@ -194,7 +199,7 @@ int cmd_run(int argc, char** argv) {
     std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
               << "]: " << outcome.message << "\n";
   }
-  std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
+  if (fs::exists(outcome.receipt_path)) std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);
 }
 
@@ -214,6 +219,7 @@ int cmd_fetch(int argc, char** argv) {
     std::cout << opts.help();
     return 0;
   }
+  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
   auto catalog = kgate::kernel::load_catalog(find_catalog(args["catalog"].as<std::string>()));
   if (!catalog) {
     std::cerr << "kgate: " << catalog.error().describe() << "\n";
@@ -253,7 +259,7 @@ int main(int argc, char** argv) {
   if (cmd == "run") return cmd_run(argc - 1, argv + 1);
   if (cmd == "fetch") return cmd_fetch(argc - 1, argv + 1);
   if (cmd == "version" || cmd == "--version") {
-    std::cout << "kgate 0.1.0\n";
+    std::cout << "kgate " KGATE_VERSION "\n";
     return 0;
   }
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {

@@ -47,6 +47,10 @@ class Error {
     chain_.insert(chain_.begin(), std::move(outer));
     return std::move(*this);
   }
+  Error& reclass(FailureClass cls) & {
+    cls_ = cls;
+    return *this;
+  }
   Error&& reclass(FailureClass cls) && {
     cls_ = cls;
     return std::move(*this);

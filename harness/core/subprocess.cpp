@@ -1,5 +1,7 @@
 #include "subprocess.hpp"
 
+#include "interrupt.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -101,12 +103,14 @@ std::optional<int> Child::try_wait() {
   return status_;
 }
 
-Result<int> Child::wait(const Deadline& deadline) {
+Result<int> Child::wait(const Deadline& deadline, bool interruptible) {
+  const int ifd = interruptible ? interrupt_fd() : -1;
   for (;;) {
     if (auto st = try_wait()) return *st;
-    pollfd p{pidfd_.get(), POLLIN, 0};
-    int r = ::poll(&p, 1, deadline.poll_ms());
+    pollfd p[2] = {{pidfd_.get(), POLLIN, 0}, {ifd, POLLIN, 0}};
+    int r = ::poll(p, ifd >= 0 ? 2 : 1, deadline.poll_ms());
     if (r < 0 && errno != EINTR) return fail_errno("poll pidfd", errno);
+    if (r > 0 && (p[1].revents & POLLIN)) return fail(FailureClass::interrupted, "interrupted");
     if (r == 0 && deadline.expired()) {
       if (auto st = try_wait()) return *st;
       return fail(FailureClass::timeout, "process " + std::to_string(pid_) + " still running after " +
@@ -123,7 +127,7 @@ int Child::terminate(Clock::duration grace) {
   if (pid_ <= 0) return 0;
   if (try_wait()) return *status_;
   ::kill(pid_, SIGTERM);
-  if (auto st = wait(Deadline(grace)); st) return *st;
+  if (auto st = wait(Deadline(grace), false); st) return *st;
   ::kill(pid_, SIGKILL);
   int st = 0;
   while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
@@ -148,10 +152,11 @@ Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadlin
 
   Captured cap;
   char buf[1 << 16];
-  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  // The interrupt fd ends the wait too: the child is then stopped by ~Child.
+  pollfd fds[3] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}, {interrupt_fd(), POLLIN, 0}};
   int open_count = 2;
   while (open_count > 0) {
-    int r = ::poll(fds, 2, deadline.poll_ms());
+    int r = ::poll(fds, interrupt_fd() >= 0 ? 3 : 2, deadline.poll_ms());
     if (r < 0) {
       if (errno == EINTR) continue;
       return fail_errno("poll", errno);
@@ -160,6 +165,7 @@ Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadlin
       return fail(FailureClass::timeout, "'" + argv[0] + "' did not finish within " +
                                              std::to_string(deadline.budget_seconds()) + " s");
     }
+    if (fds[2].revents & POLLIN) return fail(FailureClass::interrupted, "'" + argv[0] + "' interrupted");
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       ssize_t n = ::read(fds[i].fd, buf, sizeof buf);

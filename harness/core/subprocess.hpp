@@ -36,8 +36,9 @@ class Child {
   int pidfd() const { return pidfd_.get(); }
   // The wait status once the child has exited (reaps it), else nullopt.
   std::optional<int> try_wait();
-  // Waits until the child exits or the deadline passes (class timeout).
-  Result<int> wait(const Deadline& deadline);
+  // Waits until the child exits or the deadline passes (class timeout), or,
+  // when `interruptible`, until SIGINT/SIGTERM arrives (class interrupted).
+  Result<int> wait(const Deadline& deadline, bool interruptible = true);
   // SIGTERM, up to `grace` to exit, then SIGKILL; reaps. Returns the wait status.
   int terminate(Clock::duration grace);
   void kill();

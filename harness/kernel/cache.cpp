@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <thread>
+#include "core/interrupt.hpp"
 #include "core/strings.hpp"
 
 namespace kgate::kernel {
@@ -77,8 +78,8 @@ Result<fs::path> Cache::verified_blob(std::string_view sha) const {
   if (*actual != sha) {
     return fail(
         FailureClass::digest_mismatch,
-        strprintf("cached file %s has sha256 %s, expected %.*s: refusing to use it (delete it and run "
-                  "'kgate fetch' to fetch it again)",
+        strprintf("cached file %s has sha256 %s, expected %.*s: refusing to use it (rerun with --refresh "
+                  "to fetch, verify and rebuild it)",
                   p.c_str(), actual->c_str(), int(sha.size()), sha.data()));
   }
   if (auto s = write_file_atomic(seal_path, *seal); !s) return std::unexpected(s.error());
@@ -91,9 +92,11 @@ Result<Cache::Lock> Cache::lock(std::string_view name, const Deadline& deadline)
   if (!fd.valid()) return fail_errno("open lock " + p.string(), errno);
   while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK && errno != EINTR) return fail_errno("lock " + p.string(), errno);
+    if (interrupt_signal() != 0)
+      return fail(FailureClass::interrupted, "interrupted waiting for " + p.string());
     if (deadline.expired()) {
-      return fail(FailureClass::timeout, "another kgate holds " + p.string() + " (still after " +
-                                             strprintf("%.0f s", deadline.budget_seconds()) + ")");
+      return fail(FailureClass::infra, "another kgate holds " + p.string() + " (still after " +
+                                           strprintf("%.0f s", deadline.budget_seconds()) + ")");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -12,20 +12,35 @@ constexpr const char* layout_version = "kgate.initramfs/1";
 }  // namespace
 
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                                            const std::vector<std::string>& wanted_modules) {
+                                            const std::vector<std::string>& wanted_modules, bool refresh) {
   PreparedInitramfs out;
   std::string_view agent = agent_binary();
   out.agent_sha256 = sha256_hex(agent);
   std::string key_text = std::string(layout_version) + "\nagent " + out.agent_sha256 + "\nmodules " +
                          kernel.modules_id + "\nwant";
   for (const auto& m : wanted_modules) key_text += " " + m;
+  // A package's modules never change under its digest; a directory's may
+  // (a developer rebuilds into the same path), so its modules' bytes go in the key.
+  std::optional<std::vector<image::ModuleFile>> closure;
+  if (!kernel.modules_dir.empty() && !wanted_modules.empty()) {
+    if (kernel.modules_id.starts_with("dir ")) {
+      auto resolved = image::resolve_closure(kernel.modules_dir, wanted_modules);
+      if (!resolved) return std::unexpected(std::move(resolved.error()).context("resolve modules"));
+      for (const auto& m : *resolved) {
+        auto sha = sha256_file(m.path);
+        if (!sha) return std::unexpected(sha.error());
+        key_text += "\n" + m.name + " " + *sha;
+      }
+      closure = std::move(*resolved);
+    }
+  }
   std::string key = sha256_hex(key_text);
 
   // The module list rides along in the ref's sibling so a warm run can report it.
   fs::path list_path = cache.root() / "refs" / "initramfs" / (key + ".modules");
   auto ref = cache.get_ref("initramfs", key);
   if (!ref) return std::unexpected(ref.error());
-  if (*ref) {
+  if (*ref && !refresh) {
     if (auto list = read_file(list_path)) {
       auto path = cache.verified_blob(**ref);
       if (!path) return std::unexpected(path.error());
@@ -51,8 +66,11 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
           "this kernel comes with no modules directory, but the entry needs modules; pass --modules DIR "
           "or use a kernel with them built in");
     }
-    auto closure = image::resolve_closure(kernel.modules_dir, wanted_modules);
-    if (!closure) return std::unexpected(std::move(closure.error()).context("resolve modules"));
+    if (!closure) {
+      auto resolved = image::resolve_closure(kernel.modules_dir, wanted_modules);
+      if (!resolved) return std::unexpected(std::move(resolved.error()).context("resolve modules"));
+      closure = std::move(*resolved);
+    }
     auto mods = image::read_modules(*closure);
     if (!mods) return std::unexpected(mods.error());
     inputs.modules = std::move(*mods);

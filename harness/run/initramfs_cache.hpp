@@ -20,6 +20,6 @@ struct PreparedInitramfs {
 // The initramfs for a kernel's module set and this kgate's agent, cached by the
 // sha256 of those inputs: built once, then reused (and verified) by every run.
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                                            const std::vector<std::string>& wanted_modules);
+                                            const std::vector<std::string>& wanted_modules, bool refresh);
 
 }  // namespace kgate::run

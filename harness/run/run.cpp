@@ -26,7 +26,7 @@ using channel::FrameType;
 using nlohmann::json;
 
 constexpr const char* port_name = "org.kgate.channel";
-constexpr const char* kgate_version = "0.1.0";
+constexpr const char* kgate_version = KGATE_VERSION;
 
 std::string random_nonce() {
   std::uint64_t v = 0;
@@ -102,7 +102,7 @@ class GateRun {
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
-  json load_resp_, attach_resp_, flush_resp_, detach_resp_;
+  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_;
 };
 
 void GateRun::phase(const char* name) {
@@ -154,7 +154,7 @@ Status GateRun::prepare() {
   r_.kernel.pvh = kernel_.pvh;
 
   phase("initramfs");
-  auto initramfs = prepare_initramfs(*cache_, kernel_, wanted_modules_);
+  auto initramfs = prepare_initramfs(*cache_, kernel_, wanted_modules_, req_.refresh);
   if (!initramfs) return std::unexpected(std::move(initramfs.error()).context("initramfs"));
   initramfs_ = std::move(*initramfs);
   r_.initramfs.sha256 = initramfs_.sha256;
@@ -211,9 +211,11 @@ Status GateRun::boot() {
   Deadline deadline(
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(boot_timeout_s_)));
   auto conn = channel::accept_one(listener->get(), deadline, watch_fds());
-  if (!conn)
-    return std::unexpected(
-        std::move(conn.error()).reclass(FailureClass::boot_hang).context("QEMU did not connect"));
+  if (!conn) {
+    Error e = std::move(conn.error());
+    if (e.cls() == FailureClass::timeout) e.reclass(FailureClass::boot_hang);
+    return std::unexpected(std::move(e).context("QEMU did not connect to the channel"));
+  }
   if (!*conn) return fail(FailureClass::infra, "QEMU ended before connecting to the channel");
   channel_.emplace(std::move(**conn));
   auto hello = channel_->receive(deadline, watch_fds());
@@ -281,6 +283,7 @@ Status GateRun::exercise() {
   phase("trigger");
   auto trig = request({{"op", "trigger"}, {"nonce", r_.nonce}, {"count", req_.count}});
   if (!trig) return std::unexpected(trig.error());
+  trigger_resp_ = *trig;
 
   phase("flush");
   auto flush = request({{"op", "flush"}});
@@ -312,8 +315,16 @@ Status GateRun::power_off() {
 }
 
 void GateRun::judge() {
-  Observations obs{r_.guest,     load_resp_, attach_resp_, flush_resp_,
-                   detach_resp_, r_.nonce,   req_.count,   kernel_.release};
+  Observations obs;
+  obs.hello = r_.guest;
+  obs.load = load_resp_;
+  obs.attach = attach_resp_;
+  obs.trigger = trigger_resp_;
+  obs.flush = flush_resp_;
+  obs.detach = detach_resp_;
+  obs.nonce = r_.nonce;
+  obs.count = req_.count;
+  obs.expected_release = kernel_.release;
   Judgement j = run::judge(obs);
   r_.verdict = j.verdict;
   r_.failure_message = j.message;

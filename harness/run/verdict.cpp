@@ -74,6 +74,13 @@ Judgement judge(const Observations& obs) {
     out.programs.push_back(pr);
   }
   const bool loaded = get_bool(obs.load, "ok");
+  if (loaded && !get_bool(obs.trigger, "ok")) {
+    problems.push_back("trigger: " +
+                       get_string(obs.trigger, "error", "the agent did not confirm the triggers"));
+  }
+  if (auto dropped = get_int(obs.flush, "dropped"); dropped && *dropped > 0) {
+    problems.push_back(strprintf("the agent dropped %lld events", static_cast<long long>(*dropped)));
+  }
   if (!loaded && !get_string(obs.load, "log").empty())
     problems.push_back("verifier: " + get_string(obs.load, "log"));
   if (obs.detach.is_object() && obs.detach.contains("left") && obs.detach["left"].is_object()) {

@@ -15,6 +15,7 @@ struct Observations {
   nlohmann::json hello;
   nlohmann::json load;
   nlohmann::json attach;
+  nlohmann::json trigger;
   nlohmann::json flush;
   nlohmann::json detach;
   std::string nonce;             // this run's nonce, 16 hex digits

@@ -26,9 +26,11 @@ Observations healthy() {
              {{{"name", "on_getpid"}, {"loaded", true}, {"verified_insns", 65}},
               {{"name", "on_uprobe"}, {"loaded", true}, {"verified_insns", 53}}}}};
   o.attach = {{"ok", true},
-              {"programs", {{{"name", "on_getpid"}, {"attached", true}}, {{"name", "on_uprobe"}, {"attached", true}}}}};
+              {"programs",
+               {{{"name", "on_getpid"}, {"attached", true}}, {{"name", "on_uprobe"}, {"attached", true}}}}};
   json ev = events("on_getpid", 4);
   for (auto& e : events("on_uprobe", 4)) ev.push_back(e);
+  o.trigger = {{"ok", true}};
   o.flush = {{"ok", true}, {"events", ev}, {"programs", {{{"name", "on_getpid"}, {"run_cnt", 4}}}}};
   o.detach = {{"ok", true}, {"left", {{"programs", json::array()}, {"links", json::array()}}}};
   o.nonce = nonce;
@@ -89,6 +91,15 @@ TEST_CASE("leftovers, a missing detach report and the wrong kernel each fail") {
   auto wrong = healthy();
   wrong.hello["release"] = "6.1.0-55-amd64";
   check_fails(wrong, "the guest runs 6.1.0-55-amd64, the entry's package ships 6.1.0-56-amd64");
+}
+
+TEST_CASE("an unconfirmed trigger or dropped events fail") {
+  auto o = healthy();
+  o.trigger = {{"ok", false}, {"error", "set kgate_nonce: Bad file descriptor"}};
+  check_fails(o, "trigger: set kgate_nonce: Bad file descriptor");
+  auto d = healthy();
+  d.flush["dropped"] = 3;
+  check_fails(d, "the agent dropped 3 events");
 }
 
 TEST_CASE("a refused load fails with the verifier's words; a failed attach names the program") {
