@@ -49,6 +49,7 @@ class Sink {
   }
   char* next() { return buf_.data() + used_; }
   std::size_t room() const { return buf_.size() - used_; }
+  std::size_t size() const { return used_; }
   void produced(std::size_t n) { used_ += n; }
   bool over() const { return used_ > max_; }
   std::size_t max() const { return max_; }
@@ -151,7 +152,17 @@ Status decode_zstd(std::string_view in, Sink& out) {
     if (ZSTD_isError(rc)) return decode_error(Compression::zstd, ZSTD_getErrorName(rc));
     out.produced(dst.pos);
     if (out.over()) return cap_error(Compression::zstd, out.max());
-    if (rc == 0) return {};  // the first frame is complete and flushed
+    if (rc == 0) {
+      // libzstd 1.5 does not hold a frame to the content size its header declares
+      // when the output buffer is smaller than it: check here (found by fuzzing).
+      unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
+      if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR &&
+          declared != out.size()) {
+        return decode_error(Compression::zstd, "frame declares " + std::to_string(declared) +
+                                                   " bytes but holds " + std::to_string(out.size()));
+      }
+      return {};  // the first frame is complete and flushed
+    }
     // Room left over means the decoder has flushed all it can from the input it was given.
     if (src.pos == src.size && dst.pos < dst.size) return decode_error(Compression::zstd, truncated);
   }

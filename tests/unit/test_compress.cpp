@@ -185,3 +185,13 @@ TEST_CASE("zstd_compress rejects a level out of range") {
   CHECK(r.error().cls() == kgate::FailureClass::usage);
   CHECK(kgate::zstd_compress("x", -5).has_value());
 }
+
+TEST_CASE("zstd: a frame holding less than its declared content size is corrupt") {
+  // Found by the bzimage fuzz target: header declares 100000 bytes, then a
+  // 10-byte raw block and an empty last block. `zstd -d` rejects it too.
+  const unsigned char frame[] = {0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0xa0, 0x86, 0x01, 0x00, 0x50, 0x00, 0x00, 0x30,
+                                 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x01, 0x00, 0x00};
+  auto r = kgate::decompress(std::string_view(reinterpret_cast<const char*>(frame), sizeof frame));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().describe().find("declares 100000 bytes but holds 10") != std::string::npos);
+}
