@@ -117,25 +117,30 @@ int usage_error(const std::string& msg) {
 int cmd_run(int argc, char** argv) {
   cxxopts::Options opts("kgate run",
                         "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
-  opts.add_options()("e,entry", "catalog entry to boot (default: the catalog's default)",
-                     cxxopts::value<std::string>())(
-      "kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>())(
-      "modules", "with --kernel: the kernel's lib/modules/<release> directory",
-      cxxopts::value<std::string>())("catalog", "kernel catalog file",
-                                     cxxopts::value<std::string>()->default_value(""))(
-      "receipt",
+  auto add = opts.add_options();
+  add("e,entry", "matrix entry or catalog kernel to boot (default: the catalog's default)",
+      cxxopts::value<std::string>());
+  add("kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>());
+  add("modules", "with --kernel: the kernel's lib/modules/<release> directory",
+      cxxopts::value<std::string>());
+  add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
+  add("receipt",
       "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
-      cxxopts::value<std::string>())("count",
-                                     "triggers per program (1-1000); each must fire at least this often",
-                                     cxxopts::value<int>()->default_value("8"))(
-      "boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
-      cxxopts::value<double>())("request-timeout",
-                                "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
-                                cxxopts::value<double>())(
-      "append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>())(
-      "qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
-      "qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>())(
-      "refresh", "resolve the entry's package again even if it is cached")("h,help", "show this help");
+      cxxopts::value<std::string>());
+  add("count", "triggers per program (1-1000); each must fire at least this often",
+      cxxopts::value<int>()->default_value("8"));
+  add("lockdown",
+      "none, integrity or confidentiality: appended to the kernel command line and proven in the guest",
+      cxxopts::value<std::string>());
+  add("boot-timeout", "seconds from QEMU start to the agent's hello (default 90 under TCG, 20 with KVM)",
+      cxxopts::value<double>());
+  add("request-timeout", "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
+      cxxopts::value<double>());
+  add("append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>());
+  add("qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"));
+  add("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>());
+  add("refresh", "resolve the entry's package again even if it is cached");
+  add("h,help", "show this help");
   cxxopts::ParseResult args;
   try {
     args = opts.parse(argc, argv);
@@ -149,6 +154,11 @@ int cmd_run(int argc, char** argv) {
   if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
 
   kgate::run::RunRequest req;
+  if (args.count("lockdown")) {
+    auto l = kgate::run::parse_lockdown(args["lockdown"].as<std::string>());
+    if (!l) return usage_error("--lockdown must be none, integrity or confidentiality");
+    req.lockdown = *l;
+  }
   if (args.count("entry")) req.entry = args["entry"].as<std::string>();
   if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
   if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
@@ -205,10 +215,11 @@ int cmd_run(int argc, char** argv) {
 
 int cmd_fetch(int argc, char** argv) {
   cxxopts::Options opts("kgate fetch", "Fetch and verify a catalog entry's kernel into the cache.");
-  opts.add_options()("e,entry", "catalog entry (default: the catalog's default)",
-                     cxxopts::value<std::string>())("catalog", "kernel catalog file",
-                                                    cxxopts::value<std::string>()->default_value(""))(
-      "refresh", "resolve the package again even if it is cached")("h,help", "show this help");
+  auto add = opts.add_options();
+  add("e,entry", "catalog entry (default: the catalog's default)", cxxopts::value<std::string>());
+  add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
+  add("refresh", "resolve the package again even if it is cached");
+  add("h,help", "show this help");
   cxxopts::ParseResult args;
   try {
     args = opts.parse(argc, argv);

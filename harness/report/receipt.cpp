@@ -65,6 +65,8 @@ json receipt_json(const Receipt& r) {
       {"cmdline", r.cmdline},
       {"guest", r.guest},
       {"object", {{"name", r.object.name}, {"sha256", r.object.sha256}}},
+      {"canary", {{"name", r.canary.name}, {"sha256", r.canary.sha256}}},
+      {"lockdown", r.lockdown},
       {"nonce", r.nonce},
       {"trigger_count", r.trigger_count},
       {"programs", programs},

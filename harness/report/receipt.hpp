@@ -62,6 +62,11 @@ struct Receipt {
     std::string name;
     std::string sha256;
   } object;
+  struct {
+    std::string name;
+    std::string sha256;
+  } canary;
+  nlohmann::json lockdown;  // run::lockdown_json(); null if the run ended before the proof
   std::string nonce;
   int trigger_count = 0;
   std::vector<ProgramResult> programs;

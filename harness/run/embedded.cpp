@@ -5,6 +5,8 @@ extern const char _binary_kgate_agent_blob_start[];
 extern const char _binary_kgate_agent_blob_end[];
 extern const char _binary_kgate_probe_blob_start[];
 extern const char _binary_kgate_probe_blob_end[];
+extern const char _binary_kgate_canary_blob_start[];
+extern const char _binary_kgate_canary_blob_end[];
 }
 
 namespace kgate::run {
@@ -17,6 +19,11 @@ std::string_view agent_binary() {
 std::string_view probe_object() {
   return {_binary_kgate_probe_blob_start,
           static_cast<size_t>(_binary_kgate_probe_blob_end - _binary_kgate_probe_blob_start)};
+}
+
+std::string_view canary_object() {
+  return {_binary_kgate_canary_blob_start,
+          static_cast<size_t>(_binary_kgate_canary_blob_end - _binary_kgate_canary_blob_start)};
 }
 
 }  // namespace kgate::run

@@ -8,5 +8,6 @@ namespace kgate::run {
 // build time (scripts/embed-blob.sh), so the host binary is one relocatable file.
 std::string_view agent_binary();
 std::string_view probe_object();
+std::string_view canary_object();
 
 }  // namespace kgate::run

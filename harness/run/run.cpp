@@ -14,6 +14,7 @@
 #include "kernel/prepare.hpp"
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
+#include "run/lockdown.hpp"
 #include "run/verdict.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
@@ -74,6 +75,8 @@ class GateRun {
   Status prepare();
   Status boot();
   Status exercise();
+  Status exercise_loaded();
+  Status prove_lockdown_level();
   Status power_off();
   Result<json> request(json header, std::string body = {});
   void judge();
@@ -102,7 +105,9 @@ class GateRun {
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
-  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_;
+  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_, canary_resp_;
+  std::string dmesg_;
+  bool have_lockdown_proof_ = false;
 };
 
 void GateRun::phase(const char* name) {
@@ -189,7 +194,11 @@ Status GateRun::boot() {
   spec.accel = accel_;
   spec.kernel = kernel_.boot;
   spec.initrd = initramfs_.path;
-  spec.cmdline = vm::kernel_cmdline(req_.append);
+  std::vector<std::string> words;
+  if (req_.lockdown != Lockdown::none)
+    words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
+  words.insert(words.end(), req_.append.begin(), req_.append.end());
+  spec.cmdline = vm::kernel_cmdline(words);
   spec.console_log = fs::absolute(req_.out_dir / "console.log");
   spec.channel_socket = socket;
   spec.port_name = port_name;
@@ -273,8 +282,15 @@ Status GateRun::exercise() {
   auto load = request({{"op", "load"}, {"name", "probe"}}, std::string(object));
   if (!load) return std::unexpected(load.error());
   load_resp_ = *load;
-  if (!channel::get_bool(load_resp_, "ok")) return {};  // judged below: the refusal is the result
+  // A refused load is judged below: the refusal is the result. The lockdown
+  // proof runs either way.
+  if (channel::get_bool(load_resp_, "ok")) {
+    if (auto s = exercise_loaded(); !s) return s;
+  }
+  return prove_lockdown_level();
+}
 
+Status GateRun::exercise_loaded() {
   phase("attach");
   auto attach = request({{"op", "attach"}});
   if (!attach) return std::unexpected(attach.error());
@@ -297,6 +313,26 @@ Status GateRun::exercise() {
   // How long the guest waited for the kernel to free what was detached.
   r_.timings_s.emplace_back("detach_guest_wait",
                             channel::get_number(detach_resp_, "wait_ms").value_or(0) / 1000.0);
+  return {};
+}
+
+Status GateRun::prove_lockdown_level() {
+  phase("canary");
+  std::string_view canary = canary_object();
+  r_.canary.name = "canary_write_user";
+  r_.canary.sha256 = sha256_hex(canary);
+  auto load = request({{"op", "load"}, {"name", "canary_write_user"}}, std::string(canary));
+  if (!load) return std::unexpected(load.error());
+  canary_resp_ = *load;
+  // Unload it again (it is never attached): nothing of the canary stays behind.
+  auto close = request({{"op", "detach"}});
+  if (!close) return std::unexpected(close.error());
+
+  phase("dmesg");
+  auto log = request({{"op", "dmesg"}});
+  if (!log) return std::unexpected(log.error());
+  dmesg_ = channel::get_string(*log, "text");
+  have_lockdown_proof_ = true;
   return {};
 }
 
@@ -325,11 +361,20 @@ void GateRun::judge() {
   obs.nonce = r_.nonce;
   obs.count = req_.count;
   obs.expected_release = kernel_.release;
+  LockdownProof proof = prove_lockdown(req_.lockdown, r_.guest, canary_resp_, dmesg_);
+  obs.lockdown_refusals = proof.dmesg_lockdown;
+  obs.lockdown_level = proof.observed;
   Judgement j = run::judge(obs);
   r_.verdict = j.verdict;
   r_.failure_message = j.message;
   r_.programs = std::move(j.programs);
   r_.leftovers = std::move(j.leftovers);
+  r_.lockdown = lockdown_json(proof);
+  // A lockdown level other than the one asked for voids the entry, whatever the programs did.
+  if (!proof.consistent) {
+    r_.verdict = FailureClass::lockdown_mismatch;
+    r_.failure_message = proof.mismatch + (j.message.empty() ? "" : "; also: " + j.message);
+  }
 }
 
 Error GateRun::classify(Error e) {

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "report/receipt.hpp"
+#include "run/lockdown.hpp"
 
 namespace kgate::run {
 
@@ -22,6 +23,7 @@ struct RunRequest {
   fs::path out_dir;  // receipt.json, console.log and qemu.log go here
   std::string qemu = "qemu-system-x86_64";
   int count = 8;                            // triggers per program; each must fire at least this often
+  Lockdown lockdown = Lockdown::none;       // appended as lockdown=<level>, then proven in the guest
   std::optional<double> boot_timeout_s;     // default: 20 s with KVM, 90 s under TCG
   std::optional<double> request_timeout_s;  // default: 10 s with KVM, 60 s under TCG
   std::vector<std::string> append;          // extra kernel command line words

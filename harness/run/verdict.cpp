@@ -32,7 +32,20 @@ Judgement judge(const Observations& obs) {
     if (auto v = get_int(p, "verified_insns")) pr.verified_insns = static_cast<std::uint32_t>(*v);
     if (auto v = get_int(p, "xlated_insns")) pr.xlated_insns = static_cast<std::uint32_t>(*v);
     pr.required = obs.count;
-    if (!pr.loaded) pr.error = get_string(obs.load, "error", "not loaded");
+    if (!pr.loaded) {
+      pr.error = get_string(obs.load, "error", "not loaded");
+      if (!obs.lockdown_refusals.empty()) {
+        // Name the refusal that concerns BPF where the kernel logged one.
+        std::string why = obs.lockdown_refusals.front();
+        for (const auto& l : obs.lockdown_refusals) {
+          if (l.find("bpf") != std::string::npos) {
+            why = l;
+            break;
+          }
+        }
+        pr.error = "refused under lockdown=" + obs.lockdown_level + " (" + why + "): " + pr.error;
+      }
+    }
     order.push_back(pr.name);
     by_name[pr.name] = pr;
   }

@@ -67,6 +67,11 @@ TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on de
     CHECK(p["nonce_matched"].get<int>() >= 5);
     CHECK(p["passed"] == true);
   }
+  // No lockdown asked: the guest shows none and the write-user canary loads.
+  CHECK(rc["lockdown"]["requested"] == "none");
+  CHECK(rc["lockdown"]["observed"] == "none");
+  CHECK(rc["lockdown"]["canary"]["loaded"] == true);
+  CHECK(rc["lockdown"]["proven"] == true);
   CHECK(rc["leftovers"]["programs"].empty());
   CHECK(rc["leftovers"]["links"].empty());
   CHECK(fs::file_size(r.dir / "console.log") > 0);
@@ -213,4 +218,40 @@ TEST_CASE("a cached kernel whose bytes changed is refused before any boot: diges
   CHECK(second.receipt["failure"]["message"].get<std::string>().find(boot_sha) != std::string::npos);
   CHECK(second.receipt["qemu"]["argv"].empty());
   CHECK_FALSE(fs::exists(second.dir / "console.log"));
+}
+
+TEST_CASE("lockdown=integrity: the probe passes and the canary is refused, three ways proven") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "integrity", {"--lockdown", "integrity"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  REQUIRE(r.receipt.is_object());
+  const json& l = r.receipt["lockdown"];
+  CHECK(l["requested"] == "integrity");
+  CHECK(l["observed"] == "integrity");
+  CHECK(l["lsm_listed"] == true);
+  CHECK(l["canary"]["loaded"] == false);
+  CHECK(l["canary"]["verifier"].get<std::string>().find("unknown func bpf_probe_write_user") !=
+        std::string::npos);
+  bool logged = false;
+  for (const auto& line : l["dmesg"])
+    logged = logged || line.get<std::string>().find("write user RAM") != std::string::npos;
+  CHECK(logged);
+  CHECK(l["proven"] == true);
+  CHECK(r.receipt["cmdline"].get<std::string>().find("lockdown=integrity") != std::string::npos);
+  for (const auto& p : r.receipt["programs"]) CHECK(p["passed"] == true);
+}
+
+TEST_CASE("lockdown mismatch: none requested on a command line that forces integrity") {
+  // Debian's kernel initialises the lockdown LSM early, so an lsm= list cannot
+  // remove it; a forced level is the mismatch this kernel can show.
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "mismatch", {"--lockdown", "none", "--append", "lockdown=integrity"});
+  check_failure(r, "lockdown_mismatch", 8);
+  CHECK(r.receipt["lockdown"]["observed"] == "integrity");
+  CHECK(r.receipt["lockdown"]["canary"]["loaded"] == false);
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("lockdown=none requested") !=
+        std::string::npos);
 }
