@@ -18,6 +18,8 @@
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/prepare.hpp"
+#include "matrix/matrix.hpp"
+#include "matrix/runner.hpp"
 #include "run/run.hpp"
 
 namespace {
@@ -31,6 +33,7 @@ constexpr const char* usage_text =
     "commands:\n"
     "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
     "default)\n"
+    "  matrix   run kernel-matrix entries in parallel VMs: a table, receipts, a summary and JUnit\n"
     "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
     "  version  print kgate's version\n"
     "\n"
@@ -42,15 +45,22 @@ fs::path self_dir() {
   return ec ? fs::path(".") : p.parent_path();
 }
 
-// --catalog, $KGATE_CATALOG, ./kernels/catalog.json, then the source tree kgate was built from.
-fs::path find_catalog(const std::string& given) {
+// The option's value, then $<ENV>, ./kernels/<file>, and the source tree kgate was built from.
+fs::path find_kernels_file(const std::string& given, const char* env_name, const char* file) {
   if (!given.empty()) return given;
-  if (const char* env = std::getenv("KGATE_CATALOG"); env && *env) return env;
-  for (const fs::path& p : {fs::path("kernels/catalog.json"), self_dir() / "../kernels/catalog.json",
-                            fs::path(KGATE_SOURCE_ROOT) / "kernels/catalog.json"}) {
+  if (const char* env = std::getenv(env_name); env && *env) return env;
+  const fs::path rel = fs::path("kernels") / file;
+  for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_SOURCE_ROOT) / rel}) {
     if (fs::exists(p)) return p;
   }
-  return "kernels/catalog.json";
+  return rel;
+}
+
+fs::path find_catalog(const std::string& given) {
+  return find_kernels_file(given, "KGATE_CATALOG", "catalog.json");
+}
+fs::path find_matrix(const std::string& given) {
+  return find_kernels_file(given, "KGATE_MATRIX", "matrix.json");
 }
 
 std::string timestamp() {
@@ -124,6 +134,7 @@ int cmd_run(int argc, char** argv) {
   add("modules", "with --kernel: the kernel's lib/modules/<release> directory",
       cxxopts::value<std::string>());
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
+  add("matrix", "kernel matrix file (for --entry names)", cxxopts::value<std::string>()->default_value(""));
   add("receipt",
       "directory for receipt.json, console.log and qemu.log (default: a new one under ./kgate-out/)",
       cxxopts::value<std::string>());
@@ -166,6 +177,19 @@ int cmd_run(int argc, char** argv) {
     return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");
   req.catalog = find_catalog(args["catalog"].as<std::string>());
+  // --entry names a matrix entry (kernel x lockdown) or, failing that, a catalog kernel.
+  if (!req.entry.empty()) {
+    auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
+    if (const auto* e = m ? m->find(req.entry) : nullptr) {
+      if (args.count("lockdown") && req.lockdown != e->lockdown) {
+        return usage_error("matrix entry '" + e->name + "' is lockdown=" +
+                           std::string(kgate::run::lockdown_name(e->lockdown)) + "; drop --lockdown");
+      }
+      req.name = e->name;
+      req.entry = e->kernel;
+      req.lockdown = e->lockdown;
+    }
+  }
   req.cache_root = kgate::kernel::Cache::default_root();
   req.count = args["count"].as<int>();
   // The probe's 256 KiB ring buffer holds 2730 records of 48 bytes, two per trigger.
@@ -184,7 +208,9 @@ int cmd_run(int argc, char** argv) {
     auto catalog = kgate::kernel::load_catalog(req.catalog);
     if (catalog) req.entry = catalog->default_entry;  // else run_gate reports the catalog error
   }
-  std::string label = !req.kernel.empty() ? req.kernel.filename().string() : req.entry;
+  std::string label = !req.kernel.empty() ? req.kernel.filename().string()
+                      : !req.name.empty() ? req.name
+                                          : req.entry;
   if (label.empty()) label = "run";
   if (args.count("receipt")) {
     req.out_dir = args["receipt"].as<std::string>();
@@ -211,6 +237,99 @@ int cmd_run(int argc, char** argv) {
   }
   if (fs::exists(outcome.receipt_path)) std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);
+}
+
+int cmd_matrix(int argc, char** argv) {
+  cxxopts::Options opts("kgate matrix",
+                        "Run kernel-matrix entries, each in its own VM, and report them together.");
+  auto add = opts.add_options();
+  add("j,jobs", "VMs at once", cxxopts::value<int>()->default_value("1"));
+  add("only", "comma-separated name globs, e.g. '6.6*,debian-6.1'",
+      cxxopts::value<std::string>()->default_value(""));
+  add("out", "output directory (default: a new one under ./kgate-out/)", cxxopts::value<std::string>());
+  add("github", "print the JSON a GitHub Actions strategy.matrix reads with fromJSON, and run nothing");
+  add("matrix", "kernel matrix file", cxxopts::value<std::string>()->default_value(""));
+  add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
+  add("count", "triggers per program, passed to each run", cxxopts::value<int>());
+  add("boot-timeout", "passed to each run", cxxopts::value<double>());
+  add("request-timeout", "passed to each run", cxxopts::value<double>());
+  add("qemu", "QEMU binary, passed to each run", cxxopts::value<std::string>());
+  add("h,help", "show this help");
+  cxxopts::ParseResult args;
+  try {
+    args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    return usage_error(e.what());
+  }
+  if (args.count("help")) {
+    std::cout << opts.help();
+    return 0;
+  }
+  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
+  if (!m) {
+    std::cerr << "kgate: " << m.error().describe() << "\n";
+    return kgate::exit_code(m.error().cls());
+  }
+  auto entries = kgate::matrix::select(*m, args["only"].as<std::string>());
+  if (!entries) return usage_error(entries.error().describe());
+  if (args.count("github")) {
+    std::cout << kgate::matrix::github_matrix(*entries).dump() << "\n";
+    return 0;
+  }
+  int jobs = args["jobs"].as<int>();
+  if (jobs < 1 || jobs > 64) return usage_error("--jobs must be between 1 and 64");
+
+  kgate::matrix::RunnerOptions ro;
+  ro.kgate = fs::read_symlink("/proc/self/exe");
+  ro.jobs = jobs;
+  ro.out_dir = args.count("out")
+                   ? fs::path(args["out"].as<std::string>())
+                   : fs::path("kgate-out") / ("matrix-" + timestamp() + "-" + std::to_string(::getpid()));
+  ro.out_dir = fs::absolute(ro.out_dir);
+  if (auto s = kgate::make_dirs(ro.out_dir); !s) {
+    std::cerr << "kgate: " << s.error().describe() << "\n";
+    return kgate::exit_code(FailureClass::infra);
+  }
+  ro.run_args = {"--catalog", fs::absolute(find_catalog(args["catalog"].as<std::string>())).string(),
+                 "--matrix", fs::absolute(find_matrix(args["matrix"].as<std::string>())).string()};
+  if (args.count("count"))
+    ro.run_args.insert(ro.run_args.end(), {"--count", std::to_string(args["count"].as<int>())});
+  for (const char* opt : {"boot-timeout", "request-timeout"}) {
+    if (args.count(opt))
+      ro.run_args.insert(ro.run_args.end(),
+                         {std::string("--") + opt, std::to_string(args[opt].as<double>())});
+  }
+  if (args.count("qemu")) ro.run_args.insert(ro.run_args.end(), {"--qemu", args["qemu"].as<std::string>()});
+
+  kgate::install_interrupt_handlers();
+  std::mutex out_mu;
+  auto run = kgate::matrix::run_matrix(*entries, ro, [&](const kgate::matrix::EntryResult& r, bool done) {
+    std::lock_guard lock(out_mu);
+    if (!done) {
+      std::cerr << "kgate: " << r.entry.name << ": started\n";
+    } else {
+      std::cerr << "kgate: " << r.entry.name << ": "
+                << (r.verdict == FailureClass::pass
+                        ? std::string("pass")
+                        : "FAIL [" + std::string(kgate::class_name(r.verdict)) + "] " + r.message)
+                << kgate::strprintf(" (%.1f s)", r.wall_s) << "\n";
+    }
+  });
+  auto summary = kgate::matrix::summary_json(run);
+  kgate::Status written =
+      kgate::write_file_atomic(ro.out_dir / "matrix-summary.json", summary.dump(2) + "\n");
+  if (written) written = kgate::write_file_atomic(ro.out_dir / "junit.xml", kgate::matrix::junit_xml(run));
+  std::cout << kgate::matrix::table(run);
+  FailureClass all = kgate::matrix::overall(run);
+  if (!written) {
+    std::cerr << "kgate: " << written.error().describe() << "\n";
+    all = FailureClass::infra;
+  }
+  std::cout << kgate::strprintf("%d of %zu entries passed%s; summary: %s\n", summary["passed"].get<int>(),
+                                run.results.size(), run.interrupted ? " (interrupted)" : "",
+                                (ro.out_dir / "matrix-summary.json").c_str());
+  return kgate::exit_code(all);
 }
 
 int cmd_fetch(int argc, char** argv) {
@@ -269,6 +388,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "run") return cmd_run(argc - 1, argv + 1);
   if (cmd == "fetch") return cmd_fetch(argc - 1, argv + 1);
+  if (cmd == "matrix") return cmd_matrix(argc - 1, argv + 1);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "kgate " KGATE_VERSION "\n";
     return 0;

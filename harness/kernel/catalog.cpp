@@ -30,6 +30,14 @@ Result<std::string> get_string(const json& obj, const char* key, const std::stri
   return it->get<std::string>();
 }
 
+bool valid_digest(std::string_view d) {
+  if (d.size() != 71 || !d.starts_with("sha256:")) return false;
+  for (char c : d.substr(7)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
@@ -59,17 +67,44 @@ Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const
   std::string swhere = where + ".source";
   auto type = get_string(*src, "type", swhere);
   if (!type) return std::unexpected(type.error());
-  if (*type != "debian-package") {
+  e.source.type = *type;
+  if (*type == "debian-package") {
+    if (auto s = only_keys(*src, {"type", "metapackage", "package_prefix"}, swhere); !s)
+      return std::unexpected(s.error());
+    auto meta = get_string(*src, "metapackage", swhere);
+    if (!meta) return std::unexpected(meta.error());
+    auto prefix = get_string(*src, "package_prefix", swhere);
+    if (!prefix) return std::unexpected(prefix.error());
+    e.source.metapackage = *meta;
+    e.source.package_prefix = *prefix;
+  } else if (*type == "oci" || *type == "oci-layout") {
+    const bool remote = *type == "oci";
+    if (auto s = remote ? only_keys(*src, {"type", "reference", "digest", "note"}, swhere)
+                        : only_keys(*src, {"type", "path", "ref", "digest", "note"}, swhere);
+        !s)
+      return std::unexpected(s.error());
+    auto where_from = get_string(*src, remote ? "reference" : "path", swhere);
+    if (!where_from) return std::unexpected(where_from.error());
+    if (remote) {
+      e.source.reference = *where_from;
+    } else {
+      e.source.path = *where_from;
+    }
+    if (!remote) {
+      auto ref = get_string(*src, "ref", swhere, false);
+      if (!ref) return std::unexpected(ref.error());
+      e.source.ref = *ref;
+    }
+    // A null digest is allowed in the file (a pin still to be filled in) and refused when fetched.
+    if (auto d = src->find("digest"); d != src->end() && !d->is_null()) {
+      if (!d->is_string() || !valid_digest(d->get_ref<const std::string&>()))
+        return fail(FailureClass::usage, swhere + ": 'digest' must be \"sha256:<64 hex digits>\" or null");
+      e.source.digest = d->get<std::string>();
+    }
+  } else {
     return fail(FailureClass::usage,
-                swhere + ": unknown source type '" + *type + "' (known: debian-package)");
+                swhere + ": unknown source type '" + *type + "' (known: debian-package, oci, oci-layout)");
   }
-  if (auto s = only_keys(*src, {"type", "metapackage", "package_prefix"}, swhere); !s)
-    return std::unexpected(s.error());
-  auto meta = get_string(*src, "metapackage", swhere);
-  if (!meta) return std::unexpected(meta.error());
-  auto prefix = get_string(*src, "package_prefix", swhere);
-  if (!prefix) return std::unexpected(prefix.error());
-  e.source = {*meta, *prefix};
 
   if (auto mods = obj.find("modules"); mods != obj.end()) {
     if (!mods->is_array()) return fail(FailureClass::usage, where + ": 'modules' must be an array of names");
@@ -130,7 +165,14 @@ Result<Catalog> load_catalog(const fs::path& path) {
   auto text = read_file(path);
   if (!text)
     return std::unexpected(std::move(text.error()).context("read catalog").reclass(FailureClass::usage));
-  return parse_catalog(*text, path.string());
+  auto catalog = parse_catalog(*text, path.string());
+  if (!catalog) return catalog;
+  // Layout paths are relative to the catalog file, not to wherever kgate runs.
+  for (auto& [_, e] : catalog->entries) {
+    if (e.source.type == "oci-layout" && e.source.path.is_relative())
+      e.source.path = path.parent_path() / e.source.path;
+  }
+  return catalog;
 }
 
 }  // namespace kgate::kernel

@@ -17,11 +17,22 @@ struct DebianPackageSource {
   std::string package_prefix;  // the resolved name must start with this
 };
 
+// Where a kernel comes from: a Debian package (resolved through its metapackage
+// with apt), a remote OCI image (pulled with skopeo, by digest), or an OCI image
+// layout directory. An OCI source without a digest pin is refused at fetch time.
+struct KernelSource : DebianPackageSource {
+  std::string type;       // "debian-package", "oci" or "oci-layout"
+  std::string reference;  // oci: "ghcr.io/cilium/ci-kernels:6.6.157"
+  fs::path path;          // oci-layout: the directory (relative paths: to the catalog file)
+  std::string ref;        // oci-layout: the image's ref name in the layout (optional)
+  std::string digest;     // oci, oci-layout: "sha256:<64 hex>"; empty: not pinned
+};
+
 struct CatalogEntry {
   std::string name;
   std::string description;
   std::string arch;
-  DebianPackageSource source;
+  KernelSource source;
   std::vector<std::string> modules;  // what the agent needs loaded, closure resolved at build
 };
 

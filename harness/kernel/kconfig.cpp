@@ -35,14 +35,15 @@ bool valid_name(std::string_view s) {
 }
 
 // Kconfig writes a string between double quotes, escaping only '"' and '\'. Returns the unescaped
-// content, or nothing when the quoted form is malformed (unterminated, a control character, or
-// anything after the closing quote).
+// content, or nothing when the quoted form is malformed: unterminated, holding a control character
+// other than tab, or followed by anything.
 std::optional<std::string> unquote(std::string_view v) {
+  auto control = [](char c) { return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f; };
   if (!v.starts_with('"')) return std::nullopt;
   std::string out;
   for (std::size_t i = 1; i < v.size(); ++i) {
     char c = v[i];
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+    if (control(c)) return std::nullopt;
     if (c == '"') {
       if (i + 1 != v.size()) return std::nullopt;
       return out;
@@ -50,7 +51,7 @@ std::optional<std::string> unquote(std::string_view v) {
     if (c == '\\') {
       if (++i == v.size()) return std::nullopt;
       c = v[i];
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+      if (control(c)) return std::nullopt;
     }
     out += c;
   }
@@ -124,9 +125,7 @@ class Checker {
     if (t == Tristate::module) why += "; it is =m and kgate found no module of it to carry";
     add(option, std::move(why));
   }
-  void add(std::string_view option, std::string why) {
-    out_.push_back({full_name(option), std::move(why)});
-  }
+  void add(std::string_view option, std::string why) { out_.push_back({full_name(option), std::move(why)}); }
   std::vector<PreflightProblem> take() && { return std::move(out_); }
 
  private:
@@ -195,8 +194,8 @@ Result<KernelConfig> parse_kconfig(std::string_view text, std::string_view origi
   std::size_t more_count = 0;
   auto malformed = [&](std::size_t number, std::string_view line, std::string_view why) {
     if (first_error.empty()) {
-      first_error = std::string(origin) + ":" + std::to_string(number) + ": " + std::string(why) + ": " +
-                    excerpt(line);
+      first_error =
+          std::string(origin) + ":" + std::to_string(number) + ": " + std::string(why) + ": " + excerpt(line);
       return;
     }
     ++more_count;
@@ -237,8 +236,8 @@ Result<KernelConfig> parse_kconfig(std::string_view text, std::string_view origi
 
   if (!first_error.empty()) {
     if (more_count > 0) {
-      first_error += "; " + std::to_string(more_count) + " more malformed line" + (more_count > 1 ? "s" : "") +
-                     ": ";
+      first_error +=
+          "; " + std::to_string(more_count) + " more malformed line" + (more_count > 1 ? "s" : "") + ": ";
       for (std::size_t i = 0; i < more.size(); ++i) first_error += (i ? ", " : "") + std::to_string(more[i]);
       if (more_count > more.size()) first_error += ", ...";
     }
@@ -315,8 +314,10 @@ std::vector<PreflightProblem> preflight(const KernelConfig& config, const Prefli
 
   // PVH exists only on x86; elsewhere its absence says nothing.
   if (config.get("X86") == Tristate::yes)
-    w.require("PVH", "no PVH entry: kgate boots the bzImage, whose self-decompression costs seconds under TCG");
-  w.require("BPF_JIT", "programs run in the interpreter: slower, and calls to kernel functions (kfuncs) are refused");
+    w.require("PVH",
+              "no PVH entry: kgate boots the bzImage, whose self-decompression costs seconds under TCG");
+  w.require("BPF_JIT",
+            "programs run in the interpreter: slower, and calls to kernel functions (kfuncs) are refused");
 
   if (warnings) *warnings = std::move(w).take();
   return std::move(p).take();

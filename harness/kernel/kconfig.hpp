@@ -40,8 +40,11 @@ Result<std::optional<std::string>> extract_ikconfig(std::string_view image_bytes
 struct PreflightNeeds {
   bool btf_file_given = false;  // --btf PATH supplied: CONFIG_DEBUG_INFO_BTF not required
   bool lockdown = false;        // the entry asks for lockdown=integrity|confidentiality
-  std::vector<std::string> tracepoint_configs = {"CONFIG_FTRACE_SYSCALLS"};  // what the probe's tracepoint needs
-  bool virtio_console_module_available = false;  // a virtio_console .ko (with its transport) kgate can carry
+  // What the probe's tracepoint needs (syscalls/* by default); empty when it uses no tracepoint.
+  std::vector<std::string> tracepoint_configs = {"CONFIG_FTRACE_SYSCALLS"};
+  // A virtio_console .ko kgate can carry was found; =m is then enough for it and for the transport,
+  // whose module kgate carries alongside it.
+  bool virtio_console_module_available = false;
   std::string machine = "pc";  // QEMU machine: "microvm" uses virtio-mmio, any other virtio-pci
 };
 

@@ -23,10 +23,10 @@ Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha, bo
   if (!bytes) return std::unexpected(bytes.error());
   std::string boot_sha = image_sha;
   if (!is_elf(*bytes)) {
+    // A payload kgate cannot unpack (lz4, lzo, bzip2, lzma; Debian's cloud kernel
+    // is lz4) still boots: QEMU boots the bzImage itself, only slower.
     auto vmlinux = extract_vmlinux(*bytes);
-    if (!vmlinux)
-      return std::unexpected(std::move(vmlinux.error()).context("extract vmlinux from " + path->string()));
-    if (has_pvh_entry(*vmlinux)) {
+    if (vmlinux && has_pvh_entry(*vmlinux)) {
       auto sha = cache.put_blob(*vmlinux);
       if (!sha) return std::unexpected(sha.error());
       boot_sha = *sha;

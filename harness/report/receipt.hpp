@@ -37,6 +37,7 @@ struct Receipt {
   std::string kgate_version;
   std::string entry;
   struct {
+    std::string catalog_entry;  // the catalog kernel; empty for --kernel
     std::string source;
     std::string release_expected;  // from the package; empty for a bare file
     std::string image_sha256;

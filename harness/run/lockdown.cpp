@@ -72,8 +72,8 @@ std::vector<std::string> lockdown_lines(std::string_view dmesg) {
   return out;
 }
 
-LockdownProof prove_lockdown(Lockdown requested, const nlohmann::json& hello, const nlohmann::json& canary_load,
-                             std::string_view dmesg) {
+LockdownProof prove_lockdown(Lockdown requested, const nlohmann::json& hello,
+                             const nlohmann::json& canary_load, std::string_view dmesg) {
   LockdownProof p;
   p.requested = requested;
   p.observed = bracketed_level(get_string(hello, "lockdown"));
@@ -90,32 +90,36 @@ LockdownProof prove_lockdown(Lockdown requested, const nlohmann::json& hello, co
 
   std::vector<std::string> why;
   if (requested == Lockdown::none) {
-    if (p.observed != "none" && p.observed != "unavailable") why.push_back("securityfs shows [" + p.observed + "]");
+    if (p.observed != "none" && p.observed != "unavailable")
+      why.push_back("securityfs shows [" + p.observed + "]");
     if (!p.canary_loaded) why.push_back("the bpf_probe_write_user canary was refused: " + p.canary_error);
   } else {
     const std::string want(lockdown_name(requested));
     if (p.observed != want) why.push_back("securityfs shows " + p.observed + ", not [" + want + "]");
-    if (!p.lsm_listed) why.push_back("lockdown is not in the active LSM list (" + get_string(hello, "lsm") + ")");
-    if (p.canary_loaded) why.push_back("the bpf_probe_write_user canary loaded: lockdown is not enforced");
+    if (!p.lsm_listed)
+      why.push_back("lockdown is not in the active LSM list (" + get_string(hello, "lsm") + ")");
+    if (p.canary_loaded)
+      why.push_back("the bpf_probe_write_user canary loaded: lockdown is not enforced");
     else if (p.canary_verifier.empty() && p.dmesg_lockdown.empty())
       why.push_back("the canary was refused, but neither the verifier nor the kernel log names lockdown (" +
                     p.canary_error + ")");
   }
   p.consistent = why.empty();
   for (const auto& w : why) p.mismatch += (p.mismatch.empty() ? "" : "; ") + w;
-  if (!p.consistent) p.mismatch = "lockdown=" + std::string(lockdown_name(requested)) + " requested: " + p.mismatch;
+  if (!p.consistent)
+    p.mismatch = "lockdown=" + std::string(lockdown_name(requested)) + " requested: " + p.mismatch;
   return p;
 }
 
 nlohmann::json lockdown_json(const LockdownProof& p) {
-  return {{"requested", lockdown_name(p.requested)},
-          {"observed", p.observed},
-          {"lsm_listed", p.lsm_listed},
-          {"canary",
-           {{"loaded", p.canary_loaded}, {"error", p.canary_error}, {"verifier", p.canary_verifier}}},
-          {"dmesg", p.dmesg_lockdown},
-          {"proven", p.consistent},
-          {"mismatch", p.mismatch}};
+  return {
+      {"requested", lockdown_name(p.requested)},
+      {"observed", p.observed},
+      {"lsm_listed", p.lsm_listed},
+      {"canary", {{"loaded", p.canary_loaded}, {"error", p.canary_error}, {"verifier", p.canary_verifier}}},
+      {"dmesg", p.dmesg_lockdown},
+      {"proven", p.consistent},
+      {"mismatch", p.mismatch}};
 }
 
 }  // namespace kgate::run

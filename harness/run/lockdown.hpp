@@ -22,16 +22,16 @@ struct LockdownProof {
   std::string observed;  // "none", "integrity", "confidentiality", or "unavailable" (no securityfs file)
   bool lsm_listed = false;
   bool canary_loaded = false;
-  std::string canary_error;               // the agent's load error, when refused
-  std::string canary_verifier;            // verifier lines naming the refused helper
+  std::string canary_error;                 // the agent's load error, when refused
+  std::string canary_verifier;              // verifier lines naming the refused helper
   std::vector<std::string> dmesg_lockdown;  // the kernel's "Lockdown:" lines
   bool consistent = false;
   std::string mismatch;  // why not, when not
 };
 
 // Pure. `hello` and `canary_load` are the agent's (untrusted) reports; `dmesg` its kernel log.
-LockdownProof prove_lockdown(Lockdown requested, const nlohmann::json& hello, const nlohmann::json& canary_load,
-                             std::string_view dmesg);
+LockdownProof prove_lockdown(Lockdown requested, const nlohmann::json& hello,
+                             const nlohmann::json& canary_load, std::string_view dmesg);
 nlohmann::json lockdown_json(const LockdownProof& proof);
 // The bracketed word of a securityfs lockdown line ("none [integrity] confidentiality"), or "".
 std::string bracketed_level(std::string_view line);

@@ -144,7 +144,8 @@ Status GateRun::prepare() {
     auto catalog = kernel::load_catalog(req_.catalog);
     if (!catalog) return std::unexpected(catalog.error());
     std::string name = req_.entry.empty() ? catalog->default_entry : req_.entry;
-    r_.entry = name;
+    r_.entry = req_.name.empty() ? name : req_.name;
+    r_.kernel.catalog_entry = name;
     auto entry = catalog->find(name);
     if (!entry) return std::unexpected(entry.error());
     auto k = kernel::prepare_entry(*cache_, **entry, req_.refresh, Deadline(std::chrono::minutes(10)));
@@ -405,7 +406,7 @@ Error GateRun::classify(Error e) {
 
 RunOutcome GateRun::execute() {
   r_.kgate_version = kgate_version;
-  r_.entry = req_.entry;
+  r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   if (status) status = prepare();
   if (status) status = boot();

@@ -15,6 +15,7 @@ namespace kgate::run {
 
 // One `kgate run`: which kernel, where results go, and the deadlines.
 struct RunRequest {
+  std::string name;      // the matrix entry's name, for the receipt; empty: the catalog entry's
   std::string entry;     // catalog entry; empty: the catalog's default
   fs::path kernel;       // --kernel: a bzImage or vmlinux file instead of an entry
   fs::path modules_dir;  // --modules, with --kernel

@@ -57,7 +57,8 @@ struct Splat {
   std::vector<std::string> context;  // up to kSplatContextLines following lines, e.g. the call trace
 };
 
-inline constexpr size_t kSplatContextLines = 15;
+// Enough for an x86 register dump and the first frames of the call trace after it.
+inline constexpr size_t kSplatContextLines = 30;
 // A console full of reports (a WARN storm) yields at most this many; the rest are not listed.
 inline constexpr size_t kMaxSplats = 1000;
 // Longer lines are matched and kept only up to this length; printk's own records are shorter.

@@ -63,8 +63,9 @@ TEST_CASE("bad catalogs are refused with a message that says what and where") {
   CHECK(error_of(bad_default) == "cat.json: default 'k2' names no entry");
   std::string bad_type = good;
   bad_type.replace(bad_type.find("debian-package"), 14, "tarball");
-  CHECK(error_of(bad_type) ==
-        "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package)");
+  CHECK(
+      error_of(bad_type) ==
+      "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package, oci, oci-layout)");
   std::string bad_arch = good;
   bad_arch.replace(bad_arch.find("x86_64"), 6, "sparc");
   CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64)");
@@ -77,6 +78,32 @@ TEST_CASE("bad catalogs are refused with a message that says what and where") {
   auto missing_file = load_catalog("/nonexistent/catalog.json");
   REQUIRE_FALSE(missing_file.has_value());
   CHECK(missing_file.error().cls() == kgate::FailureClass::usage);
+}
+
+TEST_CASE("OCI sources: a reference or a layout path, with a digest pin or an explicit null") {
+  std::string oci = good;
+  oci.replace(oci.find("{\"type\": \"debian-package\""), std::string::npos, "");
+  auto with_source = [&](const std::string& src) { return oci + src + "}}}"; };
+  const std::string pin = "sha256:" + std::string(64, 'a');
+  auto remote = parse_catalog(
+      with_source(R"({"type": "oci", "reference": "ghcr.io/cilium/ci-kernels:6.6.157", "digest": ")" + pin +
+                  "\"}"),
+      "cat.json");
+  REQUIRE_MESSAGE(remote.has_value(), remote.error().describe());
+  CHECK(remote->entries.at("k1").source.type == "oci");
+  CHECK(remote->entries.at("k1").source.digest == pin);
+  auto unpinned =
+      parse_catalog(with_source(R"({"type": "oci", "reference": "r:1", "digest": null})"), "cat.json");
+  REQUIRE(unpinned.has_value());
+  CHECK(unpinned->entries.at("k1").source.digest.empty());
+  CHECK(error_of(with_source(R"({"type": "oci", "reference": "r:1", "digest": "sha256:abc"})")) ==
+        "cat.json: kernels.k1.source: 'digest' must be \"sha256:<64 hex digits>\" or null");
+  CHECK(error_of(with_source(R"({"type": "oci-layout", "digest": null})")) ==
+        "cat.json: kernels.k1.source: missing 'path'");
+  auto layout =
+      parse_catalog(with_source(R"({"type": "oci-layout", "path": "layouts/k", "ref": "6.1"})"), "cat.json");
+  REQUIRE(layout.has_value());
+  CHECK(layout->entries.at("k1").source.path == "layouts/k");
 }
 
 TEST_CASE("apt-cache stanzas: fields and the image package behind a metapackage") {

@@ -6,13 +6,15 @@ using namespace kgate::run;
 using nlohmann::json;
 
 namespace {
-json hello(const char* securityfs, const char* lsm = "lockdown,capability,landlock,yama,apparmor,tomoyo,bpf") {
+json hello(const char* securityfs,
+           const char* lsm = "lockdown,capability,landlock,yama,apparmor,tomoyo,bpf") {
   return {{"lockdown", securityfs}, {"lsm", lsm}};
 }
 const json loaded = {{"ok", true}};
-const json refused = {{"ok", false},
-                      {"error", "load: Invalid argument"},
-                      {"log", "6: (85) call bpf_probe_write_user#36\nunknown func bpf_probe_write_user#36\n"}};
+const json refused = {
+    {"ok", false},
+    {"error", "load: Invalid argument"},
+    {"log", "6: (85) call bpf_probe_write_user#36\nunknown func bpf_probe_write_user#36\n"}};
 const char* dmesg =
     "<5>[    0.1] Lockdown: swapper/0: hibernation is restricted; see man kernel_lockdown.7\n"
     "<5>[    1.7] Lockdown: init: use of bpf to write user RAM is restricted; see man kernel_lockdown.7\n"
@@ -26,8 +28,9 @@ TEST_CASE("names and the bracketed level") {
   CHECK(bracketed_level("none [integrity] confidentiality") == "integrity");
   CHECK(bracketed_level("") == "");
   CHECK(lockdown_lines(dmesg) ==
-        std::vector<std::string>{"Lockdown: swapper/0: hibernation is restricted; see man kernel_lockdown.7",
-                                 "Lockdown: init: use of bpf to write user RAM is restricted; see man kernel_lockdown.7"});
+        std::vector<std::string>{
+            "Lockdown: swapper/0: hibernation is restricted; see man kernel_lockdown.7",
+            "Lockdown: init: use of bpf to write user RAM is restricted; see man kernel_lockdown.7"});
 }
 
 TEST_CASE("integrity is proven by securityfs, the LSM list and a refused canary") {
@@ -52,7 +55,8 @@ TEST_CASE("none is proven by a loaded canary") {
 }
 
 TEST_CASE("every way the guest can disagree is a mismatch, with the reason") {
-  auto shown_only = prove_lockdown(Lockdown::integrity, hello("none [integrity] confidentiality"), loaded, "");
+  auto shown_only =
+      prove_lockdown(Lockdown::integrity, hello("none [integrity] confidentiality"), loaded, "");
   CHECK_FALSE(shown_only.consistent);
   CHECK(shown_only.mismatch.find("canary loaded: lockdown is not enforced") != std::string::npos);
 
@@ -68,7 +72,8 @@ TEST_CASE("every way the guest can disagree is a mismatch, with the reason") {
   auto unexplained = prove_lockdown(Lockdown::integrity, hello("none [integrity] confidentiality"),
                                     json{{"ok", false}, {"error", "load: Out of memory"}}, "");
   CHECK_FALSE(unexplained.consistent);
-  CHECK(unexplained.mismatch.find("neither the verifier nor the kernel log names lockdown") != std::string::npos);
+  CHECK(unexplained.mismatch.find("neither the verifier nor the kernel log names lockdown") !=
+        std::string::npos);
 
   auto lying = prove_lockdown(Lockdown::integrity, json("garbage"), json(42), "");
   CHECK_FALSE(lying.consistent);

@@ -17,7 +17,8 @@ report::Receipt sample() {
   report::Receipt r;
   r.kgate_version = "0.1.0";
   r.entry = "debian-6.1";
-  r.kernel = {"debian-package linux-image-6.1.0-56-amd64 6.1.192-2", "6.1.0-56-amd64", std::string(64, 'a'),
+  r.kernel = {"debian-6.1",         "debian-package linux-image-6.1.0-56-amd64 6.1.192-2",
+              "6.1.0-56-amd64",     std::string(64, 'a'),
               std::string(64, 'b'), true};
   r.initramfs = {std::string(64, 'c'), std::string(64, 'd'), {"virtio", "virtio_console"}};
   r.qemu = {"/usr/bin/qemu-system-x86_64", "QEMU emulator version 7.2.22", "tcg", "no usable /dev/kvm", "pc",

@@ -1,0 +1,298 @@
+#include "matrix/runner.hpp"
+
+#include <poll.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <csignal>
+#include <deque>
+#include <list>
+#include <optional>
+
+#include "channel/fields.hpp"
+#include "core/interrupt.hpp"
+#include "core/strings.hpp"
+#include "core/subprocess.hpp"
+
+namespace kgate::matrix {
+
+using nlohmann::json;
+
+namespace {
+
+// Bounds an entry whose child never ends: longer than any sum of a run's own deadlines.
+constexpr auto entry_limit = std::chrono::minutes(45);
+
+struct Running {
+  size_t index;
+  Child child;
+  Clock::time_point start;
+};
+
+std::optional<FailureClass> class_from_name(std::string_view name) {
+  for (auto c : {FailureClass::pass, FailureClass::gate_failed, FailureClass::usage, FailureClass::kernel_panic,
+                 FailureClass::boot_hang, FailureClass::timeout, FailureClass::infra, FailureClass::digest_mismatch,
+                 FailureClass::lockdown_mismatch, FailureClass::agent_crash, FailureClass::no_verdict,
+                 FailureClass::interrupted}) {
+    if (class_name(c) == name) return c;
+  }
+  return std::nullopt;
+}
+
+void collect(EntryResult& r, const fs::path& out_dir, int status) {
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  auto text = read_file(out_dir / r.dir / "receipt.json");
+  r.receipt = text ? json::parse(*text, nullptr, false) : json();
+  if (r.receipt.is_discarded() || !r.receipt.is_object()) {
+    r.receipt = nullptr;
+    r.verdict = FailureClass::no_verdict;
+    r.message = "no receipt (kgate run " + describe_status(status) + "; see " + (r.dir / "kgate.log").string() + ")";
+    return;
+  }
+  if (channel::get_string(r.receipt, "verdict") == "pass") {
+    r.verdict = FailureClass::pass;
+  } else {
+    const json& f = r.receipt.contains("failure") ? r.receipt["failure"] : json();
+    r.verdict = class_from_name(channel::get_string(f, "class")).value_or(FailureClass::no_verdict);
+    r.message = channel::get_string(f, "message");
+  }
+  // The receipt and the exit code must agree; a disagreement is no verdict at all.
+  if (exit_code(r.verdict) != r.exit_code) {
+    r.message = strprintf("receipt says %s but kgate run exited %d", std::string(class_name(r.verdict)).c_str(),
+                          r.exit_code);
+    r.verdict = FailureClass::no_verdict;
+  }
+}
+
+}  // namespace
+
+MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opts, const EntryEvent& event) {
+  MatrixRun run;
+  auto start = Clock::now();
+  for (const auto& e : entries) {
+    EntryResult r;
+    r.entry = e;
+    r.dir = e.name;
+    run.results.push_back(std::move(r));
+  }
+  std::deque<size_t> pending;
+  for (size_t i = 0; i < entries.size(); ++i) pending.push_back(i);
+  std::list<Running> running;  // Child is move-only and not assignable
+
+  auto finish = [&](Running& job, int status) {
+    EntryResult& r = run.results[job.index];
+    r.wall_s = seconds_since(job.start);
+    collect(r, opts.out_dir, status);
+    if (event) event(r, true);
+  };
+
+  while (!pending.empty() || !running.empty()) {
+    while (!run.interrupted && !pending.empty() && static_cast<int>(running.size()) < std::max(1, opts.jobs)) {
+      size_t i = pending.front();
+      pending.pop_front();
+      EntryResult& r = run.results[i];
+      fs::path dir = opts.out_dir / r.dir;
+      (void)make_dirs(dir);
+      std::vector<std::string> argv = {opts.kgate.string(), "run", "--entry", r.entry.name, "--receipt", dir.string()};
+      argv.insert(argv.end(), opts.run_args.begin(), opts.run_args.end());
+      auto child = Child::spawn(argv, {dir / "kgate.log", {}, {}});
+      r.started = true;
+      if (event) event(r, false);
+      if (!child) {
+        r.verdict = FailureClass::infra;
+        r.message = child.error().describe();
+        if (event) event(r, true);
+        continue;
+      }
+      running.push_back(Running{i, std::move(*child), Clock::now()});
+    }
+    if (running.empty()) break;
+
+    std::vector<pollfd> fds;
+    for (const auto& job : running) fds.push_back({job.child.pidfd(), POLLIN, 0});
+    if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 1000);
+
+    if (!run.interrupted && interrupt_signal() != 0) {
+      run.interrupted = true;
+      // Each child stops its own QEMU and writes an interrupted receipt.
+      for (auto& job : running) ::kill(job.child.pid(), SIGTERM);
+    }
+    for (auto it = running.begin(); it != running.end();) {
+      auto& job = *it;
+      std::optional<int> status = job.child.try_wait();
+      if (!status && (run.interrupted || Clock::now() - job.start > entry_limit)) {
+        // Interrupted children get a bounded moment to write their receipts.
+        if (run.interrupted) {
+          if (auto st = job.child.wait(Deadline(std::chrono::seconds(15)), false)) status = *st;
+        }
+        if (!status) status = job.child.terminate(std::chrono::seconds(5));
+      }
+      if (status) {
+        finish(job, *status);
+        it = running.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (size_t i : pending) {
+    run.results[i].cancelled = true;
+    run.results[i].verdict = FailureClass::interrupted;
+    run.results[i].message = "cancelled before it started";
+  }
+  for (auto& r : run.results) {
+    if (r.started && run.interrupted && r.verdict == FailureClass::interrupted) r.cancelled = true;
+  }
+  run.wall_s = seconds_since(start);
+  return run;
+}
+
+FailureClass overall(const MatrixRun& run) {
+  if (run.interrupted) return FailureClass::interrupted;
+  for (const auto& r : run.results) {
+    if (r.verdict != FailureClass::pass) return r.verdict;
+  }
+  return run.results.empty() ? FailureClass::no_verdict : FailureClass::pass;
+}
+
+namespace {
+std::string release_of(const EntryResult& r) {
+  return channel::get_string(r.receipt.is_object() ? r.receipt["guest"] : json(), "release");
+}
+std::string accel_of(const EntryResult& r) {
+  return channel::get_string(r.receipt.is_object() ? r.receipt["qemu"] : json(), "accel");
+}
+std::optional<double> boot_of(const EntryResult& r) {
+  if (!r.receipt.is_object() || !r.receipt.contains("timings_s")) return std::nullopt;
+  return channel::get_number(r.receipt["timings_s"], "boot");
+}
+}  // namespace
+
+json summary_json(const MatrixRun& run) {
+  json entries = json::array();
+  int passed = 0;
+  for (const auto& r : run.results) {
+    if (r.verdict == FailureClass::pass) ++passed;
+    auto boot = boot_of(r);
+    entries.push_back({{"name", r.entry.name},
+                       {"kernel", r.entry.kernel},
+                       {"lockdown", std::string(run::lockdown_name(r.entry.lockdown))},
+                       {"arch", r.entry.arch},
+                       {"release", release_of(r)},
+                       {"accel", accel_of(r)},
+                       {"boot_s", boot ? json(*boot) : json(nullptr)},
+                       {"wall_s", std::round(r.wall_s * 1000) / 1000},
+                       {"verdict", r.verdict == FailureClass::pass ? "pass" : (r.cancelled ? "cancelled" : "fail")},
+                       {"class", class_name(r.verdict)},
+                       {"exit_code", r.cancelled && !r.started ? json(nullptr) : json(r.exit_code)},
+                       {"message", r.message},
+                       {"receipt", r.receipt.is_null() ? json(nullptr) : json((r.dir / "receipt.json").string())}});
+  }
+  FailureClass all = overall(run);
+  return {{"schema", "kgate.matrix-summary/1"},
+          {"entries", entries},
+          {"passed", passed},
+          {"total", run.results.size()},
+          {"interrupted", run.interrupted},
+          {"verdict", all == FailureClass::pass ? "pass" : "fail"},
+          {"exit_code", exit_code(all)},
+          {"wall_s", std::round(run.wall_s * 1000) / 1000}};
+}
+
+std::string xml_escape(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        // XML 1.0 allows no control characters but tab, newline and carriage return.
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+          out += '?';
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string junit_xml(const MatrixRun& run) {
+  struct Case {
+    std::string classname, name, failure_type, message, body;
+    double time;
+  };
+  std::vector<Case> cases;
+  for (const auto& r : run.results) {
+    Case c{"kgate.matrix", r.entry.name, "", "", "", r.wall_s};
+    if (r.verdict != FailureClass::pass) {
+      c.failure_type = std::string(class_name(r.verdict));
+      c.message = r.message.empty() ? c.failure_type : r.message;
+      if (r.receipt.is_object()) {
+        for (const auto& l : channel::get_array(r.receipt, "console_tail")) {
+          if (l.is_string()) c.body += l.get<std::string>() + "\n";
+        }
+      }
+    }
+    cases.push_back(c);
+    if (!r.receipt.is_object()) continue;
+    for (const auto& p : channel::get_array(r.receipt, "programs")) {
+      Case pc{"kgate.matrix." + r.entry.name, channel::get_string(p, "name"), "", "", "", 0};
+      if (!channel::get_bool(p, "passed")) {
+        pc.failure_type = "gate_failed";
+        pc.message = channel::get_string(p, "error", "did not pass");
+      }
+      cases.push_back(pc);
+    }
+  }
+  int failures = 0;
+  for (const auto& c : cases) failures += !c.failure_type.empty();
+  std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  xml += strprintf("<testsuites name=\"kgate\" tests=\"%zu\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
+                   cases.size(), failures, run.wall_s);
+  xml += strprintf("  <testsuite name=\"kgate.matrix\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"0\" time=\"%.3f\">\n",
+                   cases.size(), failures, run.wall_s);
+  for (const auto& c : cases) {
+    xml += strprintf("    <testcase classname=\"%s\" name=\"%s\" time=\"%.3f\"", xml_escape(c.classname).c_str(),
+                     xml_escape(c.name).c_str(), c.time);
+    if (c.failure_type.empty()) {
+      xml += "/>\n";
+      continue;
+    }
+    xml += ">\n      <failure type=\"" + xml_escape(c.failure_type) + "\" message=\"" + xml_escape(c.message) + "\">" +
+           xml_escape(c.body) + "</failure>\n    </testcase>\n";
+  }
+  xml += "  </testsuite>\n</testsuites>\n";
+  return xml;
+}
+
+std::string table(const MatrixRun& run) {
+  std::vector<std::vector<std::string>> rows = {{"ENTRY", "RELEASE", "LOCKDOWN", "ACCEL", "BOOT", "VERDICT"}};
+  for (const auto& r : run.results) {
+    auto boot = boot_of(r);
+    std::string verdict = r.verdict == FailureClass::pass ? "pass"
+                          : r.cancelled                    ? "cancelled"
+                                                           : "FAIL " + std::string(class_name(r.verdict));
+    rows.push_back({r.entry.name, release_of(r).empty() ? "-" : release_of(r),
+                    std::string(run::lockdown_name(r.entry.lockdown)), accel_of(r).empty() ? "-" : accel_of(r),
+                    boot ? strprintf("%.2f s", *boot) : "-", verdict});
+  }
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace kgate::matrix

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/files.hpp"
+#include "matrix/matrix.hpp"
+
+namespace kgate::matrix {
+
+// How one entry ended.
+struct EntryResult {
+  Entry entry;
+  bool started = false;
+  bool cancelled = false;  // never started, or stopped by an interrupt
+  int exit_code = -1;
+  FailureClass verdict = FailureClass::no_verdict;  // from its receipt; a missing receipt is no_verdict
+  std::string message;
+  nlohmann::json receipt;  // null when none was written
+  fs::path dir;            // its receipt directory, relative to the matrix output directory
+  double wall_s = 0;
+};
+
+struct MatrixRun {
+  std::vector<EntryResult> results;  // in matrix order
+  bool interrupted = false;
+  double wall_s = 0;
+};
+
+struct RunnerOptions {
+  fs::path kgate;                     // this executable: each entry is one `kgate run` child
+  fs::path out_dir;                   // <out_dir>/<entry>/ per entry
+  int jobs = 1;                       // VMs at once
+  std::vector<std::string> run_args;  // passed to every `kgate run` (--count, --catalog, ...)
+};
+
+// Called when an entry starts (done == false) and when it ends (done == true).
+using EntryEvent = std::function<void(const EntryResult&, bool done)>;
+
+// Runs the entries, at most `jobs` at a time, each as its own `kgate run`
+// process (its own QEMU, deadlines and receipt), so that one entry's crash
+// cannot take another's result with it. SIGINT/SIGTERM stops every running
+// entry (each writes its interrupted receipt and stops its QEMU) and cancels
+// the ones not started.
+MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opts, const EntryEvent& event);
+
+// Pure reports of a run.
+FailureClass overall(const MatrixRun& run);  // pass only if every entry passed
+nlohmann::json summary_json(const MatrixRun& run);
+std::string junit_xml(const MatrixRun& run);
+std::string table(const MatrixRun& run);
+std::string xml_escape(std::string_view text);
+
+}  // namespace kgate::matrix

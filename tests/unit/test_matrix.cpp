@@ -1,0 +1,112 @@
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "matrix/matrix.hpp"
+#include "matrix/runner.hpp"
+
+using namespace kgate;
+using namespace kgate::matrix;
+using nlohmann::json;
+
+namespace {
+std::string source_root() {
+  const char* env = std::getenv("KGATE_SOURCE_ROOT");
+  return env ? env : std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+}
+
+std::string error_of(std::string_view text) {
+  auto m = parse_matrix(text, "m.json");
+  REQUIRE_FALSE(m.has_value());
+  CHECK(m.error().cls() == FailureClass::usage);
+  return m.error().describe();
+}
+}  // namespace
+
+TEST_CASE("the shipped matrix names the production and local entries") {
+  auto m = load_matrix(source_root() + "/kernels/matrix.json");
+  REQUIRE_MESSAGE(m.has_value(), m.error().describe());
+  std::vector<std::string> names;
+  for (const auto& e : m->entries) names.push_back(e.name);
+  CHECK(names == std::vector<std::string>{"5.15", "6.6", "6.6-integrity", "debian-6.1", "debian-6.1-integrity",
+                                          "debian-6.1-cloud"});
+  CHECK(m->find("6.6-integrity")->lockdown == run::Lockdown::integrity);
+  CHECK(m->find("6.6-integrity")->kernel == "6.6");
+  CHECK(m->find("nope") == nullptr);
+}
+
+TEST_CASE("bad matrix files are refused with what and where") {
+  CHECK(error_of("[]") == "m.json: not a JSON object");
+  CHECK(error_of(R"({"schema": "x", "entries": []})") == "m.json: schema must be \"kgate.matrix/1\"");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": []})") == "m.json: 'entries' must be a non-empty array");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a"}]})") ==
+        "m.json: entries[0]: 'kernel' must be a non-empty string");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdown": "max"}]})") ==
+        "m.json: entries[0]: 'lockdown' must be none, integrity or confidentiality");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]})") ==
+        "m.json: entries[1]: duplicate name 'a'");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdwn": "none"}]})") ==
+        "m.json: entries[0]: unknown key 'lockdwn'");
+}
+
+TEST_CASE("--only globs select in matrix order; --github gives strategy.matrix JSON") {
+  CHECK(glob_match("6.6*", "6.6-integrity"));
+  CHECK(glob_match("*", ""));
+  CHECK(glob_match("d?bian-*", "debian-6.1"));
+  CHECK_FALSE(glob_match("6.6", "6.6-integrity"));
+  auto m = load_matrix(source_root() + "/kernels/matrix.json").value();
+  auto sel = select(m, "debian-6.1*,5.15");
+  REQUIRE(sel.has_value());
+  REQUIRE(sel->size() == 4);
+  CHECK((*sel)[0].name == "5.15");
+  CHECK((*sel)[3].name == "debian-6.1-cloud");
+  CHECK(select(m, "").value().size() == m.entries.size());
+  CHECK(select(m, "nothing*").error().describe() == "--only 'nothing*' selects no matrix entry");
+  json gh = github_matrix(*sel);
+  CHECK(gh["include"].size() == 4);
+  CHECK(gh["include"][0] == json{{"entry", "5.15"}, {"kernel", "5.15"}, {"lockdown", "none"}, {"arch", "x86_64"}});
+}
+
+TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escapes and counts") {
+  MatrixRun run;
+  EntryResult ok;
+  ok.entry = {"a", "k", run::Lockdown::none, "x86_64"};
+  ok.started = true;
+  ok.verdict = FailureClass::pass;
+  ok.exit_code = 0;
+  ok.receipt = {{"guest", {{"release", "6.1.0"}}},
+                {"qemu", {{"accel", "tcg"}}},
+                {"timings_s", {{"boot", 1.5}}},
+                {"programs", {{{"name", "p<1>"}, {"passed", true}}}}};
+  EntryResult bad = ok;
+  bad.entry.name = "b&c";
+  bad.verdict = FailureClass::kernel_panic;
+  bad.exit_code = 3;
+  bad.message = "Kernel panic - not syncing: \"x\"";
+  bad.receipt["console_tail"] = {"line <one>"};
+  EntryResult cancelled;
+  cancelled.entry = {"d", "k", run::Lockdown::integrity, "x86_64"};
+  cancelled.cancelled = true;
+  cancelled.verdict = FailureClass::interrupted;
+  run.results = {ok, bad, cancelled};
+  CHECK(overall(run) == FailureClass::kernel_panic);
+  json s = summary_json(run);
+  CHECK(s["passed"] == 1);
+  CHECK(s["total"] == 3);
+  CHECK(s["verdict"] == "fail");
+  CHECK(s["entries"][2]["verdict"] == "cancelled");
+  CHECK(s["entries"][2]["exit_code"].is_null());
+  CHECK(s["entries"][0]["release"] == "6.1.0");
+  std::string xml = junit_xml(run);
+  CHECK(xml.find("tests=\"5\" failures=\"2\"") != std::string::npos);
+  CHECK(xml.find("name=\"b&amp;c\"") != std::string::npos);
+  CHECK(xml.find("name=\"p&lt;1&gt;\"") != std::string::npos);
+  CHECK(xml.find("message=\"Kernel panic - not syncing: &quot;x&quot;\"") != std::string::npos);
+  CHECK(xml.find("line &lt;one&gt;") != std::string::npos);
+  std::string t = table(run);
+  CHECK(t.find("FAIL kernel_panic") != std::string::npos);
+  CHECK(t.find("cancelled") != std::string::npos);
+  CHECK(xml_escape(std::string("a\x01") + "b") == "a?b");
+  run.interrupted = true;
+  CHECK(overall(run) == FailureClass::interrupted);
+}
