@@ -53,12 +53,24 @@ struct Descriptor {
   std::string media_type;
   std::string digest;  // "sha256:<64 hex>", checked
   std::uint64_t size = 0;
-  std::string ref_name;  // org.opencontainers.image.ref.name, if any
+  std::string ref_name;                   // org.opencontainers.image.ref.name, if any
   std::string os, architecture, variant;  // platform, if any
 };
 
-bool is_index(std::string_view t) { return t == kOciIndex || t == kDockerList; }
-bool is_manifest(std::string_view t) { return t == kOciManifest || t == kDockerManifest; }
+// Tool output for a message: without surrounding blank space, its last 2000 bytes at most.
+std::string trimmed(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  if (s.size() > 2000) s = s.substr(s.size() - 2000);
+  return std::string(s);
+}
+
+bool is_index(std::string_view t) {
+  return t == kOciIndex || t == kDockerList;
+}
+bool is_manifest(std::string_view t) {
+  return t == kOciManifest || t == kDockerManifest;
+}
 
 const LayerType* layer_type(std::string_view media_type) {
   for (const auto& t : kLayerTypes) {
@@ -69,7 +81,8 @@ const LayerType* layer_type(std::string_view media_type) {
 
 bool is_sha256_digest(std::string_view d) {
   if (d.size() != 71 || !d.starts_with("sha256:")) return false;
-  return std::all_of(d.begin() + 7, d.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return std::all_of(d.begin() + 7, d.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 Status check_digest(std::string_view d, const std::string& where) {
@@ -83,7 +96,9 @@ Status check_digest(std::string_view d, const std::string& where) {
                                        "' (expected sha256: and 64 lowercase hex digits)");
 }
 
-std::string hex_of(std::string_view digest) { return std::string(digest.substr(7)); }
+std::string hex_of(std::string_view digest) {
+  return std::string(digest.substr(7));
+}
 
 const json* member(const json& obj, const char* key) {
   if (!obj.is_object()) return nullptr;
@@ -130,8 +145,8 @@ Status check_media_type(const json& doc, std::string_view expected, const std::s
   auto own = optional_string(doc, "mediaType", where);
   if (!own) return std::unexpected(own.error());
   if (!own->empty() && *own != expected) {
-    return fail(FailureClass::usage, where + ": its mediaType is " + *own + " but its descriptor says " +
-                                         std::string(expected));
+    return fail(FailureClass::usage,
+                where + ": its mediaType is " + *own + " but its descriptor says " + std::string(expected));
   }
   return {};
 }
@@ -181,7 +196,8 @@ Result<std::string> read_blob(const fs::path& layout, const Descriptor& d, const
   const fs::path path = layout / "blobs" / "sha256" / hex_of(d.digest);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return fail(FailureClass::usage, name + " is missing from the layout: " + path.string());
+    if (errno == ENOENT)
+      return fail(FailureClass::usage, name + " is missing from the layout: " + path.string());
     return fail_errno("stat " + path.string(), errno);
   }
   if (!S_ISREG(st.st_mode)) return fail(FailureClass::usage, name + ": " + path.string() + " is not a file");
@@ -209,6 +225,24 @@ Result<std::string> read_blob(const fs::path& layout, const Descriptor& d, const
   return bytes;
 }
 
+// oci-layout and index.json, which no digest names: read whole, but only when small.
+Result<std::string> read_layout_file(const fs::path& layout, const char* name) {
+  const fs::path path = layout / name;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return fail(FailureClass::usage,
+                  layout.string() + " is not an OCI image layout: it has no " + name + " file");
+    }
+    return fail_errno("stat " + path.string(), errno);
+  }
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) > kMaxJsonBlob) {
+    return fail(FailureClass::usage,
+                path.string() + " is not a file of at most " + std::to_string(kMaxJsonBlob) + " bytes");
+  }
+  return read_file(path);
+}
+
 Result<json> read_json_blob(const fs::path& layout, const Descriptor& d, const std::string& what) {
   auto bytes = read_blob(layout, d, what, kMaxJsonBlob);
   if (!bytes) return std::unexpected(bytes.error());
@@ -224,7 +258,8 @@ std::string platform_name(const Descriptor& d) {
 // The index entry for linux/<goarch>. arm64 entries may carry the variant v8 or none.
 Result<Descriptor> choose_platform(const json& index, std::string_view goarch, const std::string& where) {
   const json* manifests = member(index, "manifests");
-  if (!manifests || !manifests->is_array()) return fail(FailureClass::usage, where + ": no \"manifests\" array");
+  if (!manifests || !manifests->is_array())
+    return fail(FailureClass::usage, where + ": no \"manifests\" array");
   std::vector<Descriptor> matches;
   std::string seen;
   for (std::size_t i = 0; i < manifests->size(); ++i) {
@@ -238,13 +273,14 @@ Result<Descriptor> choose_platform(const json& index, std::string_view goarch, c
     return fail(FailureClass::usage, where + " has no linux/" + std::string(goarch) + " manifest (it has " +
                                          (seen.empty() ? "none" : seen) + ")");
   }
-  return fail(FailureClass::usage,
-              where + " has " + std::to_string(matches.size()) + " linux/" + std::string(goarch) + " manifests");
+  return fail(FailureClass::usage, where + " has " + std::to_string(matches.size()) + " linux/" +
+                                       std::string(goarch) + " manifests");
 }
 
 Result<Descriptor> choose_entry(const json& index, std::string_view ref, const std::string& where) {
   const json* manifests = member(index, "manifests");
-  if (!manifests || !manifests->is_array()) return fail(FailureClass::usage, where + ": no \"manifests\" array");
+  if (!manifests || !manifests->is_array())
+    return fail(FailureClass::usage, where + ": no \"manifests\" array");
   std::vector<Descriptor> all;
   for (std::size_t i = 0; i < manifests->size(); ++i) {
     auto d = parse_descriptor((*manifests)[i], where + " manifests[" + std::to_string(i) + "]");
@@ -252,7 +288,8 @@ Result<Descriptor> choose_entry(const json& index, std::string_view ref, const s
     all.push_back(std::move(*d));
   }
   std::string names;
-  for (const auto& d : all) names += (names.empty() ? "" : ", ") + (d.ref_name.empty() ? "(unnamed)" : d.ref_name);
+  for (const auto& d : all)
+    names += (names.empty() ? "" : ", ") + (d.ref_name.empty() ? "(unnamed)" : d.ref_name);
   if (ref.empty()) {
     if (all.size() == 1) return all.front();
     return fail(FailureClass::usage, where + " lists " + std::to_string(all.size()) +
@@ -267,8 +304,8 @@ Result<Descriptor> choose_entry(const json& index, std::string_view ref, const s
     return fail(FailureClass::usage, where + " has no image named '" + std::string(ref) +
                                          "' (it has: " + (names.empty() ? "none" : names) + ")");
   }
-  return fail(FailureClass::usage, where + " names " + std::to_string(named.size()) + " images '" +
-                                       std::string(ref) + "'");
+  return fail(FailureClass::usage,
+              where + " names " + std::to_string(named.size()) + " images '" + std::string(ref) + "'");
 }
 
 std::string_view goarch_of(std::string_view arch) {
@@ -286,7 +323,8 @@ struct Layer {
 
 // Reads the verified manifest and config, checks the config's platform, and returns the layers,
 // every media type among them known.
-Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descriptor& man, std::string_view goarch) {
+Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descriptor& man,
+                                         std::string_view goarch) {
   const std::string where = "manifest " + man.digest;
   auto doc = read_json_blob(layout, man, "manifest");
   if (!doc) return std::unexpected(doc.error());
@@ -304,7 +342,8 @@ Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descripto
   }
 
   const json* layers_json = member(*doc, "layers");
-  if (!layers_json || !layers_json->is_array()) return fail(FailureClass::usage, where + ": no \"layers\" array");
+  if (!layers_json || !layers_json->is_array())
+    return fail(FailureClass::usage, where + ": no \"layers\" array");
   if (layers_json->empty()) return fail(FailureClass::usage, where + " has no layers");
   std::vector<Layer> layers;
   for (std::size_t i = 0; i < layers_json->size(); ++i) {
@@ -333,7 +372,8 @@ Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descripto
   if (const json* rootfs = member(*cfg, "rootfs")) {
     if (const json* diff_ids = member(*rootfs, "diff_ids")) {
       if (!diff_ids->is_array() || diff_ids->size() != layers.size()) {
-        return fail(FailureClass::usage, cwhere + ": rootfs.diff_ids does not list one digest for each of the " +
+        return fail(FailureClass::usage, cwhere +
+                                             ": rootfs.diff_ids does not list one digest for each of the " +
                                              std::to_string(layers.size()) + " layers");
       }
       for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -430,7 +470,8 @@ std::optional<std::string> c_unquote(std::string_view s, std::size_t& pos) {
         default: {
           if (e < '0' || e > '7') return std::nullopt;
           int v = e - '0';
-          for (int k = 0; k < 2 && pos < s.size() && s[pos] >= '0' && s[pos] <= '7'; ++k) v = v * 8 + (s[pos++] - '0');
+          for (int k = 0; k < 2 && pos < s.size() && s[pos] >= '0' && s[pos] <= '7'; ++k)
+            v = v * 8 + (s[pos++] - '0');
           if (v > 255) return std::nullopt;
           out += static_cast<char>(v);
         }
@@ -484,7 +525,8 @@ Status apply_whiteouts(const fs::path& root, const std::vector<Whiteout>& whiteo
     }
     if (!fs::is_directory(dir, ec)) continue;
     std::vector<fs::path> children;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) children.push_back(it->path());
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      children.push_back(it->path());
     if (ec) return fail_errno("opaque whiteout: list " + dir.string(), ec.value());
     for (const auto& c : children) {
       fs::remove_all(c, ec);
@@ -516,12 +558,15 @@ Result<std::vector<std::string>> drop_leaving_links(const fs::path& root) {
   return dropped;
 }
 
-Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& where, const Deadline& deadline) {
+Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& where,
+                                        const Deadline& deadline) {
   auto cap = run_capture(
-      {"tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=c", "--file", tar.string()}, deadline);
+      {"tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=c", "--file", tar.string()},
+      deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --list"));
   if (cap->status != 0) {
-    return fail(FailureClass::usage, where + ": tar --list " + describe_status(cap->status) + ": " + cap->err);
+    return fail(FailureClass::usage,
+                where + ": tar --list " + describe_status(cap->status) + ": " + trimmed(cap->err));
   }
   auto members = parse_tar_listing(cap->out);
   if (!members) return std::unexpected(std::move(members.error()).context(where));
@@ -540,14 +585,16 @@ Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& 
 // only when the archive ends, so no later member is written through it; such links are removed after
 // each layer. --no-same-owner and --no-same-permissions leave files owned by the caller with modes
 // masked by the umask, even when kgate runs as root.
-Status extract_tar(const fs::path& tar, const fs::path& root, const std::string& where, const Deadline& deadline) {
+Status extract_tar(const fs::path& tar, const fs::path& root, const std::string& where,
+                   const Deadline& deadline) {
   auto cap = run_capture({"tar", "--extract", "--no-same-owner", "--no-same-permissions",
-                          std::string("--exclude=") + std::string(kWhiteoutPrefix) + "*", "--file", tar.string(),
-                          "--directory", root.string()},
+                          std::string("--exclude=") + std::string(kWhiteoutPrefix) + "*", "--file",
+                          tar.string(), "--directory", root.string()},
                          deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --extract"));
   if (cap->status != 0) {
-    return fail(FailureClass::usage, where + ": tar --extract " + describe_status(cap->status) + ": " + cap->err);
+    return fail(FailureClass::usage,
+                where + ": tar --extract " + describe_status(cap->status) + ": " + trimmed(cap->err));
   }
   return {};
 }
@@ -606,15 +653,17 @@ Status find_kernel(OciImage& img) {
     }
   }
   if (candidates.empty()) {
-    return fail(FailureClass::usage, "no kernel in the image: looked for boot/vmlinuz*, boot/vmlinux*, "
-                                     "boot/bzImage and a top-level vmlinuz, vmlinux or bzImage");
+    return fail(FailureClass::usage,
+                "no kernel in the image: looked for boot/vmlinuz*, boot/vmlinux*, "
+                "boot/bzImage and a top-level vmlinuz, vmlinux or bzImage");
   }
   if (candidates.size() > 1) {
     // Several kernels: the one whose suffix names the only module tree wins.
     std::vector<fs::path> matching;
     for (const auto& c : candidates) {
       std::string s = suffix_of(c.filename().string());
-      if (!s.empty() && std::find(releases.begin(), releases.end(), s) != releases.end()) matching.push_back(c);
+      if (!s.empty() && std::find(releases.begin(), releases.end(), s) != releases.end())
+        matching.push_back(c);
     }
     if (matching.size() != 1) {
       std::vector<std::string> names;
@@ -634,8 +683,9 @@ Status find_kernel(OciImage& img) {
   } else if (releases.empty()) {
     img.release = suffix;
   } else {
-    return fail(FailureClass::usage, "the image holds several module trees (" + join(releases) + ") and none is " +
-                                         (suffix.empty() ? "named by the kernel file" : "for release " + suffix));
+    return fail(FailureClass::usage,
+                "the image holds several module trees (" + join(releases) + ") and none is " +
+                    (suffix.empty() ? "named by the kernel file" : "for release " + suffix));
   }
   if (!img.release.empty() && std::find(releases.begin(), releases.end(), img.release) != releases.end()) {
     img.modules_dir = modules_base / img.release;
@@ -660,9 +710,11 @@ Status prepare_dest(const fs::path& dest) {
   std::error_code ec;
   auto st = fs::symlink_status(dest, ec);
   if (fs::exists(st)) {
-    if (!fs::is_directory(st)) return fail(FailureClass::usage, "destination " + dest.string() + " is not a directory");
-    if (!fs::is_empty(dest, ec)) return fail(FailureClass::usage, "destination " + dest.string() + " is not empty");
+    if (!fs::is_directory(st))
+      return fail(FailureClass::usage, "destination " + dest.string() + " is not a directory");
+    const bool empty = fs::is_empty(dest, ec);
     if (ec) return fail_errno("read " + dest.string(), ec.value());
+    if (!empty) return fail(FailureClass::usage, "destination " + dest.string() + " is not empty");
     return {};
   }
   return make_dirs(dest);
@@ -672,7 +724,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
                         std::string_view arch, const fs::path& dest, const Deadline& deadline) {
   const std::string_view goarch = goarch_of(arch);
   if (goarch.empty()) {
-    return fail(FailureClass::usage, "arch '" + std::string(arch) + "' has no OCI platform (x86_64 or arm64)");
+    return fail(FailureClass::usage,
+                "arch '" + std::string(arch) + "' has no OCI platform (x86_64 or arm64)");
   }
   if (!pinned.empty()) {
     if (auto s = check_digest(pinned, "pinned digest"); !s) return std::unexpected(s.error());
@@ -680,13 +733,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
 
   // oci-layout and index.json are the layout's root: nothing names their digests, which is why the pin
   // is checked against the index.json entry, the first digest a registry reports.
-  auto marker = read_file(layout / "oci-layout");
-  if (!marker) {
-    if (marker.error().err() == ENOENT) {
-      return fail(FailureClass::usage, layout.string() + " is not an OCI image layout: it has no oci-layout file");
-    }
-    return std::unexpected(marker.error());
-  }
+  auto marker = read_layout_file(layout, "oci-layout");
+  if (!marker) return std::unexpected(marker.error());
   auto marker_doc = parse_json(*marker, "oci-layout");
   if (!marker_doc) return std::unexpected(marker_doc.error());
   auto version = required_string(*marker_doc, "imageLayoutVersion", "oci-layout");
@@ -694,13 +742,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   if (*version != "1.0.0") {
     return fail(FailureClass::usage, "oci-layout: imageLayoutVersion is " + *version + ", kgate reads 1.0.0");
   }
-  auto index_text = read_file(layout / "index.json");
-  if (!index_text) {
-    if (index_text.error().err() == ENOENT) {
-      return fail(FailureClass::usage, layout.string() + " is not an OCI image layout: it has no index.json");
-    }
-    return std::unexpected(index_text.error());
-  }
+  auto index_text = read_layout_file(layout, "index.json");
+  if (!index_text) return std::unexpected(index_text.error());
   auto index = parse_json(*index_text, "index.json");
   if (!index) return std::unexpected(index.error());
   if (auto s = check_schema_version(*index, "index.json"); !s) return std::unexpected(s.error());
@@ -711,8 +754,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   img.pinned_digest = top->digest;
   if (!pinned.empty() && top->digest != pinned) {
     return fail(FailureClass::digest_mismatch,
-                "image " + (ref.empty() ? std::string("in index.json") : "'" + std::string(ref) + "'") + " is " +
-                    top->digest + ", pinned " + std::string(pinned) +
+                "image " + (ref.empty() ? std::string("in index.json") : "'" + std::string(ref) + "'") +
+                    " is " + top->digest + ", pinned " + std::string(pinned) +
                     " (a layout written by skopeo without --all, or converted from Docker media types, has "
                     "other digests than the registry's)");
   }
@@ -721,11 +764,12 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   for (int depth = 0;; ++depth) {
     if (is_manifest(man.media_type)) break;
     if (!is_index(man.media_type)) {
-      return fail(FailureClass::usage, man.digest + ": media type " + man.media_type +
+      return fail(FailureClass::usage, "image " + man.digest + ": media type " + man.media_type +
                                            " is neither an image index nor an image manifest");
     }
     if (depth == kMaxIndexDepth) {
-      return fail(FailureClass::usage, "image indexes nested more than " + std::to_string(kMaxIndexDepth) + " deep");
+      return fail(FailureClass::usage,
+                  "image indexes nested more than " + std::to_string(kMaxIndexDepth) + " deep");
     }
     const std::string where = "image index " + man.digest;
     auto doc = read_json_blob(layout, man, "image index");
@@ -771,7 +815,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   const fs::path abs_dest = fs::absolute(dest);
   for (std::size_t i = 0; i < n; ++i) {
     const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
-    if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s) return std::unexpected(std::move(s.error()).context(name));
+    if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s)
+      return std::unexpected(std::move(s.error()).context(name));
     if (auto s = extract_tar(tars[i], abs_dest, name, deadline); !s) return std::unexpected(s.error());
     auto dropped = drop_leaving_links(abs_dest);
     if (!dropped) return std::unexpected(std::move(dropped.error()).context(name));
@@ -783,7 +828,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   }
   std::sort(img.dropped_links.begin(), img.dropped_links.end());
 
-  if (auto s = find_kernel(img); !s) return std::unexpected(std::move(s.error()).context("manifest " + man.digest));
+  if (auto s = find_kernel(img); !s)
+    return std::unexpected(std::move(s.error()).context("manifest " + man.digest));
   return img;
 }
 
@@ -795,13 +841,6 @@ bool is_ref_name_char(char c) {
 bool is_tag(std::string_view t) {
   if (t.empty() || t.size() > 128 || t.front() == '.' || t.front() == '-') return false;
   return std::all_of(t.begin(), t.end(), [](char c) { return is_ref_name_char(c) && c != '/' && c != ':'; });
-}
-
-std::string trimmed(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  if (s.size() > 2000) s = s.substr(s.size() - 2000);
-  return std::string(s);
 }
 
 }  // namespace
@@ -874,8 +913,9 @@ std::string unsafe_tar_member(const TarMember& m) {
 
 Result<OciImage> import_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
                                    std::string_view arch, const fs::path& dest, const Deadline& deadline) {
-  return with_context(import(layout, ref, pinned, arch, dest, deadline),
-                      "import OCI layout " + layout.string() + (ref.empty() ? "" : " (" + std::string(ref) + ")"));
+  return with_context(
+      import(layout, ref, pinned, arch, dest, deadline),
+      "import OCI layout " + layout.string() + (ref.empty() ? "" : " (" + std::string(ref) + ")"));
 }
 
 Result<OciReference> parse_oci_reference(std::string_view reference) {
@@ -884,8 +924,10 @@ Result<OciReference> parse_oci_reference(std::string_view reference) {
   if (r.starts_with("docker://")) r.remove_prefix(9);
   auto at = r.rfind('@');
   if (at == std::string_view::npos) {
-    return fail(FailureClass::usage, where + " carries no digest (a tag can move): pin it as NAME:TAG@sha256:<hex> "
-                                             "or NAME@sha256:<hex>");
+    return fail(FailureClass::usage,
+                where +
+                    " carries no digest (a tag can move): pin it as NAME:TAG@sha256:<hex> "
+                    "or NAME@sha256:<hex>");
   }
   OciReference out;
   out.digest = std::string(r.substr(at + 1));
@@ -898,7 +940,15 @@ Result<OciReference> parse_oci_reference(std::string_view reference) {
     name = name.substr(0, colon);
     if (!is_tag(out.tag)) return fail(FailureClass::usage, where + ": malformed tag '" + out.tag + "'");
   }
-  if (name.empty() || name.front() == '-' || name.front() == '/' || name.back() == '/' ||
+  // A ':' may only introduce the registry's port, in the first component.
+  const std::string_view host = name.substr(0, name.find('/'));
+  const auto port_colon = host.find(':');
+  const bool port_ok =
+      port_colon == std::string_view::npos ||
+      (name.find(':', port_colon + 1) == std::string_view::npos && port_colon + 1 < host.size() &&
+       std::all_of(host.begin() + static_cast<std::ptrdiff_t>(port_colon) + 1, host.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }));
+  if (name.empty() || name.front() == '-' || name.front() == '/' || name.back() == '/' || !port_ok ||
       name.find("//") != std::string_view::npos || !std::all_of(name.begin(), name.end(), is_ref_name_char)) {
     return fail(FailureClass::usage, where + ": malformed repository name '" + std::string(name) + "'");
   }
@@ -929,8 +979,9 @@ Result<fs::path> pull_oci(std::string_view reference, const fs::path& dest_layou
     return fail(FailureClass::usage, "pull " + source + ": the layout directory " + dest_layout.string() +
                                          " contains ':', which skopeo's oci: transport cannot name");
   }
-  const std::string by_hand = "fetch it elsewhere with `skopeo copy --all " + source + " oci:DIR:" +
-                              oci_layout_ref(*ref) + "` and pass --oci-layout DIR, or pass --kernel FILE";
+  const std::string by_hand = "fetch it elsewhere with `skopeo copy --all " + source +
+                              " oci:DIR:" + oci_layout_ref(*ref) +
+                              "` and pass --oci-layout DIR, or pass --kernel FILE";
   const fs::path skopeo = find_program("skopeo");
   if (skopeo.empty()) {
     return fail(FailureClass::infra, "pull " + source +
@@ -938,13 +989,15 @@ Result<fs::path> pull_oci(std::string_view reference, const fs::path& dest_layou
                                          "`apt-get install skopeo`, or " +
                                          by_hand);
   }
-  if (auto s = make_dirs(dest_layout); !s) return std::unexpected(std::move(s.error()).context("pull " + source));
+  if (auto s = make_dirs(dest_layout); !s)
+    return std::unexpected(std::move(s.error()).context("pull " + source));
   auto cap = run_capture(skopeo_copy_argv(skopeo, *ref, dest_layout), deadline);
   if (!cap) {
     Error e = std::move(cap.error());
     if (e.cls() == FailureClass::interrupted) return std::unexpected(std::move(e));
     // A registry that does not answer in time is an infrastructure failure, not a guest timeout.
-    return std::unexpected(std::move(e).reclass(FailureClass::infra).context("pull " + source + " (" + by_hand + ")"));
+    return std::unexpected(
+        std::move(e).reclass(FailureClass::infra).context("pull " + source + " (" + by_hand + ")"));
   }
   if (cap->status != 0) {
     std::string msg = trimmed(cap->err.empty() ? cap->out : cap->err);

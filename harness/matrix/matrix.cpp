@@ -18,7 +18,8 @@ Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
   json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return fail(FailureClass::usage, where + ": not a JSON object");
   for (const auto& [key, _] : doc.items()) {
-    if (key != "schema" && key != "entries") return fail(FailureClass::usage, where + ": unknown key '" + key + "'");
+    if (key != "schema" && key != "entries")
+      return fail(FailureClass::usage, where + ": unknown key '" + key + "'");
   }
   if (doc.value("schema", json()) != "kgate.matrix/1") {
     return fail(FailureClass::usage, where + ": schema must be \"kgate.matrix/1\"");
@@ -44,10 +45,12 @@ Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
         return fail(FailureClass::usage, at + ": '" + key + "' must be a non-empty string");
       *out = it->get<std::string>();
     }
-    if (!names.insert(entry.name).second) return fail(FailureClass::usage, at + ": duplicate name '" + entry.name + "'");
+    if (!names.insert(entry.name).second)
+      return fail(FailureClass::usage, at + ": duplicate name '" + entry.name + "'");
     if (auto it = e.find("lockdown"); it != e.end()) {
       auto l = it->is_string() ? run::parse_lockdown(it->get<std::string>()) : std::nullopt;
-      if (!l) return fail(FailureClass::usage, at + ": 'lockdown' must be none, integrity or confidentiality");
+      if (!l)
+        return fail(FailureClass::usage, at + ": 'lockdown' must be none, integrity or confidentiality");
       entry.lockdown = *l;
     }
     if (auto it = e.find("arch"); it != e.end()) {
@@ -61,7 +64,8 @@ Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
 
 Result<Matrix> load_matrix(const fs::path& path) {
   auto text = read_file(path);
-  if (!text) return std::unexpected(std::move(text.error()).context("read matrix").reclass(FailureClass::usage));
+  if (!text)
+    return std::unexpected(std::move(text.error()).context("read matrix").reclass(FailureClass::usage));
   return parse_matrix(*text, path.string());
 }
 
@@ -101,7 +105,8 @@ Result<std::vector<Entry>> select(const Matrix& m, std::string_view pattern) {
     for (auto g : globs) hit = hit || glob_match(g, e.name);
     if (hit) out.push_back(e);
   }
-  if (out.empty()) return fail(FailureClass::usage, "--only '" + std::string(pattern) + "' selects no matrix entry");
+  if (out.empty())
+    return fail(FailureClass::usage, "--only '" + std::string(pattern) + "' selects no matrix entry");
   return out;
 }
 

@@ -30,10 +30,10 @@ struct Running {
 };
 
 std::optional<FailureClass> class_from_name(std::string_view name) {
-  for (auto c : {FailureClass::pass, FailureClass::gate_failed, FailureClass::usage, FailureClass::kernel_panic,
-                 FailureClass::boot_hang, FailureClass::timeout, FailureClass::infra, FailureClass::digest_mismatch,
-                 FailureClass::lockdown_mismatch, FailureClass::agent_crash, FailureClass::no_verdict,
-                 FailureClass::interrupted}) {
+  for (auto c : {FailureClass::pass, FailureClass::gate_failed, FailureClass::usage,
+                 FailureClass::kernel_panic, FailureClass::boot_hang, FailureClass::timeout,
+                 FailureClass::infra, FailureClass::digest_mismatch, FailureClass::lockdown_mismatch,
+                 FailureClass::agent_crash, FailureClass::no_verdict, FailureClass::interrupted}) {
     if (class_name(c) == name) return c;
   }
   return std::nullopt;
@@ -46,7 +46,8 @@ void collect(EntryResult& r, const fs::path& out_dir, int status) {
   if (r.receipt.is_discarded() || !r.receipt.is_object()) {
     r.receipt = nullptr;
     r.verdict = FailureClass::no_verdict;
-    r.message = "no receipt (kgate run " + describe_status(status) + "; see " + (r.dir / "kgate.log").string() + ")";
+    r.message =
+        "no receipt (kgate run " + describe_status(status) + "; see " + (r.dir / "kgate.log").string() + ")";
     return;
   }
   if (channel::get_string(r.receipt, "verdict") == "pass") {
@@ -58,8 +59,8 @@ void collect(EntryResult& r, const fs::path& out_dir, int status) {
   }
   // The receipt and the exit code must agree; a disagreement is no verdict at all.
   if (exit_code(r.verdict) != r.exit_code) {
-    r.message = strprintf("receipt says %s but kgate run exited %d", std::string(class_name(r.verdict)).c_str(),
-                          r.exit_code);
+    r.message = strprintf("receipt says %s but kgate run exited %d",
+                          std::string(class_name(r.verdict)).c_str(), r.exit_code);
     r.verdict = FailureClass::no_verdict;
   }
 }
@@ -87,13 +88,15 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
   };
 
   while (!pending.empty() || !running.empty()) {
-    while (!run.interrupted && !pending.empty() && static_cast<int>(running.size()) < std::max(1, opts.jobs)) {
+    while (!run.interrupted && !pending.empty() &&
+           static_cast<int>(running.size()) < std::max(1, opts.jobs)) {
       size_t i = pending.front();
       pending.pop_front();
       EntryResult& r = run.results[i];
       fs::path dir = opts.out_dir / r.dir;
       (void)make_dirs(dir);
-      std::vector<std::string> argv = {opts.kgate.string(), "run", "--entry", r.entry.name, "--receipt", dir.string()};
+      std::vector<std::string> argv = {opts.kgate.string(), "run",       "--entry",
+                                       r.entry.name,        "--receipt", dir.string()};
       argv.insert(argv.end(), opts.run_args.begin(), opts.run_args.end());
       auto child = Child::spawn(argv, {dir / "kgate.log", {}, {}});
       r.started = true;
@@ -175,19 +178,20 @@ json summary_json(const MatrixRun& run) {
   for (const auto& r : run.results) {
     if (r.verdict == FailureClass::pass) ++passed;
     auto boot = boot_of(r);
-    entries.push_back({{"name", r.entry.name},
-                       {"kernel", r.entry.kernel},
-                       {"lockdown", std::string(run::lockdown_name(r.entry.lockdown))},
-                       {"arch", r.entry.arch},
-                       {"release", release_of(r)},
-                       {"accel", accel_of(r)},
-                       {"boot_s", boot ? json(*boot) : json(nullptr)},
-                       {"wall_s", std::round(r.wall_s * 1000) / 1000},
-                       {"verdict", r.verdict == FailureClass::pass ? "pass" : (r.cancelled ? "cancelled" : "fail")},
-                       {"class", class_name(r.verdict)},
-                       {"exit_code", r.cancelled && !r.started ? json(nullptr) : json(r.exit_code)},
-                       {"message", r.message},
-                       {"receipt", r.receipt.is_null() ? json(nullptr) : json((r.dir / "receipt.json").string())}});
+    entries.push_back(
+        {{"name", r.entry.name},
+         {"kernel", r.entry.kernel},
+         {"lockdown", std::string(run::lockdown_name(r.entry.lockdown))},
+         {"arch", r.entry.arch},
+         {"release", release_of(r)},
+         {"accel", accel_of(r)},
+         {"boot_s", boot ? json(*boot) : json(nullptr)},
+         {"wall_s", std::round(r.wall_s * 1000) / 1000},
+         {"verdict", r.verdict == FailureClass::pass ? "pass" : (r.cancelled ? "cancelled" : "fail")},
+         {"class", class_name(r.verdict)},
+         {"exit_code", r.cancelled && !r.started ? json(nullptr) : json(r.exit_code)},
+         {"message", r.message},
+         {"receipt", r.receipt.is_null() ? json(nullptr) : json((r.dir / "receipt.json").string())}});
   }
   FailureClass all = overall(run);
   return {{"schema", "kgate.matrix-summary/1"},
@@ -254,17 +258,19 @@ std::string junit_xml(const MatrixRun& run) {
   std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   xml += strprintf("<testsuites name=\"kgate\" tests=\"%zu\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
                    cases.size(), failures, run.wall_s);
-  xml += strprintf("  <testsuite name=\"kgate.matrix\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"0\" time=\"%.3f\">\n",
-                   cases.size(), failures, run.wall_s);
+  xml += strprintf(
+      "  <testsuite name=\"kgate.matrix\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"0\" "
+      "time=\"%.3f\">\n",
+      cases.size(), failures, run.wall_s);
   for (const auto& c : cases) {
-    xml += strprintf("    <testcase classname=\"%s\" name=\"%s\" time=\"%.3f\"", xml_escape(c.classname).c_str(),
-                     xml_escape(c.name).c_str(), c.time);
+    xml += strprintf("    <testcase classname=\"%s\" name=\"%s\" time=\"%.3f\"",
+                     xml_escape(c.classname).c_str(), xml_escape(c.name).c_str(), c.time);
     if (c.failure_type.empty()) {
       xml += "/>\n";
       continue;
     }
-    xml += ">\n      <failure type=\"" + xml_escape(c.failure_type) + "\" message=\"" + xml_escape(c.message) + "\">" +
-           xml_escape(c.body) + "</failure>\n    </testcase>\n";
+    xml += ">\n      <failure type=\"" + xml_escape(c.failure_type) + "\" message=\"" +
+           xml_escape(c.message) + "\">" + xml_escape(c.body) + "</failure>\n    </testcase>\n";
   }
   xml += "  </testsuite>\n</testsuites>\n";
   return xml;
@@ -275,11 +281,12 @@ std::string table(const MatrixRun& run) {
   for (const auto& r : run.results) {
     auto boot = boot_of(r);
     std::string verdict = r.verdict == FailureClass::pass ? "pass"
-                          : r.cancelled                    ? "cancelled"
-                                                           : "FAIL " + std::string(class_name(r.verdict));
+                          : r.cancelled                   ? "cancelled"
+                                                          : "FAIL " + std::string(class_name(r.verdict));
     rows.push_back({r.entry.name, release_of(r).empty() ? "-" : release_of(r),
-                    std::string(run::lockdown_name(r.entry.lockdown)), accel_of(r).empty() ? "-" : accel_of(r),
-                    boot ? strprintf("%.2f s", *boot) : "-", verdict});
+                    std::string(run::lockdown_name(r.entry.lockdown)),
+                    accel_of(r).empty() ? "-" : accel_of(r), boot ? strprintf("%.2f s", *boot) : "-",
+                    verdict});
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows)

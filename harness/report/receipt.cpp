@@ -68,6 +68,7 @@ json receipt_json(const Receipt& r) {
       {"object", {{"name", r.object.name}, {"sha256", r.object.sha256}}},
       {"canary", {{"name", r.canary.name}, {"sha256", r.canary.sha256}}},
       {"lockdown", r.lockdown},
+      {"preflight", r.preflight},
       {"nonce", r.nonce},
       {"trigger_count", r.trigger_count},
       {"programs", programs},

@@ -67,7 +67,8 @@ struct Receipt {
     std::string name;
     std::string sha256;
   } canary;
-  nlohmann::json lockdown;  // run::lockdown_json(); null if the run ended before the proof
+  nlohmann::json lockdown;   // run::lockdown_json(); null if the run ended before the proof
+  nlohmann::json preflight;  // the kernel config check before boot; null if not reached
   std::string nonce;
   int trigger_count = 0;
   std::vector<ProgramResult> programs;

@@ -1,8 +1,10 @@
 #include "run/run.hpp"
 
 #include <sys/random.h>
+
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <algorithm>
 
 #include "channel/fields.hpp"
 #include "channel/transport.hpp"
@@ -11,6 +13,7 @@
 #include "core/subprocess.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
+#include "kernel/kconfig.hpp"
 #include "kernel/prepare.hpp"
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
@@ -74,6 +77,7 @@ class GateRun {
  private:
   Status prepare();
   Status boot();
+  Status preflight();
   Status exercise();
   Status exercise_loaded();
   Status prove_lockdown_level();
@@ -166,6 +170,44 @@ Status GateRun::prepare() {
   r_.initramfs.sha256 = initramfs_.sha256;
   r_.initramfs.agent_sha256 = initramfs_.agent_sha256;
   r_.initramfs.modules = initramfs_.modules;
+  return preflight();
+}
+
+Status GateRun::preflight() {
+  phase("preflight");
+  // The config shipped beside the kernel, else the one the kernel embeds (IKCONFIG).
+  std::string text, origin;
+  if (!kernel_.config.empty()) {
+    auto t = read_file(kernel_.config);
+    if (!t) return std::unexpected(t.error());
+    text = std::move(*t);
+    origin = "config file";
+  } else if (auto image = read_file(kernel_.boot)) {
+    auto embedded = kernel::extract_ikconfig(*image);
+    if (!embedded) return std::unexpected(std::move(embedded.error()).context("read the kernel's IKCONFIG"));
+    if (*embedded) {
+      text = std::move(**embedded);
+      origin = "IKCONFIG";
+    }
+  }
+  r_.preflight = {{"config", origin.empty() ? "none found" : origin}, {"checked", !origin.empty()}};
+  if (origin.empty()) return {};  // nothing to check against; the receipt says so
+  auto config = kernel::parse_kconfig(text, origin);
+  if (!config) return std::unexpected(config.error());
+  kernel::PreflightNeeds needs;
+  needs.lockdown = req_.lockdown != Lockdown::none;
+  needs.virtio_console_module_available = std::find(initramfs_.modules.begin(), initramfs_.modules.end(),
+                                                    "virtio_console") != initramfs_.modules.end();
+  std::vector<kernel::PreflightProblem> warnings;
+  auto problems = kernel::preflight(*config, needs, &warnings);
+  auto list = [](const std::vector<kernel::PreflightProblem>& ps) {
+    json out = json::array();
+    for (const auto& p : ps) out.push_back({{"option", p.option}, {"why", p.why}});
+    return out;
+  };
+  r_.preflight["problems"] = list(problems);
+  r_.preflight["warnings"] = list(warnings);
+  if (!problems.empty()) return fail(FailureClass::usage, kernel::describe_problems(r_.entry, problems));
   return {};
 }
 

@@ -28,8 +28,8 @@ TEST_CASE("the shipped matrix names the production and local entries") {
   REQUIRE_MESSAGE(m.has_value(), m.error().describe());
   std::vector<std::string> names;
   for (const auto& e : m->entries) names.push_back(e.name);
-  CHECK(names == std::vector<std::string>{"5.15", "6.6", "6.6-integrity", "debian-6.1", "debian-6.1-integrity",
-                                          "debian-6.1-cloud"});
+  CHECK(names == std::vector<std::string>{"5.15", "6.6", "6.6-integrity", "debian-6.1",
+                                          "debian-6.1-integrity", "debian-6.1-cloud"});
   CHECK(m->find("6.6-integrity")->lockdown == run::Lockdown::integrity);
   CHECK(m->find("6.6-integrity")->kernel == "6.6");
   CHECK(m->find("nope") == nullptr);
@@ -38,15 +38,22 @@ TEST_CASE("the shipped matrix names the production and local entries") {
 TEST_CASE("bad matrix files are refused with what and where") {
   CHECK(error_of("[]") == "m.json: not a JSON object");
   CHECK(error_of(R"({"schema": "x", "entries": []})") == "m.json: schema must be \"kgate.matrix/1\"");
-  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": []})") == "m.json: 'entries' must be a non-empty array");
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": []})") ==
+        "m.json: 'entries' must be a non-empty array");
   CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a"}]})") ==
         "m.json: entries[0]: 'kernel' must be a non-empty string");
-  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdown": "max"}]})") ==
-        "m.json: entries[0]: 'lockdown' must be none, integrity or confidentiality");
-  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]})") ==
-        "m.json: entries[1]: duplicate name 'a'");
-  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdwn": "none"}]})") ==
-        "m.json: entries[0]: unknown key 'lockdwn'");
+  CHECK(
+      error_of(
+          R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdown": "max"}]})") ==
+      "m.json: entries[0]: 'lockdown' must be none, integrity or confidentiality");
+  CHECK(
+      error_of(
+          R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]})") ==
+      "m.json: entries[1]: duplicate name 'a'");
+  CHECK(
+      error_of(
+          R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdwn": "none"}]})") ==
+      "m.json: entries[0]: unknown key 'lockdwn'");
 }
 
 TEST_CASE("--only globs select in matrix order; --github gives strategy.matrix JSON") {
@@ -64,7 +71,8 @@ TEST_CASE("--only globs select in matrix order; --github gives strategy.matrix J
   CHECK(select(m, "nothing*").error().describe() == "--only 'nothing*' selects no matrix entry");
   json gh = github_matrix(*sel);
   CHECK(gh["include"].size() == 4);
-  CHECK(gh["include"][0] == json{{"entry", "5.15"}, {"kernel", "5.15"}, {"lockdown", "none"}, {"arch", "x86_64"}});
+  CHECK(gh["include"][0] ==
+        json{{"entry", "5.15"}, {"kernel", "5.15"}, {"lockdown", "none"}, {"arch", "x86_64"}});
 }
 
 TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escapes and counts") {

@@ -143,6 +143,11 @@ TEST_CASE("SIGTERM to kgate mid-boot stops QEMU and writes an interrupted receip
     for (int pid : processes_mentioning(dir.string())) qemu_seen = qemu_seen || pid != child->pid();
   }
   REQUIRE(qemu_seen);
+  for (int i = 0; i < 1500; ++i) {
+    if (read_file(dir / "console.log").value_or("").find("Run /init as init process") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   ::kill(child->pid(), SIGTERM);
   auto status = child->wait(Deadline(std::chrono::seconds(30)));
   REQUIRE(status.has_value());
@@ -254,4 +259,92 @@ TEST_CASE("lockdown mismatch: none requested on a command line that forces integ
   CHECK(r.receipt["lockdown"]["canary"]["loaded"] == false);
   CHECK(r.receipt["failure"]["message"].get<std::string>().find("lockdown=none requested") !=
         std::string::npos);
+}
+
+TEST_CASE("matrix: three entries with -j2 give three receipts, a summary and JUnit a parser accepts") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  fs::path out = tmp.path() / "matrix";
+  auto cap =
+      run_capture({kgate_binary().string(), "matrix", "-j2", "--only", "debian-6.1*", "--out", out.string()},
+                  Deadline(std::chrono::minutes(5)));
+  REQUIRE(cap.has_value());
+  INFO("stdout: " << cap->out << "\nstderr: " << cap->err);
+  CHECK(WEXITSTATUS(cap->status) == 0);
+  for (const char* e : {"debian-6.1", "debian-6.1-integrity", "debian-6.1-cloud"}) {
+    json rc = json::parse(read_file(out / e / "receipt.json").value_or("null"), nullptr, false);
+    REQUIRE(rc.is_object());
+    CHECK(rc["entry"] == e);
+    CHECK(rc["verdict"] == "pass");
+    CAPTURE(e);
+    CHECK(cap->out.find(e) != std::string::npos);  // a row of the table
+  }
+  json summary = json::parse(read_file(out / "matrix-summary.json").value_or("null"), nullptr, false);
+  REQUIRE(summary.is_object());
+  CHECK(summary["schema"] == "kgate.matrix-summary/1");
+  CHECK(summary["passed"] == 3);
+  CHECK(summary["entries"][1]["lockdown"] == "integrity");
+  // An independent XML parser reads the JUnit file: a case per entry and per program.
+  auto parsed = run_capture({"python3", "-c",
+                             "import sys, xml.etree.ElementTree as ET\n"
+                             "root = ET.parse(sys.argv[1]).getroot()\n"
+                             "assert root.tag == 'testsuites'\n"
+                             "cases = root.findall('./testsuite/testcase')\n"
+                             "print(len(cases), sum(1 for c in cases if c.find('failure') is not None))",
+                             (out / "junit.xml").string()},
+                            Deadline(std::chrono::seconds(30)));
+  REQUIRE(parsed.has_value());
+  CHECK(parsed->out == "9 0\n");
+}
+
+TEST_CASE("matrix: SIGTERM mid-run stops every VM, keeps finished receipts, marks the rest cancelled") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  fs::path out = tmp.path() / "matrix-term";
+  auto child =
+      Child::spawn({kgate_binary().string(), "matrix", "-j2", "--only", "debian-6.1*", "--out", out.string()},
+                   {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  REQUIRE(child.has_value());
+  // Wait until two QEMUs run (their console paths name the output directory).
+  int qemus = 0;
+  for (int i = 0; i < 600 && qemus < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    qemus = 0;
+    for (int pid : processes_mentioning(out.string())) {
+      qemus +=
+          read_file("/proc/" + std::to_string(pid) + "/cmdline").value_or("").starts_with("qemu-system") ||
+          read_file("/proc/" + std::to_string(pid) + "/cmdline").value_or("").find("/qemu-system") !=
+              std::string::npos;
+    }
+  }
+  REQUIRE(qemus == 2);
+  // Mid-run: both guests have booted to their agents.
+  auto booted = [&](const char* e) {
+    return read_file(out / e / "console.log").value_or("").find("Run /init as init process") !=
+           std::string::npos;
+  };
+  for (int i = 0; i < 1500 && !(booted("debian-6.1") && booted("debian-6.1-integrity")); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(booted("debian-6.1"));
+  REQUIRE(booted("debian-6.1-integrity"));
+  ::kill(child->pid(), SIGTERM);
+  auto status = child->wait(Deadline(std::chrono::seconds(60)));
+  REQUIRE(status.has_value());
+  CHECK(WEXITSTATUS(*status) == 130);
+  check_no_qemu_left(out);
+  json summary = json::parse(read_file(out / "matrix-summary.json").value_or("null"), nullptr, false);
+  REQUIRE(summary.is_object());
+  CHECK(summary["interrupted"] == true);
+  CHECK(summary["verdict"] == "fail");
+  int cancelled = 0;
+  for (const auto& e : summary["entries"]) cancelled += e["verdict"] == "cancelled";
+  CHECK(cancelled >= 1);  // the third never started
+  // The two that were running wrote interrupted receipts of their own.
+  for (const char* e : {"debian-6.1", "debian-6.1-integrity"}) {
+    json rc = json::parse(read_file(out / e / "receipt.json").value_or("null"), nullptr, false);
+    CAPTURE(e);
+    REQUIRE(rc.is_object());
+    CHECK(rc["failure"]["class"] == "interrupted");
+  }
 }
