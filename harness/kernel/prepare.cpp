@@ -143,6 +143,16 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
   auto lock = cache.lock("entry-" + entry.name, deadline);
   if (!lock) return std::unexpected(lock.error());
   if (auto rec = cached()) return with_context(from_record(cache, *rec, false), "kernel " + entry.name);
+  if (entry.source.type != "debian-package") {
+    // An OCI kernel is booted by digest only: a tag can be moved under us.
+    if (entry.source.digest.empty()) {
+      return fail(FailureClass::usage,
+                  "kernel " + entry.name + " (" +
+                      (entry.source.type == "oci" ? entry.source.reference : entry.source.path.string()) +
+                      ") has no digest pin in the catalog: fill in \"digest\" (skopeo inspect --format "
+                      "'{{.Digest}}' docker://REF), or boot a kernel file with --kernel PATH");
+    }
+  }
   auto rec = fetch_debian(cache, entry, refresh, deadline);
   if (!rec) return std::unexpected(std::move(rec.error()).context("fetch kernel " + entry.name));
   if (auto s = write_file_atomic(record_path, rec->dump(2) + "\n"); !s) return std::unexpected(s.error());
