@@ -558,10 +558,18 @@ Result<std::vector<std::string>> drop_leaving_links(const fs::path& root) {
   return dropped;
 }
 
+// GNU tar prepends the options in $TAR_OPTIONS to its command line; one of them (--absolute-names)
+// would turn off the protection extract_tar relies on, so tar runs without it.
+std::vector<std::string> tar_argv(std::initializer_list<std::string> args) {
+  std::vector<std::string> argv = {"env", "-u", "TAR_OPTIONS", "tar"};
+  argv.insert(argv.end(), args);
+  return argv;
+}
+
 Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& where,
                                         const Deadline& deadline) {
   auto cap = run_capture(
-      {"tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=c", "--file", tar.string()},
+      tar_argv({"--list", "--verbose", "--numeric-owner", "--quoting-style=c", "--file", tar.string()}),
       deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --list"));
   if (cap->status != 0) {
@@ -587,9 +595,9 @@ Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& 
 // masked by the umask, even when kgate runs as root.
 Status extract_tar(const fs::path& tar, const fs::path& root, const std::string& where,
                    const Deadline& deadline) {
-  auto cap = run_capture({"tar", "--extract", "--no-same-owner", "--no-same-permissions",
-                          std::string("--exclude=") + std::string(kWhiteoutPrefix) + "*", "--file",
-                          tar.string(), "--directory", root.string()},
+  auto cap = run_capture(tar_argv({"--extract", "--no-same-owner", "--no-same-permissions",
+                                   "--exclude=" + std::string(kWhiteoutPrefix) + "*", "--file", tar.string(),
+                                   "--directory", root.string()}),
                          deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --extract"));
   if (cap->status != 0) {

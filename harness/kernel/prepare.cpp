@@ -5,6 +5,7 @@
 
 #include "kernel/bzimage.hpp"
 #include "kernel/debian.hpp"
+#include "kernel/oci.hpp"
 
 namespace kgate::kernel {
 namespace {
@@ -64,11 +65,80 @@ Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh) 
     if (!p) return std::unexpected(p.error());
     k.config = *p;
   }
-  if (!k.package_sha256.empty()) {
-    k.modules_dir = cache.tree_path(k.package_sha256) / "lib" / "modules" / k.release;
-    k.modules_id = k.package_sha256;
+  // The unpacked tree the modules come from, named by the package's or image's digest.
+  const std::string tree = rec.value("tree", k.package_sha256);
+  const std::string modules_rel = rec.value("modules_rel", "lib/modules/" + k.release);
+  if (!tree.empty() && !modules_rel.empty()) {
+    k.modules_dir = cache.tree_path(tree) / modules_rel;
+    k.modules_id = tree;
   }
   return k;
+}
+
+// One canonical line per source spec: a record made for another spec is stale.
+std::string source_spec(const KernelSource& s) {
+  if (s.type == "debian-package") return "debian-package " + s.metapackage + " " + s.package_prefix;
+  if (s.type == "oci") return "oci " + s.reference + "@" + s.digest;
+  return "oci-layout " + s.path.string() + " " + s.ref + "@" + s.digest;
+}
+
+Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
+  const KernelSource& src = entry.source;
+  const std::string hex = src.digest.substr(7);
+  fs::path layout = src.path;
+  std::string ref = src.ref;
+  std::string origin;
+  if (src.type == "oci") {
+    auto parsed = parse_oci_reference(src.reference + "@" + src.digest);
+    if (!parsed) return std::unexpected(parsed.error());
+    layout = cache.root() / "oci" / hex;
+    ref = oci_layout_ref(*parsed);
+    origin = "oci " + src.reference + "@" + src.digest;
+    std::error_code ec;
+    if (refresh) fs::remove_all(layout, ec);
+    if (!fs::exists(layout / "index.json")) {
+      fs::remove_all(layout, ec);
+      if (auto s = make_dirs(layout.parent_path()); !s) return std::unexpected(s.error());
+      auto pulled = pull_oci(src.reference + "@" + src.digest, layout, deadline);
+      if (!pulled) return std::unexpected(pulled.error());
+    }
+  } else {
+    origin = "oci-layout " + src.path.string() + "@" + src.digest;
+  }
+  // Unpacked into a fresh directory, then renamed into place: a tree is complete or absent.
+  fs::path tree = cache.tree_path(hex);
+  std::error_code ec;
+  if (refresh) fs::remove_all(tree, ec);
+  auto staging = TempDir::create("oci", cache.root() / "trees");
+  if (!staging) return std::unexpected(staging.error());
+  auto image = import_oci_layout(layout, ref, src.digest, entry.arch, staging->path() / "root", deadline);
+  if (!image) return std::unexpected(image.error());
+  if (!fs::exists(tree)) {
+    fs::rename(staging->path() / "root", tree, ec);
+    if (ec && !fs::exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
+  }
+  auto rel = [&](const fs::path& p) {
+    return p.empty() ? std::string() : fs::relative(p, image->root).string();
+  };
+  auto bytes = read_file(tree / rel(image->image));
+  if (!bytes) return std::unexpected(bytes.error());
+  auto image_sha = cache.put_blob(*bytes);
+  if (!image_sha) return std::unexpected(image_sha.error());
+  json rec = {{"entry", entry.name},
+              {"source", origin},
+              {"tree", hex},
+              {"release", image->release},
+              {"modules_rel", rel(image->modules_dir)},
+              {"image_sha256", *image_sha},
+              {"manifest_digest", image->manifest_digest}};
+  if (!image->config.empty()) {
+    auto config = read_file(tree / rel(image->config));
+    if (!config) return std::unexpected(config.error());
+    auto sha = cache.put_blob(*config);
+    if (!sha) return std::unexpected(sha.error());
+    rec["config_sha256"] = *sha;
+  }
+  return rec;
 }
 
 Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
@@ -132,10 +202,7 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
     if (!text) return std::nullopt;
     json rec = json::parse(*text, nullptr, false);
     // A record made for another source spec (the catalog changed) is stale.
-    if (!rec.is_object() || rec.value("metapackage", "") != entry.source.metapackage ||
-        rec.value("package_prefix", "") != entry.source.package_prefix) {
-      return std::nullopt;
-    }
+    if (!rec.is_object() || rec.value("source_spec", "") != source_spec(entry.source)) return std::nullopt;
     return rec;
   };
   if (auto rec = cached()) return with_context(from_record(cache, *rec, false), "kernel " + entry.name);
@@ -153,8 +220,10 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
                       "'{{.Digest}}' docker://REF), or boot a kernel file with --kernel PATH");
     }
   }
-  auto rec = fetch_debian(cache, entry, refresh, deadline);
+  auto rec = entry.source.type == "debian-package" ? fetch_debian(cache, entry, refresh, deadline)
+                                                   : fetch_oci(cache, entry, refresh, deadline);
   if (!rec) return std::unexpected(std::move(rec.error()).context("fetch kernel " + entry.name));
+  (*rec)["source_spec"] = source_spec(entry.source);
   if (auto s = write_file_atomic(record_path, rec->dump(2) + "\n"); !s) return std::unexpected(s.error());
   return with_context(from_record(cache, *rec, refresh), "kernel " + entry.name);
 }

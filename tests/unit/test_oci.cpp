@@ -26,6 +26,9 @@ constexpr const char* kTar = "application/vnd.oci.image.layer.v1.tar";
 constexpr const char* kTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
 constexpr const char* kTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
 constexpr const char* kDockerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+constexpr const char* kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
+constexpr const char* kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+constexpr const char* kDockerConfig = "application/vnd.docker.container.image.v1+json";
 constexpr const char* kRefName = "org.opencontainers.image.ref.name";
 
 Deadline deadline() {
@@ -165,21 +168,23 @@ struct Fixture {
   }
 };
 
-// Sets PATH for the lifetime of the guard.
-class PathGuard {
+// Sets an environment variable for the lifetime of the guard.
+class EnvGuard {
  public:
-  explicit PathGuard(const std::string& path) {
-    if (const char* old = std::getenv("PATH")) old_ = old;
-    ::setenv("PATH", path.c_str(), 1);
+  EnvGuard(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
   }
-  ~PathGuard() {
-    if (old_)
-      ::setenv("PATH", old_->c_str(), 1);
-    else
-      ::unsetenv("PATH");
+  ~EnvGuard() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
   }
 
  private:
+  const char* name_;
   std::optional<std::string> old_;
 };
 
@@ -366,6 +371,28 @@ TEST_CASE("a nested image index is followed to the manifest of the asked archite
   }
 }
 
+TEST_CASE("Docker media types are read too") {
+  Fixture f;
+  std::string tar = kernel_tar(f.base, "6.1.0-test");
+  json layer = f.layout.put(kDockerGzip, gzip(tar));
+  json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + sha256_hex(tar)}}}}};
+  json m = {{"schemaVersion", 2},
+            {"mediaType", kDockerManifest},
+            {"config", f.layout.put(kDockerConfig, config.dump())},
+            {"layers", {layer}}};
+  json man = f.layout.put(kDockerManifest, m.dump());
+  man["platform"] = {{"os", "linux"}, {"architecture", "amd64"}};
+  json list = {{"schemaVersion", 2}, {"mediaType", kDockerList}, {"manifests", {man}}};
+  json list_desc = f.layout.put(kDockerList, list.dump());
+  f.layout.index({list_desc});
+  auto img = f.import("", list_desc["digest"].get<std::string>());
+  REQUIRE_MESSAGE(img.has_value(), img.error().describe());
+  CHECK(img->manifest_digest == man["digest"]);
+  CHECK(img->release == "6.1.0-test");
+}
+
 TEST_CASE("a manifest for another architecture is refused") {
   Fixture f;
   json man = f.layout.image({gz_layer(kernel_tar(f.base, "6.1.0-test"))}, "arm64");
@@ -543,6 +570,8 @@ TEST_CASE("links out of the tree are removed and never written through") {
     write(f.base / "t2" / "escape" / "pwned", "x");
     std::string both = make_tar(t, {"boot", "escape", "-C", (f.base / "t2").string(), "escape/pwned"});
     f.layout.index({f.layout.image({gz_layer(both)})});
+    // --absolute-names would turn off tar's protection: kgate's tar must not see it.
+    EnvGuard tar_options("TAR_OPTIONS", "--absolute-names");
     auto img = f.import();
     REQUIRE_FALSE(img.has_value());
     CHECK(img.error().cls() == FailureClass::usage);
@@ -728,7 +757,7 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
   fs::path bin = tmp->path() / "bin";
   fs::create_directories(bin);
   SUBCASE("skopeo absent") {
-    PathGuard path(bin.string());
+    EnvGuard path("PATH", bin.string());
     auto r = pull_oci(ref, layout, deadline());
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().cls() == FailureClass::infra);
@@ -742,7 +771,7 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
   SUBCASE("skopeo fails") {
     write(bin / "skopeo", "#!/bin/sh\necho 'reading manifest: manifest unknown' >&2\nexit 1\n");
     ::chmod((bin / "skopeo").c_str(), 0755);
-    PathGuard path(bin.string());
+    EnvGuard path("PATH", bin.string());
     auto r = pull_oci(ref, layout, deadline());
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().cls() == FailureClass::infra);
@@ -754,7 +783,7 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
   SUBCASE("skopeo succeeds") {
     write(bin / "skopeo", "#!/bin/sh\necho \"$@\" > \"${0%/*}/args\"\n");
     ::chmod((bin / "skopeo").c_str(), 0755);
-    PathGuard path(bin.string());
+    EnvGuard path("PATH", bin.string());
     auto r = pull_oci(ref, layout, deadline());
     REQUIRE_MESSAGE(r.has_value(), r.error().describe());
     CHECK(*r == layout);

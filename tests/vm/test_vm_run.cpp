@@ -348,3 +348,60 @@ TEST_CASE("matrix: SIGTERM mid-run stops every VM, keeps finished receipts, mark
     CHECK(rc["failure"]["class"] == "interrupted");
   }
 }
+
+TEST_CASE("OCI layout: a kernel imported by digest boots; a tampered layer is refused before boot") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto debian = fetched_debian_kernel();
+  fs::path layout = tmp.path() / "layout";
+  std::string digest = build_oci_layout(debian, layout, "debian-6.1");
+  // A catalog and matrix of one OCI entry, pinned to that digest, and a private cache.
+  json catalog = {{"schema", "kgate.catalog/1"},
+                  {"default", "oci-debian"},
+                  {"kernels",
+                   {{"oci-debian",
+                     {{"arch", "x86_64"},
+                      {"modules", {"virtio_pci", "virtio_console"}},
+                      {"source",
+                       {{"type", "oci-layout"},
+                        {"path", layout.string()},
+                        {"ref", "debian-6.1"},
+                        {"digest", digest}}}}}}}};
+  REQUIRE(write_file_atomic(tmp.path() / "catalog.json", catalog.dump(2)).has_value());
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  std::string saved_xdg = xdg ? xdg : "";
+  ::setenv("XDG_CACHE_HOME", (tmp.path() / "xdg").c_str(), 1);
+  std::vector<std::string> args = {"--catalog", (tmp.path() / "catalog.json").string(), "--entry",
+                                   "oci-debian"};
+  auto ok = run_kgate(tmp.path() / "oci", args);
+  INFO("stdout: " << ok.out << "\nstderr: " << ok.err);
+  CHECK(ok.exit_code == 0);
+  REQUIRE(ok.receipt.is_object());
+  CHECK(ok.receipt["guest"]["release"] == debian.release);
+  CHECK(ok.receipt["kernel"]["source"].get<std::string>().find(digest) != std::string::npos);
+  CHECK(ok.receipt["preflight"]["checked"] == true);
+
+  // Flip one byte of the layer blob; a fresh cache must refuse the image before any boot.
+  json index = json::parse(read_file(layout / "index.json").value());
+  json manifest = json::parse(
+      read_file(layout / "blobs/sha256" / index["manifests"][0]["digest"].get<std::string>().substr(7))
+          .value());
+  fs::path layer = layout / "blobs/sha256" / manifest["layers"][0]["digest"].get<std::string>().substr(7);
+  std::string bytes = read_file(layer).value();
+  bytes[bytes.size() / 2] ^= 0x20;
+  REQUIRE(write_file_atomic(layer, bytes).has_value());
+  ::setenv("XDG_CACHE_HOME", (tmp.path() / "xdg2").c_str(), 1);
+  auto bad = run_kgate(tmp.path() / "oci-tampered", args);
+  if (saved_xdg.empty()) {
+    ::unsetenv("XDG_CACHE_HOME");
+  } else {
+    ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
+  }
+  INFO("stdout: " << bad.out << "\nstderr: " << bad.err);
+  CHECK(bad.exit_code == 7);
+  REQUIRE(bad.receipt.is_object());
+  CHECK(bad.receipt["failure"]["class"] == "digest_mismatch");
+  CHECK(bad.receipt["failure"]["message"].get<std::string>().find(
+            manifest["layers"][0]["digest"].get<std::string>()) != std::string::npos);
+  CHECK_FALSE(fs::exists(bad.dir / "console.log"));
+}

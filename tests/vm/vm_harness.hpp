@@ -26,6 +26,18 @@ struct KgateResult {
 };
 
 KgateResult run_kgate(const fs::path& out_dir, const std::vector<std::string>& extra_args);
+// The Debian 6.1 kernel the suite fetched: its unpacked package tree and release.
+struct DebianKernel {
+  fs::path tree;
+  std::string release;
+};
+DebianKernel fetched_debian_kernel();
+
+// Writes an OCI image layout at `layout` with one zstd layer holding the kernel,
+// its config and the virtio modules from `k`, named `ref`. Returns the digest
+// that pins it (the index's manifest descriptor, as a registry reports it).
+std::string build_oci_layout(const DebianKernel& k, const fs::path& layout, const std::string& ref);
+
 // PIDs of processes whose command line mentions `needle` (e.g. a receipt directory).
 std::vector<int> processes_mentioning(const std::string& needle);
 
