@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,7 +80,8 @@ nlohmann::json BpfSession::load(const std::string& name, const std::string& byte
     std::fputs("1", f);
     std::fclose(f);
   }
-  LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name.c_str());
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name.c_str(),
+              .btf_custom_path = btf_path_.empty() ? nullptr : btf_path_.c_str());
   bpf_object* obj = bpf_object__open_mem(bytes.data(), bytes.size(), &opts);
   if (!obj) {
     auto r = error_json("open object " + name, errno);
@@ -120,6 +122,18 @@ nlohmann::json BpfSession::load(const std::string& name, const std::string& byte
     if (!ring_) return error_json("ring_buffer__new", errno);
   }
   return r;
+}
+
+nlohmann::json BpfSession::set_btf(const std::string& bytes) {
+  const char* path = "/tmp/kgate-custom.btf";
+  ::mkdir("/tmp", 01777);
+  FILE* f = std::fopen(path, "wb");
+  if (!f) return error_json("create " + std::string(path), errno);
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) return error_json("write " + std::string(path), errno);
+  btf_path_ = path;
+  return {{"ok", true}, {"bytes", bytes.size()}};
 }
 
 nlohmann::json BpfSession::attach() {

@@ -28,6 +28,9 @@ class BpfSession {
   // Each returns the JSON response body; failures are reported in it ("ok": false),
   // since a refused program is an observation to report, not an agent error.
   nlohmann::json load(const std::string& name, const std::string& bytes);
+  // Keeps BTF the host sent (--btf) for every later load's CO-RE relocations,
+  // for kernels built without CONFIG_DEBUG_INFO_BTF.
+  nlohmann::json set_btf(const std::string& bytes);
   nlohmann::json attach();
   nlohmann::json trigger(std::uint64_t nonce, int count);
   nlohmann::json flush();
@@ -56,6 +59,7 @@ class BpfSession {
   std::vector<std::uint32_t> link_ids_;
   nlohmann::json events_ = nlohmann::json::array();
   std::uint64_t dropped_ = 0;
+  std::string btf_path_;  // empty: the kernel's own /sys/kernel/btf/vmlinux
 };
 
 }  // namespace kgate::agent

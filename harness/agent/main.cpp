@@ -31,6 +31,7 @@ json handle(kgate::agent::BpfSession& session, const Frame& req, bool& power_off
   std::string op = req.header.value("op", "");
   if (op == "load") return session.load(req.header.value("name", "object"), req.body);
   if (op == "attach") return session.attach();
+  if (op == "btf") return session.set_btf(req.body);
   if (op == "trigger") {
     std::uint64_t nonce = std::strtoull(req.header.value("nonce", "0").c_str(), nullptr, 16);
     int count = req.header.value("count", 1);

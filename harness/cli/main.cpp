@@ -131,6 +131,8 @@ int cmd_run(int argc, char** argv) {
   add("e,entry", "matrix entry or catalog kernel to boot (default: the catalog's default)",
       cxxopts::value<std::string>());
   add("kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>());
+  add("btf", "BTF file for CO-RE relocations (kernels built without DEBUG_INFO_BTF)",
+      cxxopts::value<std::string>());
   add("modules", "with --kernel: the kernel's lib/modules/<release> directory",
       cxxopts::value<std::string>());
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
@@ -173,6 +175,7 @@ int cmd_run(int argc, char** argv) {
   if (args.count("entry")) req.entry = args["entry"].as<std::string>();
   if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
   if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
+  if (args.count("btf")) req.btf = args["btf"].as<std::string>();
   if (!req.entry.empty() && !req.kernel.empty())
     return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");

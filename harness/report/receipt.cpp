@@ -69,6 +69,7 @@ json receipt_json(const Receipt& r) {
       {"canary", {{"name", r.canary.name}, {"sha256", r.canary.sha256}}},
       {"lockdown", r.lockdown},
       {"preflight", r.preflight},
+      {"btf", r.btf},
       {"nonce", r.nonce},
       {"trigger_count", r.trigger_count},
       {"programs", programs},

@@ -69,6 +69,7 @@ struct Receipt {
   } canary;
   nlohmann::json lockdown;   // run::lockdown_json(); null if the run ended before the proof
   nlohmann::json preflight;  // the kernel config check before boot; null if not reached
+  nlohmann::json btf;        // where CO-RE relocations took their BTF from; null if not reached
   std::string nonce;
   int trigger_count = 0;
   std::vector<ProgramResult> programs;

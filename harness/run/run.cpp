@@ -196,6 +196,7 @@ Status GateRun::preflight() {
   if (!config) return std::unexpected(config.error());
   kernel::PreflightNeeds needs;
   needs.lockdown = req_.lockdown != Lockdown::none;
+  needs.btf_file_given = !req_.btf.empty();
   needs.virtio_console_module_available = std::find(initramfs_.modules.begin(), initramfs_.modules.end(),
                                                     "virtio_console") != initramfs_.modules.end();
   std::vector<kernel::PreflightProblem> warnings;
@@ -320,6 +321,21 @@ Status GateRun::exercise() {
   r_.object.sha256 = sha256_hex(object);
   r_.nonce = random_nonce();
   r_.trigger_count = req_.count;
+
+  r_.btf = {{"source", "kernel"}};
+  if (!req_.btf.empty()) {
+    phase("btf");
+    auto bytes = read_file(req_.btf);
+    if (!bytes)
+      return std::unexpected(std::move(bytes.error()).context("read --btf").reclass(FailureClass::usage));
+    r_.btf = {{"source", "file"}, {"path", fs::absolute(req_.btf).string()}, {"sha256", sha256_hex(*bytes)}};
+    auto sent = request({{"op", "btf"}}, std::move(*bytes));
+    if (!sent) return std::unexpected(sent.error());
+    if (!channel::get_bool(*sent, "ok")) {
+      return fail(FailureClass::infra,
+                  "the agent could not keep the BTF file: " + channel::get_string(*sent, "error"));
+    }
+  }
 
   phase("load");
   auto load = request({{"op", "load"}, {"name", "probe"}}, std::string(object));

@@ -19,6 +19,7 @@ struct RunRequest {
   std::string entry;     // catalog entry; empty: the catalog's default
   fs::path kernel;       // --kernel: a bzImage or vmlinux file instead of an entry
   fs::path modules_dir;  // --modules, with --kernel
+  fs::path btf;          // --btf: BTF for CO-RE when the kernel has none of its own
   fs::path catalog;      // kernels/catalog.json
   fs::path cache_root;
   fs::path out_dir;  // receipt.json, console.log and qemu.log go here

@@ -244,7 +244,8 @@ bool continues(const ConsolePattern& p, std::string_view open_id) {
   return false;
 }
 
-// The splat being built while its context lines arrive; a marker waiting for the line that names it.
+// Walks the console a line at a time. The last splat stays open while its context fills; a marker
+// waits, collecting the lines after it, for the line that names its report.
 class SplatScanner {
  public:
   explicit SplatScanner(const ConsolePatterns& patterns) : patterns_(patterns) {}

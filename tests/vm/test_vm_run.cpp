@@ -405,3 +405,34 @@ TEST_CASE("OCI layout: a kernel imported by digest boots; a tampered layer is re
             manifest["layers"][0]["digest"].get<std::string>()) != std::string::npos);
   CHECK_FALSE(fs::exists(bad.dir / "console.log"));
 }
+
+TEST_CASE("--btf: CO-RE relocations use a BTF file the host sends; a corrupt one is refused at load") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // The guest kernel's own BTF, cut out of its vmlinux: what a kernel without DEBUG_INFO_BTF would need.
+  json first = run_kgate(tmp.path() / "plain", {}).receipt;
+  REQUIRE(first.is_object());
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  fs::path cache = xdg && *xdg ? fs::path(xdg) / "kgate" : fs::path(std::getenv("HOME")) / ".cache/kgate";
+  fs::path vmlinux = cache / "blobs/sha256" / first["kernel"]["boot_sha256"].get<std::string>();
+  fs::path btf = tmp.path() / "vmlinux.btf";
+  auto cut = run_capture({"objcopy", "--dump-section", ".BTF=" + btf.string(), vmlinux.string(),
+                          (tmp.path() / "discard.o").string()},
+                         Deadline(std::chrono::seconds(60)));
+  REQUIRE(cut.has_value());
+  REQUIRE(fs::file_size(btf) > 1000);
+
+  auto ok = run_kgate(tmp.path() / "btf", {"--btf", btf.string()});
+  INFO("stdout: " << ok.out << "\nstderr: " << ok.err);
+  CHECK(ok.exit_code == 0);
+  REQUIRE(ok.receipt.is_object());
+  CHECK(ok.receipt["btf"]["source"] == "file");
+  CHECK(ok.receipt["btf"]["sha256"] == sha256_file(btf).value());
+
+  REQUIRE(write_file_atomic(tmp.path() / "junk.btf", std::string(4096, 'x')).has_value());
+  auto bad = run_kgate(tmp.path() / "junk", {"--btf", (tmp.path() / "junk.btf").string()});
+  CHECK(bad.exit_code == 1);
+  REQUIRE(bad.receipt.is_object());
+  CHECK(bad.receipt["failure"]["class"] == "gate_failed");
+  CHECK(bad.receipt["failure"]["message"].get<std::string>().find("kgate-custom.btf") != std::string::npos);
+}
