@@ -49,9 +49,10 @@ json handle(kgate::agent::BpfSession& session, const Frame& req, bool& power_off
 }
 
 // Fault injection for the VM tests, from the kernel command line
-// (kgate.fault=crash|garbage|hang): a real crash of PID 1, a guest that sends
-// bytes that are no frame, and one that goes silent after hello. The host must
-// tell each apart (agent_crash, no_verdict, timeout) without hanging.
+// (kgate.fault=crash|garbage|hang|warn): a real crash of PID 1, a guest that
+// sends bytes that are no frame, one that goes silent after hello, and a
+// kernel-format WARNING written to the kernel log (so the console shows a splat
+// while every program passes). The host must tell each apart.
 std::string requested_fault() {
   std::string cmdline = kgate::agent::describe_system().value("cmdline", "");
   const std::string key = "kgate.fault=";
@@ -74,6 +75,13 @@ int main() {
 
   const std::string fault = requested_fault();
   if (fault == "crash") std::abort();
+  if (fault == "warn") {
+    if (FILE* kmsg = std::fopen("/dev/kmsg", "w")) {
+      std::fputs("<4>WARNING: CPU: 0 PID: 1 at harness/agent/main.cpp:1 kgate_injected_warning+0x0/0x0\n",
+                 kmsg);
+      std::fclose(kmsg);
+    }
+  }
   if (fault == "garbage") {
     const char junk[] = "this is not a kgate frame\n";
     for (;;) {

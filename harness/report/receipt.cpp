@@ -79,6 +79,7 @@ json receipt_json(const Receipt& r) {
       {"failure", failure},
       {"console_log", r.console_log},
       {"console_tail", r.console_tail},
+      {"console_splats", r.console_splats},
   };
 }
 

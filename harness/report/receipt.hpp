@@ -79,6 +79,8 @@ struct Receipt {
   std::string failure_message;
   std::string console_log;                // file name, relative to the receipt
   std::vector<std::string> console_tail;  // on failure only
+  nlohmann::json
+      console_splats;  // kernel splats on the console: [{id, line_no, line, context}]; null: no console
 };
 
 nlohmann::json receipt_json(const Receipt& r);

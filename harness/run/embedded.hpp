@@ -9,5 +9,7 @@ namespace kgate::run {
 std::string_view agent_binary();
 std::string_view probe_object();
 std::string_view canary_object();
+// kernels/console-patterns.json as built in.
+std::string_view console_patterns();
 
 }  // namespace kgate::run

@@ -78,6 +78,8 @@ class GateRun {
   Status prepare();
   Status boot();
   Status preflight();
+  // Kernel splats on the console fail an entry even when its programs passed.
+  void scan_console();
   Status exercise();
   Status exercise_loaded();
   Status prove_lockdown_level();
@@ -436,6 +438,29 @@ void GateRun::judge() {
   }
 }
 
+void GateRun::scan_console() {
+  auto console = read_file(req_.out_dir / "console.log");
+  if (!console) return;  // QEMU never started
+  auto patterns = vm::parse_console_patterns(console_patterns(), "built-in console-patterns.json");
+  if (!patterns) {
+    r_.verdict = FailureClass::infra;
+    r_.failure_message = patterns.error().describe();
+    return;
+  }
+  r_.console_splats = json::array();
+  for (const auto& s : vm::find_splats(*console, *patterns)) {
+    r_.console_splats.push_back(
+        {{"id", s.id}, {"line_no", s.line_no}, {"line", s.line}, {"context", s.context}});
+  }
+  if (r_.verdict == FailureClass::pass && !r_.console_splats.empty()) {
+    r_.verdict = FailureClass::gate_failed;
+    const json& first = r_.console_splats.front();
+    r_.failure_message = strprintf("the console shows %zu kernel splat(s); first, %s at line %zu: %s",
+                                   r_.console_splats.size(), first["id"].get<std::string>().c_str(),
+                                   first["line_no"].get<size_t>(), first["line"].get<std::string>().c_str());
+  }
+}
+
 Error GateRun::classify(Error e) {
   if (interrupt_signal() != 0) {
     return Error(FailureClass::interrupted, strprintf("interrupted by signal %d", interrupt_signal()));
@@ -480,6 +505,7 @@ RunOutcome GateRun::execute() {
     judge();
   }
   if (qemu_ && !qemu_->try_wait()) qemu_->terminate(std::chrono::seconds(2));
+  scan_console();
   r_.timings_s.emplace_back("total", seconds_since(start_));
   if (r_.verdict != FailureClass::pass) {
     if (auto console = read_file(req_.out_dir / "console.log"))

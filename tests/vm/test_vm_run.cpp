@@ -436,3 +436,19 @@ TEST_CASE("--btf: CO-RE relocations use a BTF file the host sends; a corrupt one
   CHECK(bad.receipt["failure"]["class"] == "gate_failed");
   CHECK(bad.receipt["failure"]["message"].get<std::string>().find("kgate-custom.btf") != std::string::npos);
 }
+
+TEST_CASE("console scan: a kernel WARNING on the console fails an entry whose programs passed") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "warn", {"--append", "kgate.fault=warn"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 1);
+  REQUIRE(r.receipt.is_object());
+  for (const auto& p : r.receipt["programs"]) CHECK(p["passed"] == true);
+  REQUIRE(r.receipt["console_splats"].size() == 1);
+  CHECK(r.receipt["console_splats"][0]["id"] == "warn");
+  CHECK(r.receipt["console_splats"][0]["line"].get<std::string>().find("kgate_injected_warning") !=
+        std::string::npos);
+  CHECK(r.receipt["failure"]["class"] == "gate_failed");
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("kernel splat") != std::string::npos);
+}
