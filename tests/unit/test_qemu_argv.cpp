@@ -29,7 +29,7 @@ std::string value_of(const std::vector<std::string>& argv, const std::string& fl
 }
 }  // namespace
 
-TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
+TEST_CASE("qemu argv: the TCG q35 machine, table of flags") {
   auto argv = qemu_argv(base_spec());
   CHECK(argv.front() == "/usr/bin/qemu-system-x86_64");
   struct Row {
@@ -37,7 +37,7 @@ TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
     const char* value;
   };
   const Row rows[] = {
-      {"-M", "pc"},
+      {"-M", "q35"},
       {"-accel", "tcg"},
       {"-cpu", "max"},
       {"-m", "512"},
@@ -47,7 +47,7 @@ TEST_CASE("qemu argv: the TCG pc machine, table of flags") {
       {"-serial", "chardev:console"},
       {"-kernel", "/cache/vmlinux"},
       {"-initrd", "/cache/initrd"},
-      {"-append", "console=ttyS0 panic=-1 acpi=noirq rdinit=/init"},
+      {"-append", "console=ttyS0 panic=-1 rdinit=/init"},
   };
   for (const auto& row : rows) {
     CAPTURE(row.flag);
@@ -88,7 +88,7 @@ TEST_CASE("qemu argv: pure, commas escaped, extras last") {
 
 TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
   CHECK(kernel_cmdline({"lockdown=integrity", "rdinit=/missing"}) ==
-        "console=ttyS0 panic=-1 acpi=noirq rdinit=/init lockdown=integrity rdinit=/missing");
+        "console=ttyS0 panic=-1 rdinit=/init lockdown=integrity rdinit=/missing");
 }
 
 TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {
