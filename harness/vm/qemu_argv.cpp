@@ -65,7 +65,10 @@ std::string qemu_escape(std::string_view value) {
 }
 
 std::string kernel_cmdline(const std::vector<std::string>& extra) {
-  std::string line = "console=ttyS0 panic=-1 rdinit=/init";
+  // rcupdate.rcu_expedited=1: destroying a tracepoint or uprobe link waits for RCU
+  // grace periods, ~37 ms each under TCG; expedited ones take ~1-8 ms (measured:
+  // detach 77 -> 13 ms, attach 30 -> 20 ms).
+  std::string line = "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init";
   for (const auto& word : extra) line += " " + word;
   return line;
 }

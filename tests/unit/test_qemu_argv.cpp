@@ -47,7 +47,7 @@ TEST_CASE("qemu argv: the TCG q35 machine, table of flags") {
       {"-serial", "chardev:console"},
       {"-kernel", "/cache/vmlinux"},
       {"-initrd", "/cache/initrd"},
-      {"-append", "console=ttyS0 panic=-1 rdinit=/init"},
+      {"-append", "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init"},
   };
   for (const auto& row : rows) {
     CAPTURE(row.flag);
@@ -88,7 +88,7 @@ TEST_CASE("qemu argv: pure, commas escaped, extras last") {
 
 TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
   CHECK(kernel_cmdline({"lockdown=integrity", "rdinit=/missing"}) ==
-        "console=ttyS0 panic=-1 rdinit=/init lockdown=integrity rdinit=/missing");
+        "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init lockdown=integrity rdinit=/missing");
 }
 
 TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {
