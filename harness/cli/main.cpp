@@ -10,6 +10,7 @@
 #include <cxxopts.hpp>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "channel/fields.hpp"
@@ -124,6 +125,22 @@ int usage_error(const std::string& msg) {
   return kgate::exit_code(FailureClass::usage);
 }
 
+// Parses a command's options into `args`. Returns the exit code to end with
+// instead when there is nothing to run: --help, a bad option, a stray argument.
+std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args) {
+  try {
+    args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    return usage_error(e.what());
+  }
+  if (args.count("help")) {
+    std::cout << opts.help();
+    return 0;
+  }
+  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  return std::nullopt;
+}
+
 int cmd_run(int argc, char** argv) {
   cxxopts::Options opts("kgate run",
                         "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
@@ -155,16 +172,7 @@ int cmd_run(int argc, char** argv) {
   add("refresh", "resolve the entry's package again even if it is cached");
   add("h,help", "show this help");
   cxxopts::ParseResult args;
-  try {
-    args = opts.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    return usage_error(e.what());
-  }
-  if (args.count("help")) {
-    std::cout << opts.help();
-    return 0;
-  }
-  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  if (auto done = parse_args(opts, argc, argv, args)) return *done;
 
   kgate::run::RunRequest req;
   if (args.count("lockdown")) {
@@ -259,16 +267,7 @@ int cmd_matrix(int argc, char** argv) {
   add("qemu", "QEMU binary, passed to each run", cxxopts::value<std::string>());
   add("h,help", "show this help");
   cxxopts::ParseResult args;
-  try {
-    args = opts.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    return usage_error(e.what());
-  }
-  if (args.count("help")) {
-    std::cout << opts.help();
-    return 0;
-  }
-  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  if (auto done = parse_args(opts, argc, argv, args)) return *done;
   auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
   if (!m) {
     std::cerr << "kgate: " << m.error().describe() << "\n";
@@ -343,16 +342,7 @@ int cmd_fetch(int argc, char** argv) {
   add("refresh", "resolve the package again even if it is cached");
   add("h,help", "show this help");
   cxxopts::ParseResult args;
-  try {
-    args = opts.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    return usage_error(e.what());
-  }
-  if (args.count("help")) {
-    std::cout << opts.help();
-    return 0;
-  }
-  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  if (auto done = parse_args(opts, argc, argv, args)) return *done;
   auto catalog = kgate::kernel::load_catalog(find_catalog(args["catalog"].as<std::string>()));
   if (!catalog) {
     std::cerr << "kgate: " << catalog.error().describe() << "\n";
