@@ -191,6 +191,8 @@ int cmd_run(int argc, char** argv) {
   // --entry names a matrix entry (kernel x lockdown) or, failing that, a catalog kernel.
   if (!req.entry.empty()) {
     auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
+    // A matrix named on purpose must load; the default one may be absent (a bare catalog).
+    if (!m && !args["matrix"].as<std::string>().empty()) return usage_error(m.error().describe());
     if (const auto* e = m ? m->find(req.entry) : nullptr) {
       if (args.count("lockdown") && req.lockdown != e->lockdown) {
         return usage_error("matrix entry '" + e->name + "' is lockdown=" +
@@ -203,7 +205,7 @@ int cmd_run(int argc, char** argv) {
   }
   req.cache_root = kgate::kernel::Cache::default_root();
   req.count = args["count"].as<int>();
-  // The probe's 256 KiB ring buffer holds 2730 records of 48 bytes, two per trigger.
+  // The probe's 256 KiB ring buffer holds 5461 records of 48 bytes: 2730 triggers' worth, two per trigger.
   if (req.count < 1 || req.count > 1000) return usage_error("--count must be between 1 and 1000");
   if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
   if (args.count("request-timeout")) req.request_timeout_s = args["request-timeout"].as<double>();
@@ -281,6 +283,12 @@ int cmd_matrix(int argc, char** argv) {
   }
   int jobs = args["jobs"].as<int>();
   if (jobs < 1 || jobs > 64) return usage_error("--jobs must be between 1 and 64");
+  // Checked here once: a bad value would make every child exit without a receipt.
+  if (args.count("count") && (args["count"].as<int>() < 1 || args["count"].as<int>() > 1000))
+    return usage_error("--count must be between 1 and 1000");
+  for (const char* opt : {"boot-timeout", "request-timeout"}) {
+    if (args.count(opt) && args[opt].as<double>() <= 0) return usage_error("timeouts must be positive");
+  }
 
   kgate::matrix::RunnerOptions ro;
   ro.kgate = fs::read_symlink("/proc/self/exe");
@@ -343,6 +351,7 @@ int cmd_fetch(int argc, char** argv) {
   add("h,help", "show this help");
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
+  kgate::install_interrupt_handlers();  // Ctrl-C stops apt and dpkg, and the staging directories go
   auto catalog = kgate::kernel::load_catalog(find_catalog(args["catalog"].as<std::string>()));
   if (!catalog) {
     std::cerr << "kgate: " << catalog.error().describe() << "\n";

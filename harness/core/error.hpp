@@ -22,7 +22,7 @@ enum class FailureClass {
   lockdown_mismatch,
   agent_crash,  // the guest agent died (PID 1 exited)
   no_verdict,   // the guest went away without a complete result
-  interrupted,  // SIGINT or SIGTERM
+  interrupted,  // SIGINT, SIGTERM or SIGHUP
 };
 
 std::string_view class_name(FailureClass c);

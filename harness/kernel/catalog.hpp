@@ -10,7 +10,7 @@
 
 namespace kgate::kernel {
 
-// Where a kernel comes from. Only debian-package exists today; the fields are
+// Where a Debian package kernel comes from; the fields are
 // checked by type when the catalog is parsed.
 struct DebianPackageSource {
   std::string metapackage;     // resolved with apt-cache to the real image package

@@ -45,7 +45,7 @@ struct PreflightNeeds {
   // A virtio_console .ko kgate can carry was found; =m is then enough for it and for the transport,
   // whose module kgate carries alongside it.
   bool virtio_console_module_available = false;
-  std::string machine = "pc";  // QEMU machine: "microvm" uses virtio-mmio, any other virtio-pci
+  std::string machine = "q35";  // QEMU machine: "microvm" uses virtio-mmio, any other virtio-pci
 };
 
 // `option` is the CONFIG_ name whose =y is missing; `why` says what needs it and how to get by.

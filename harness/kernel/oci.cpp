@@ -989,7 +989,7 @@ Result<fs::path> pull_oci(std::string_view reference, const fs::path& dest_layou
   }
   const std::string by_hand = "fetch it elsewhere with `skopeo copy --all " + source +
                               " oci:DIR:" + oci_layout_ref(*ref) +
-                              "` and pass --oci-layout DIR, or pass --kernel FILE";
+                              "` and point an oci-layout source in the catalog at DIR, or pass --kernel FILE";
   const fs::path skopeo = find_program("skopeo");
   if (skopeo.empty()) {
     return fail(FailureClass::infra, "pull " + source +

@@ -228,7 +228,8 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
   return with_context(from_record(cache, *rec, refresh), "kernel " + entry.name);
 }
 
-Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir) {
+Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir,
+                                    bool refresh) {
   auto bytes = read_file(image);
   if (!bytes)
     return std::unexpected(std::move(bytes.error()).context("read kernel").reclass(FailureClass::usage));
@@ -249,7 +250,7 @@ Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const f
   if (!sha) return std::unexpected(sha.error());
   k.source = "file " + fs::absolute(image).string();
   k.image_sha256 = *sha;
-  if (auto s = fill_boot(cache, k, false); !s) return std::unexpected(s.error());
+  if (auto s = fill_boot(cache, k, refresh); !s) return std::unexpected(s.error());
   if (!modules_dir.empty()) {
     k.modules_dir = fs::absolute(modules_dir);
     k.modules_id = "dir " + k.modules_dir.string();

@@ -32,6 +32,7 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
                                      const Deadline& deadline);
 // A kernel file the user handed us (--kernel): a bzImage or an uncompressed vmlinux,
 // with an optional modules directory.
-Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir);
+Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir,
+                                    bool refresh = false);
 
 }  // namespace kgate::kernel

@@ -99,6 +99,8 @@ Result<std::vector<Entry>> select(const Matrix& m, std::string_view pattern) {
     if (end > pos) globs.push_back(pattern.substr(pos, end - pos));
     pos = end + 1;
   }
+  if (!pattern.empty() && globs.empty())
+    return fail(FailureClass::usage, "--only '" + std::string(pattern) + "' names no glob");
   std::vector<Entry> out;
   for (const auto& e : m.entries) {
     bool hit = globs.empty();

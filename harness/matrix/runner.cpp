@@ -103,6 +103,7 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
       if (event) event(r, false);
       if (!child) {
         r.verdict = FailureClass::infra;
+        r.exit_code = exit_code(FailureClass::infra);
         r.message = child.error().describe();
         if (event) event(r, true);
         continue;
@@ -116,23 +117,31 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
     ::poll(fds.data(), fds.size(), 1000);
 
+    std::optional<Deadline> grace;  // one shared moment for interrupted children to write receipts
     if (!run.interrupted && interrupt_signal() != 0) {
       run.interrupted = true;
       // Each child stops its own QEMU and writes an interrupted receipt.
       for (auto& job : running) ::kill(job.child.pid(), SIGTERM);
+      grace.emplace(std::chrono::seconds(15));
     }
     for (auto it = running.begin(); it != running.end();) {
       auto& job = *it;
       std::optional<int> status = job.child.try_wait();
-      if (!status && (run.interrupted || Clock::now() - job.start > entry_limit)) {
-        // Interrupted children get a bounded moment to write their receipts.
-        if (run.interrupted) {
-          if (auto st = job.child.wait(Deadline(std::chrono::seconds(15)), false)) status = *st;
-        }
+      bool over_limit = false;
+      if (!status && run.interrupted) {
+        if (auto st = job.child.wait(grace ? *grace : Deadline(std::chrono::seconds(0)), false)) status = *st;
         if (!status) status = job.child.terminate(std::chrono::seconds(5));
+      } else if (!status && Clock::now() - job.start > entry_limit) {
+        over_limit = true;
+        status = job.child.terminate(std::chrono::seconds(5));
       }
       if (status) {
         finish(job, *status);
+        if (over_limit) {
+          auto& r = run.results[job.index];
+          r.verdict = FailureClass::timeout;
+          r.message = "stopped after the matrix's per-entry limit of 45 minutes";
+        }
         it = running.erase(it);
       } else {
         ++it;

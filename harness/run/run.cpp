@@ -111,9 +111,8 @@ class GateRun {
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
-  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_, canary_resp_;
+  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_, canary_resp_, canary_detach_resp_;
   std::string dmesg_;
-  bool have_lockdown_proof_ = false;
 };
 
 void GateRun::phase(const char* name) {
@@ -142,7 +141,7 @@ Status GateRun::prepare() {
   cache_.emplace(std::move(*cache));
   if (!req_.kernel.empty()) {
     r_.entry = "file:" + req_.kernel.filename().string();
-    auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir);
+    auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir, req_.refresh);
     if (!k) return std::unexpected(k.error());
     kernel_ = std::move(*k);
     if (!req_.modules_dir.empty()) wanted_modules_ = {"virtio_pci", "virtio_console"};
@@ -186,7 +185,11 @@ Status GateRun::preflight() {
     origin = "config file";
   } else if (auto image = read_file(kernel_.boot)) {
     auto embedded = kernel::extract_ikconfig(*image);
-    if (!embedded) return std::unexpected(std::move(embedded.error()).context("read the kernel's IKCONFIG"));
+    // An image kgate cannot unpack (an lz4 bzImage) has no readable IKCONFIG: not checked, and said so.
+    if (!embedded) {
+      r_.preflight = {{"config", "unreadable: " + embedded.error().describe()}, {"checked", false}};
+      return {};
+    }
     if (*embedded) {
       text = std::move(**embedded);
       origin = "IKCONFIG";
@@ -324,7 +327,8 @@ Status GateRun::exercise() {
   r_.nonce = random_nonce();
   r_.trigger_count = req_.count;
 
-  r_.btf = {{"source", "kernel"}};
+  // Without --btf, libbpf reads the kernel's own; a kernel without it fails CO-RE (and preflight).
+  r_.btf = {{"source", channel::get_bool(r_.guest, "btf") ? "kernel" : "none"}};
   if (!req_.btf.empty()) {
     phase("btf");
     auto bytes = read_file(req_.btf);
@@ -385,15 +389,15 @@ Status GateRun::prove_lockdown_level() {
   auto load = request({{"op", "load"}, {"name", "canary_write_user"}}, std::string(canary));
   if (!load) return std::unexpected(load.error());
   canary_resp_ = *load;
-  // Unload it again (it is never attached): nothing of the canary stays behind.
+  // Unload it again (it is never attached): nothing of the canary may stay behind.
   auto close = request({{"op", "detach"}});
   if (!close) return std::unexpected(close.error());
+  canary_detach_resp_ = *close;
 
   phase("dmesg");
   auto log = request({{"op", "dmesg"}});
   if (!log) return std::unexpected(log.error());
   dmesg_ = channel::get_string(*log, "text");
-  have_lockdown_proof_ = true;
   return {};
 }
 
@@ -419,6 +423,7 @@ void GateRun::judge() {
   obs.trigger = trigger_resp_;
   obs.flush = flush_resp_;
   obs.detach = detach_resp_;
+  obs.canary_detach = canary_detach_resp_;
   obs.nonce = r_.nonce;
   obs.count = req_.count;
   obs.expected_release = kernel_.release;
@@ -443,14 +448,20 @@ void GateRun::scan_console() {
   if (!console) return;  // QEMU never started
   auto patterns = vm::parse_console_patterns(console_patterns(), "built-in console-patterns.json");
   if (!patterns) {
-    r_.verdict = FailureClass::infra;
-    r_.failure_message = patterns.error().describe();
+    // A build that ships a broken list must not pass anything; other failures keep their class.
+    if (r_.verdict == FailureClass::pass) {
+      r_.verdict = FailureClass::infra;
+      r_.failure_message = patterns.error().describe();
+    }
     return;
   }
   r_.console_splats = json::array();
   for (const auto& s : vm::find_splats(*console, *patterns)) {
-    r_.console_splats.push_back(
-        {{"id", s.id}, {"line_no", s.line_no}, {"line", s.line}, {"context", s.context}});
+    r_.console_splats.push_back({{"id", s.id},
+                                 {"line_no", s.line_no},
+                                 {"line", s.line},
+                                 {"lead_in", s.lead_in},
+                                 {"context", s.context}});
   }
   if (r_.verdict == FailureClass::pass && !r_.console_splats.empty()) {
     r_.verdict = FailureClass::gate_failed;
@@ -491,6 +502,11 @@ RunOutcome GateRun::execute() {
   r_.kgate_version = kgate_version;
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
+  // A reused receipt directory must not lend an old run's console to this one.
+  for (const char* old : {"receipt.json", "console.log", "qemu.log"}) {
+    std::error_code ec;
+    fs::remove(req_.out_dir / old, ec);
+  }
   if (status) status = prepare();
   if (status) status = boot();
   if (status) status = exercise();

@@ -34,16 +34,13 @@ Judgement judge(const Observations& obs) {
     pr.required = obs.count;
     if (!pr.loaded) {
       pr.error = get_string(obs.load, "error", "not loaded");
-      if (!obs.lockdown_refusals.empty()) {
-        // Name the refusal that concerns BPF where the kernel logged one.
-        std::string why = obs.lockdown_refusals.front();
-        for (const auto& l : obs.lockdown_refusals) {
-          if (l.find("bpf") != std::string::npos) {
-            why = l;
-            break;
-          }
+      // Name a lockdown refusal that concerns BPF reading, if the kernel logged one.
+      // The write-user line is the canary's own refusal, no evidence about this program.
+      for (const auto& l : obs.lockdown_refusals) {
+        if (l.find("bpf") != std::string::npos && l.find("write user RAM") == std::string::npos) {
+          pr.error = "refused under lockdown=" + obs.lockdown_level + " (" + l + "): " + pr.error;
+          break;
         }
-        pr.error = "refused under lockdown=" + obs.lockdown_level + " (" + why + "): " + pr.error;
       }
     }
     order.push_back(pr.name);
@@ -104,6 +101,12 @@ Judgement judge(const Observations& obs) {
     }
   } else if (loaded) {
     problems.push_back("the agent reported nothing about what it left behind");
+  }
+  if (obs.canary_detach.is_object() && obs.canary_detach.contains("left")) {
+    const json& left = obs.canary_detach["left"];
+    if (!get_array(left, "programs").empty() || !get_array(left, "links").empty()) {
+      problems.push_back("the lockdown canary left behind in the guest: " + left.dump());
+    }
   }
   const std::string release = get_string(obs.hello, "release");
   if (!obs.expected_release.empty() && release != obs.expected_release) {

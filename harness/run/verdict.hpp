@@ -18,6 +18,7 @@ struct Observations {
   nlohmann::json trigger;
   nlohmann::json flush;
   nlohmann::json detach;
+  nlohmann::json canary_detach;                // the lockdown canary's unload report; null if never loaded
   std::string nonce;                           // this run's nonce, 16 hex digits
   int count = 0;                               // triggers per program
   std::string expected_release;                // from the package; empty: not checked

@@ -38,13 +38,17 @@ Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string&
     return note.starts_with("kvm") ? Accel::kvm : Accel::tcg;
   }
   // A working KVM leaves the paused VM running; a broken one aborts within ~30 ms.
-  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "64",
+  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "q35", "-m", "64",
                              "-nodefaults", "-no-user-config", "-display", "none", "-S"});
   Accel chosen = Accel::tcg;
   if (!probe) {
     note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
   } else if (auto st_exit = probe->wait(Deadline(std::chrono::milliseconds(700)))) {
     note = "tcg: /dev/kvm is present but QEMU " + describe_status(*st_exit) + " setting up a KVM vCPU";
+  } else if (st_exit.error().cls() != FailureClass::timeout) {
+    // Interrupted (or a poll failure): that says nothing about KVM; decide nothing and cache nothing.
+    note = "tcg: KVM probe ended early: " + st_exit.error().describe();
+    return Accel::tcg;
   } else {
     probe->terminate(std::chrono::seconds(1));
     chosen = Accel::kvm;

@@ -166,7 +166,7 @@ TEST_CASE("virtio modules are refused when kgate cannot carry them") {
         "debian-6.1: kernel config lacks CONFIG_VIRTIO_CONSOLE=y (the virtio-serial channel to the guest "
         "agent; "
         "it is =m and kgate found no module of it to carry); CONFIG_VIRTIO_PCI=y (the virtio transport of "
-        "the pc "
+        "the q35 "
         "machine; it is =m and kgate found no module of it to carry)");
 
   PreflightNeeds microvm;

@@ -765,7 +765,7 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
     CHECK(contains(msg, "skopeo is not installed"));
     CHECK(contains(msg, "apt-get install skopeo"));
     CHECK(contains(msg, "docker://ghcr.io/cilium/ci-kernels@" + kDigest));
-    CHECK(contains(msg, "--oci-layout DIR"));
+    CHECK(contains(msg, "point an oci-layout source in the catalog at DIR"));
     CHECK(contains(msg, "--kernel FILE"));
   }
   SUBCASE("skopeo fails") {
@@ -778,7 +778,7 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
     const std::string msg = r.error().describe();
     CHECK(contains(msg, "manifest unknown"));
     CHECK(contains(msg, "exited with 1"));
-    CHECK(contains(msg, "--oci-layout DIR"));
+    CHECK(contains(msg, "point an oci-layout source in the catalog at DIR"));
   }
   SUBCASE("skopeo succeeds") {
     write(bin / "skopeo", "#!/bin/sh\necho \"$@\" > \"${0%/*}/args\"\n");

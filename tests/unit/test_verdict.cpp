@@ -102,6 +102,14 @@ TEST_CASE("an unconfirmed trigger or dropped events fail") {
   check_fails(d, "the agent dropped 3 events");
 }
 
+TEST_CASE("the canary leaving a program behind fails too") {
+  auto o = healthy();
+  o.canary_detach = {{"ok", true}, {"left", {{"programs", {41}}, {"links", json::array()}}}};
+  check_fails(o, "the lockdown canary left behind in the guest");
+  o.canary_detach["left"]["programs"] = json::array();
+  CHECK(judge(o).verdict == FailureClass::pass);
+}
+
 TEST_CASE("a refused load fails with the verifier's words; a failed attach names the program") {
   auto refused = healthy();
   refused.load = {{"ok", false},
@@ -114,6 +122,24 @@ TEST_CASE("a refused load fails with the verifier's words; a failed attach names
   auto detached = healthy();
   detached.attach["programs"][1] = {{"name", "on_uprobe"}, {"attached", false}, {"error", "No such file"}};
   check_fails(detached, "on_uprobe: attach: No such file");
+}
+
+TEST_CASE("a refusal is put down to lockdown only when the kernel logged a BPF read refusal") {
+  auto o = healthy();
+  o.load = {{"ok", false},
+            {"error", "load: Invalid argument"},
+            {"programs", {{{"name", "on_getpid"}, {"loaded", false}}}}};
+  o.lockdown_level = "integrity";
+  o.lockdown_refusals = {
+      "Lockdown: init: use of bpf to write user RAM is restricted; see man kernel_lockdown.7"};
+  auto j = judge(o);
+  CHECK(j.programs[0].error == "load: Invalid argument");
+  o.lockdown_level = "confidentiality";
+  o.lockdown_refusals.push_back(
+      "Lockdown: init: use of bpf to read kernel RAM is restricted; see man kernel_lockdown.7");
+  j = judge(o);
+  CHECK(j.programs[0].error.starts_with(
+      "refused under lockdown=confidentiality (Lockdown: init: use of bpf to read"));
 }
 
 TEST_CASE("a lying guest with wrong types or shapes never throws and never passes") {
