@@ -3,6 +3,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace kgate {
 
@@ -19,6 +21,19 @@ __attribute__((format(printf, 1, 2))) inline std::string strprintf(const char* f
   if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, again);
   va_end(again);
   return out;
+}
+
+// The lines of a text, split at '\n' (a final line without one included), views into `text`.
+inline std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    lines.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return lines;
 }
 
 }  // namespace kgate

@@ -3,19 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/json_checks.hpp"
+
 namespace kgate::kernel {
 namespace {
 
 using nlohmann::json;
-
-Status only_keys(const json& obj, std::initializer_list<std::string_view> allowed, const std::string& where) {
-  for (const auto& [key, _] : obj.items()) {
-    bool ok = false;
-    for (auto a : allowed) ok = ok || key == a;
-    if (!ok) return fail(FailureClass::usage, where + ": unknown key '" + key + "'");
-  }
-  return {};
-}
 
 Result<std::string> get_string(const json& obj, const char* key, const std::string& where,
                                bool required = true) {

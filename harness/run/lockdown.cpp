@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "channel/fields.hpp"
+#include "core/strings.hpp"
 
 namespace kgate::run {
 
@@ -35,12 +36,7 @@ std::string bracketed_level(std::string_view line) {
 namespace {
 std::vector<std::string> lines_with(std::string_view text, std::string_view needle) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
+  for (std::string_view line : split_lines(text)) {
     auto at = line.find(needle);
     if (at == std::string_view::npos) continue;
     // Drop the "<4>[    1.23] " priority and timestamp the kernel log carries.

@@ -3,16 +3,14 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/json_checks.hpp"
+#include "core/strings.hpp"
+
 namespace kgate::vm {
 
 ConsoleFindings scan_console(std::string_view text) {
   ConsoleFindings f;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
+  for (std::string_view line : split_lines(text)) {
     auto note = [&](bool& flag) {
       if (!flag) {
         flag = true;
@@ -28,14 +26,10 @@ ConsoleFindings scan_console(std::string_view text) {
 
 std::vector<std::string> tail_lines(std::string_view text, size_t count) {
   std::vector<std::string> lines;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string line(text.substr(pos, end - pos));
+  for (std::string_view view : split_lines(text)) {
+    std::string line(view);
     std::erase(line, '\r');
     lines.push_back(std::move(line));
-    pos = end + 1;
   }
   if (lines.size() > count) lines.erase(lines.begin(), lines.end() - static_cast<long>(count));
   return lines;
@@ -46,15 +40,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kSchema = "kgate.console-patterns/1";
-
-Status only_keys(const json& obj, std::initializer_list<std::string_view> allowed, const std::string& where) {
-  for (const auto& [key, _] : obj.items()) {
-    bool ok = false;
-    for (auto a : allowed) ok = ok || key == a;
-    if (!ok) return fail(FailureClass::usage, where + ": unknown key '" + key + "'");
-  }
-  return {};
-}
 
 Result<std::string> get_string(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
