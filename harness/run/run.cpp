@@ -224,9 +224,9 @@ Status GateRun::boot() {
     return fail(FailureClass::infra,
                 "'" + req_.qemu + "' not found on PATH: install qemu-system-x86 (scripts/setup.sh)");
   }
-  std::string accel_note;
-  accel_ = vm::choose_accel(qemu, cache_->root() / "host", accel_note);
-  r_.qemu.accel_note = accel_note;
+  const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host");
+  accel_ = accel.accel;
+  r_.qemu.accel_note = accel.note;
   const bool kvm = accel_ == vm::Accel::kvm;
   boot_timeout_s_ = req_.boot_timeout_s.value_or(kvm ? 20.0 : 90.0);
   request_timeout_s_ = req_.request_timeout_s.value_or(kvm ? 10.0 : 60.0);
@@ -241,6 +241,7 @@ Status GateRun::boot() {
   vm::VmSpec spec;
   spec.qemu = qemu;
   spec.accel = accel_;
+  spec.cpu = accel.cpu;
   spec.kernel = kernel_.boot;
   spec.initrd = initramfs_.path;
   std::vector<std::string> words;

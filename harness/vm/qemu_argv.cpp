@@ -22,11 +22,8 @@ Accel detect_accel() {
   return ::ioctl(kvm.get(), KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? Accel::kvm : Accel::tcg;
 }
 
-Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string& note) {
-  if (detect_accel() != Accel::kvm) {
-    note = "no usable /dev/kvm";
-    return Accel::tcg;
-  }
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir) {
+  if (detect_accel() != Accel::kvm) return {Accel::tcg, "max", "tcg: no usable /dev/kvm"};
   struct stat st {};
   ::stat(qemu.c_str(), &st);
   std::string boot_id = read_file("/proc/sys/kernel/random/boot_id").value_or("");
@@ -34,29 +31,41 @@ Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string&
                                          intmax_t(st.st_mtim.tv_sec)));
   fs::path verdict_file = state_dir / ("kvm-" + key);
   if (auto cached = read_file(verdict_file)) {
-    note = *cached;
-    return note.starts_with("kvm") ? Accel::kvm : Accel::tcg;
+    auto lines = split_lines(*cached);
+    if (lines.size() == 3 && (lines[0] == "kvm" || lines[0] == "tcg")) {
+      return {lines[0] == "kvm" ? Accel::kvm : Accel::tcg, std::string(lines[1]), std::string(lines[2])};
+    }
   }
   // A working KVM leaves the paused VM running; a broken one aborts within ~30 ms.
-  auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", "host", "-M", "q35", "-m", "64",
-                             "-nodefaults", "-no-user-config", "-display", "none", "-S"});
-  Accel chosen = Accel::tcg;
-  if (!probe) {
-    note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
-  } else if (auto st_exit = probe->wait(Deadline(std::chrono::milliseconds(700)))) {
-    note = "tcg: /dev/kvm is present but QEMU " + describe_status(*st_exit) + " setting up a KVM vCPU";
-  } else if (st_exit.error().cls() != FailureClass::timeout) {
-    // Interrupted (or a poll failure): that says nothing about KVM; decide nothing and cache nothing.
-    note = "tcg: KVM probe ended early: " + st_exit.error().describe();
-    return Accel::tcg;
-  } else {
+  // Measured on a nested host that refuses QEMU's write of IA32_ARCH_CAPABILITIES
+  // (MSR 0x10a): with that feature off (-cpu host,-arch-capabilities) the paused
+  // VM comes up, but a kernel then stops after its real-mode setup and never
+  // prints again. So only -cpu host counts, and such a host runs under TCG.
+  AccelChoice choice{Accel::tcg, "max", "tcg: /dev/kvm is present but QEMU could not set up a KVM vCPU"};
+  for (const char* cpu : {"host"}) {
+    auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", cpu, "-M", "q35", "-m", "64",
+                               "-nodefaults", "-no-user-config", "-display", "none", "-S"});
+    if (!probe) {
+      choice.note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
+      break;
+    }
+    auto st_exit = probe->wait(Deadline(std::chrono::milliseconds(700)));
+    if (st_exit) {
+      choice.note += std::string("; -cpu ") + cpu + ": QEMU " + describe_status(*st_exit);
+      continue;
+    }
+    if (st_exit.error().cls() != FailureClass::timeout) {
+      // Interrupted (or a poll failure): that says nothing about KVM; decide nothing and cache nothing.
+      return {Accel::tcg, "max", "tcg: KVM probe ended early: " + st_exit.error().describe()};
+    }
     probe->terminate(std::chrono::seconds(1));
-    chosen = Accel::kvm;
-    note = "kvm: probe passed";
+    choice = {Accel::kvm, cpu, std::string("kvm: a paused VM with -cpu ") + cpu + " came up"};
+    break;
   }
   (void)make_dirs(state_dir);
-  (void)write_file_atomic(verdict_file, note);
-  return chosen;
+  (void)write_file_atomic(verdict_file,
+                          std::string(accel_name(choice.accel)) + "\n" + choice.cpu + "\n" + choice.note);
+  return choice;
 }
 
 std::string qemu_escape(std::string_view value) {
@@ -86,7 +95,9 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
       "-accel",
       std::string(accel_name(spec.accel)),
       "-cpu",
-      spec.accel == Accel::kvm ? "host" : "max",
+      !spec.cpu.empty()          ? spec.cpu
+      : spec.accel == Accel::kvm ? "host"
+                                 : "max",
       "-m",
       std::to_string(spec.memory_mib),
       "-smp",

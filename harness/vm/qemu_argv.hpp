@@ -14,11 +14,16 @@ std::string_view accel_name(Accel a);
 // KVM when /dev/kvm opens read-write and answers KVM_GET_API_VERSION, else TCG.
 Accel detect_accel();
 
-// The accelerator to use, with the reason. A /dev/kvm that opens is not enough:
-// on some nested hosts QEMU aborts setting up a KVM vCPU (an MSR write fails). So
-// QEMU itself is started once, paused, with KVM; the verdict is cached in
-// `state_dir` per host boot and QEMU binary. `note` says why the choice was made.
-Accel choose_accel(const fs::path& qemu, const fs::path& state_dir, std::string& note);
+// The accelerator and CPU model to use, with the reason. A /dev/kvm that opens is
+// not enough: on some nested hosts QEMU aborts setting up a KVM vCPU with -cpu
+// host (the host refuses one MSR write). So QEMU itself is started, paused, with
+// KVM; the choice is cached in `state_dir` per host boot and QEMU binary.
+struct AccelChoice {
+  Accel accel;
+  std::string cpu;   // the -cpu value
+  std::string note;  // why
+};
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir);
 
 // Everything QEMU needs for one gate VM. Plain data; qemu_argv() turns it into argv.
 struct VmSpec {
@@ -28,6 +33,7 @@ struct VmSpec {
   // on pc was as fast but makes Debian's cloud kernel WARN in pci_msi_setup_msi_irqs.
   std::string machine = "q35";
   Accel accel = Accel::tcg;
+  std::string cpu;  // empty: host with KVM, max under TCG
   fs::path kernel;  // an uncompressed vmlinux (booted through PVH) or a bzImage
   fs::path initrd;
   std::string cmdline;

@@ -72,6 +72,8 @@ TEST_CASE("qemu argv: KVM uses the host CPU; microvm the mmio transport") {
   CHECK(value_of(argv, "-accel") == "kvm");
   CHECK(value_of(argv, "-cpu") == "host");
   CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-device,id=vser,max_ports=2") == 1);
+  spec.cpu = "host,-pmu";
+  CHECK(value_of(qemu_argv(spec), "-cpu") == "host,-pmu");
 }
 
 TEST_CASE("qemu argv: pure, commas escaped, extras last") {
