@@ -4,8 +4,6 @@
 // configuration (tests/data/kconfig, read from $KGATE_SOURCE_ROOT, which meson sets), hand-written
 // corners of the format, and images holding "IKCFG_ST" + gzip + "IKCFG_ED" as kernel/config_data.S
 // lays it out, plain and compressed.
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +18,7 @@
 #include "core/files.hpp"
 #include "driver.hpp"
 #include "kernel/kconfig.hpp"
+#include "support/synthetic.hpp"
 
 using namespace kgate::kernel;
 using namespace std::literals;
@@ -139,24 +138,9 @@ std::string debian_slice(std::size_t first, std::size_t count) {
   return out;
 }
 
-std::string gzip(std::string_view data) {
-  z_stream zs{};
-  if (deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    die("deflateInit2 failed");
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) die("deflate did not finish");
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
-
 // What kernel/config_data.S lays out, with code-like bytes on both sides.
 std::string embedded(std::string_view config) {
-  return std::string(256, '\x90') + "IKCFG_ST" + gzip(config) + "IKCFG_ED" + std::string(256, '\xcc');
+  return std::string(256, '\x90') + kgate::testing::ikconfig_blob(config) + std::string(256, '\xcc');
 }
 
 // What the reader must take as it is, or refuse with a line number.
@@ -206,7 +190,7 @@ std::vector<std::string> kgate_fuzz_seeds() {
   const std::string image = embedded(head + security);
   seeds.push_back(image);
   seeds.push_back("a stray IKCFG_ST first, " + image);
-  seeds.push_back(gzip(image));  // a compressed vmlinux
+  seeds.push_back(kgate::testing::gzip_bytes(image));  // a compressed vmlinux
   auto zstd = kgate::zstd_compress(image, 3);
   if (!zstd) die(zstd.error().describe());
   seeds.push_back(*zstd);

@@ -1,12 +1,11 @@
 #include <doctest/doctest.h>
-#include <lzma.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include <cstdint>
 #include <string>
 
 #include "core/compress.hpp"
+#include "support/synthetic.hpp"
 
 using kgate::Compression;
 using kgate::decompress;
@@ -14,28 +13,13 @@ using namespace std::literals;
 
 namespace {
 
+// Lower levels than the kernel's: these tests compress megabytes, many times over.
 std::string gzip(std::string_view data) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
+  return kgate::testing::gzip_bytes(data, 6);
 }
 
 std::string xz(std::string_view data) {
-  std::string out(lzma_stream_buffer_bound(data.size()), '\0');
-  std::size_t pos = 0;
-  REQUIRE(lzma_easy_buffer_encode(2, LZMA_CHECK_CRC32, nullptr,
-                                  reinterpret_cast<const std::uint8_t*>(data.data()), data.size(),
-                                  reinterpret_cast<std::uint8_t*>(out.data()), &pos, out.size()) == LZMA_OK);
-  out.resize(pos);
-  return out;
+  return kgate::testing::xz_bytes(data, 2);
 }
 
 std::string zstd(std::string_view data) {

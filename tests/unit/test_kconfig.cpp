@@ -1,17 +1,15 @@
 #include <doctest/doctest.h>
-#include <elf.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "core/files.hpp"
 #include "kernel/kconfig.hpp"
+#include "support/synthetic.hpp"
 
 using namespace kgate::kernel;
+using namespace kgate::testing;
 using namespace std::literals;
 
 namespace {
@@ -67,50 +65,14 @@ PreflightNeeds carried() {
   return n;
 }
 
-std::string gzip(std::string_view data) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
-
 // What kernel/config_data.S lays out, with unrelated bytes on both sides.
 std::string embedded(std::string_view config) {
-  return std::string(4096, '\x90') + "IKCFG_ST" + gzip(config) + "IKCFG_ED" + std::string(4096, '\xcc');
+  return std::string(4096, '\x90') + ikconfig_blob(config) + std::string(4096, '\xcc');
 }
 
-// A minimal bzImage whose gzip payload is an x86-64 ELF executable header followed by `body`.
+// A minimal bzImage whose gzip payload is an x86-64 ELF executable followed by `body`.
 std::string bzimage_around(std::string_view body) {
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
-  eh.e_version = EV_CURRENT;
-  eh.e_ehsize = sizeof eh;
-  std::string vmlinux(reinterpret_cast<const char*>(&eh), sizeof eh);
-  vmlinux += body;
-  std::string payload = gzip(vmlinux);  // gzip's trailer already ends with the size, as the kernel's does
-
-  constexpr unsigned setup_sects = 1;
-  std::string image((setup_sects + 1) * 512, '\0');
-  image[0x1f1] = static_cast<char>(setup_sects);
-  std::memcpy(image.data() + 0x202, "HdrS", 4);
-  std::uint16_t version = 0x020f;
-  std::uint32_t offset = 0, length = static_cast<std::uint32_t>(payload.size());
-  std::memcpy(image.data() + 0x206, &version, sizeof version);
-  std::memcpy(image.data() + 0x248, &offset, sizeof offset);
-  std::memcpy(image.data() + 0x24c, &length, sizeof length);
-  return image + payload;
+  return bzimage_bytes(bzimage_payload(kgate::Compression::gzip, elf_executable("") + std::string(body)));
 }
 
 }  // namespace
@@ -440,7 +402,7 @@ TEST_CASE("IKCONFIG is found between its markers") {
     CHECK(**got == config);
   }
   SUBCASE("in a compressed image") {
-    auto got = extract_ikconfig(gzip(embedded(config)));
+    auto got = extract_ikconfig(gzip_bytes(embedded(config)));
     REQUIRE(got.has_value());
     REQUIRE(got->has_value());
     CHECK(**got == config);
@@ -481,7 +443,7 @@ TEST_CASE("no IKCONFIG, and a damaged one") {
   }
   SUBCASE("a damaged bzImage is an error, not an absence") {
     std::string image = bzimage_around(embedded("CONFIG_A=y\n"));
-    image.resize(image.size() - 100);
+    image.resize(image.size() - bzimage_tail_size - 100);  // into the payload
     auto got = extract_ikconfig(image);
     REQUIRE(!got.has_value());
     CHECK(got.error().describe().starts_with("IKCONFIG: bzImage: "));

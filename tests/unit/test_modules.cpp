@@ -1,7 +1,6 @@
 #include <doctest/doctest.h>
 #include <elf.h>
 
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -9,6 +8,7 @@
 #include "core/files.hpp"
 #include "image/initramfs.hpp"
 #include "image/modules.hpp"
+#include "support/synthetic.hpp"
 
 namespace fs = std::filesystem;
 using kgate::FailureClass;
@@ -23,16 +23,8 @@ std::string make_elf(std::string_view contents, std::string_view name = ".modinf
   size_t data_off = sizeof(Elf64_Ehdr), strtab_off = data_off + contents.size();
   size_t shoff = (strtab_off + shstrtab.size() + 7) & ~size_t{7};
 
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_REL;
-  eh.e_machine = EM_X86_64;
-  eh.e_version = EV_CURRENT;
+  Elf64_Ehdr eh = kgate::testing::elf64_header(ET_REL);
   eh.e_shoff = shoff;
-  eh.e_ehsize = sizeof(Elf64_Ehdr);
   eh.e_shentsize = sizeof(Elf64_Shdr);
   eh.e_shnum = 3;
   eh.e_shstrndx = 2;

@@ -1,6 +1,5 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -12,9 +11,11 @@
 #include "core/files.hpp"
 #include "core/subprocess.hpp"
 #include "kernel/oci.hpp"
+#include "support/synthetic.hpp"
 
 using namespace kgate;
 using namespace kgate::kernel;
+using kgate::testing::gzip_bytes;
 using nlohmann::json;
 
 namespace {
@@ -41,20 +42,6 @@ bool contains(std::string_view hay, std::string_view needle) {
 
 void write(const fs::path& p, std::string_view data) {
   REQUIRE(write_file_atomic(p, data).has_value());
-}
-
-std::string gzip(std::string_view data) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 std::string zstd(std::string_view data) {
@@ -95,7 +82,7 @@ struct LayerSpec {
   std::string tar;   // uncompressed, for the config's diff_ids
 };
 LayerSpec gz_layer(std::string tar) {
-  return {kTarGzip, gzip(tar), std::move(tar)};
+  return {kTarGzip, gzip_bytes(tar, 6), std::move(tar)};
 }
 
 // Writes blobs, manifests and index.json of an OCI image layout, as a registry client would.
@@ -206,7 +193,7 @@ TEST_CASE("a single-manifest layout imports, and the kernel, config and modules 
     layer = {kTar, tar, tar};
   }
   SUBCASE("docker gzip") {
-    layer = {kDockerGzip, gzip(tar), tar};
+    layer = {kDockerGzip, gzip_bytes(tar, 6), tar};
   }
   json man = f.layout.image({layer});
   f.layout.index({named(man, "6.1")});
@@ -374,7 +361,7 @@ TEST_CASE("a nested image index is followed to the manifest of the asked archite
 TEST_CASE("Docker media types are read too") {
   Fixture f;
   std::string tar = kernel_tar(f.base, "6.1.0-test");
-  json layer = f.layout.put(kDockerGzip, gzip(tar));
+  json layer = f.layout.put(kDockerGzip, gzip_bytes(tar, 6));
   json config = {{"architecture", "amd64"},
                  {"os", "linux"},
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + sha256_hex(tar)}}}}};
