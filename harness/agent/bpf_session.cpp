@@ -30,9 +30,16 @@ std::string* g_log = nullptr;
 
 int print_to_log(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (!g_log || level == LIBBPF_DEBUG) return 0;
-  char buf[4096];
-  int n = std::vsnprintf(buf, sizeof buf, fmt, args);
-  if (n > 0) g_log->append(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+  // libbpf prints a whole verifier log as one message, its reason last: keep all of it.
+  va_list again;
+  va_copy(again, args);
+  int n = std::vsnprintf(nullptr, 0, fmt, args);
+  if (n > 0) {
+    std::string text(static_cast<size_t>(n), '\0');
+    std::vsnprintf(text.data(), text.size() + 1, fmt, again);
+    g_log->append(text);
+  }
+  va_end(again);
   if (g_log->size() > (1 << 20)) g_log->erase(0, g_log->size() - (1 << 20));
   return 0;
 }

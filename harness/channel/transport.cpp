@@ -37,10 +37,14 @@ Result<std::optional<Frame>> Transport::receive(const Deadline& deadline, std::s
     if (r == 0) {
       return fail(FailureClass::timeout, strprintf("no frame within %.1f s", deadline.budget_seconds()));
     }
-    for (size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents) return std::optional<Frame>{};
+    // What the peer sent before it went (the last reply before power-off) is read
+    // first; a watched fd ends the wait only once the socket has nothing left.
+    if (!fds[0].revents) {
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents) return std::optional<Frame>{};
+      }
+      continue;
     }
-    if (!fds[0].revents) continue;
     ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
@@ -55,7 +59,7 @@ Result<std::optional<Frame>> Transport::receive(const Deadline& deadline, std::s
   }
 }
 
-Status Transport::send(const Frame& frame, const Deadline& deadline) {
+Status Transport::send(const Frame& frame, const Deadline& deadline, std::span<const int> watch) {
   std::string bytes = encode(frame);
   size_t done = 0;
   while (done < bytes.size()) {
@@ -68,14 +72,20 @@ Status Transport::send(const Frame& frame, const Deadline& deadline) {
       return fail(FailureClass::no_verdict, std::string("channel write failed: ") + std::strerror(errno),
                   errno);
     }
-    pollfd p{fd_.get(), POLLOUT, 0};
-    int r = ::poll(&p, 1, deadline.poll_ms());
+    std::vector<pollfd> fds{{fd_.get(), POLLOUT, 0}};
+    for (int w : watch) fds.push_back({w, POLLIN, 0});
+    int r = ::poll(fds.data(), fds.size(), deadline.poll_ms());
     if (r == 0) {
       return fail(FailureClass::timeout, strprintf("could not send %zu bytes within %.1f s", bytes.size(),
                                                    deadline.budget_seconds()));
     }
-    if (r > 0 && (p.revents & (POLLERR | POLLHUP)) && !(p.revents & POLLOUT)) {
+    if (r > 0 && (fds[0].revents & (POLLERR | POLLHUP)) && !(fds[0].revents & POLLOUT)) {
       return fail(FailureClass::no_verdict, "channel closed by the peer while sending");
+    }
+    for (size_t i = 1; r > 0 && i < fds.size(); ++i) {
+      // The caller tells which (QEMU gone, or an interrupt) and classifies.
+      if (fds[i].revents)
+        return fail(FailureClass::no_verdict, "the send was cut short: the guest or kgate is stopping");
     }
   }
   return {};

@@ -21,7 +21,9 @@ class Transport {
   // caller asks which: QEMU's pidfd, the interrupt fd). Errors: timeout when the
   // deadline passes, no_verdict when the peer closes or sends a malformed frame.
   Result<std::optional<Frame>> receive(const Deadline& deadline, std::span<const int> watch = {});
-  Status send(const Frame& frame, const Deadline& deadline);
+  // Sends a frame; one of `watch` becoming readable ends the wait (class no_verdict,
+  // which the caller refines: QEMU's pidfd, the interrupt fd).
+  Status send(const Frame& frame, const Deadline& deadline, std::span<const int> watch = {});
   int fd() const { return fd_.get(); }
 
  private:

@@ -52,7 +52,7 @@ fs::path find_kernels_file(const std::string& given, const char* env_name, const
   if (const char* env = std::getenv(env_name); env && *env) return env;
   const fs::path rel = fs::path("kernels") / file;
   for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_SOURCE_ROOT) / rel}) {
-    if (fs::exists(p)) return p;
+    if (kgate::path_exists(p)) return p;
   }
   return rel;
 }
@@ -123,6 +123,11 @@ class ProgressLine {
 int usage_error(const std::string& msg) {
   std::cerr << "kgate: " << msg << "\n\n" << usage_text;
   return kgate::exit_code(FailureClass::usage);
+}
+
+// A deadline must be positive, finite and small enough for the clock's nanoseconds.
+bool valid_timeout(double s) {
+  return s > 0 && s <= 86400;
 }
 
 // Parses a command's options into `args`. Returns the exit code to end with
@@ -209,9 +214,9 @@ int cmd_run(int argc, char** argv) {
   if (req.count < 1 || req.count > 1000) return usage_error("--count must be between 1 and 1000");
   if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
   if (args.count("request-timeout")) req.request_timeout_s = args["request-timeout"].as<double>();
-  if ((req.boot_timeout_s && *req.boot_timeout_s <= 0) ||
-      (req.request_timeout_s && *req.request_timeout_s <= 0)) {
-    return usage_error("timeouts must be positive");
+  if ((req.boot_timeout_s && !valid_timeout(*req.boot_timeout_s)) ||
+      (req.request_timeout_s && !valid_timeout(*req.request_timeout_s))) {
+    return usage_error("timeouts must be between 0 and 86400 seconds");
   }
   if (args.count("append")) req.append = args["append"].as<std::vector<std::string>>();
   if (args.count("qemu-arg")) req.qemu_args = args["qemu-arg"].as<std::vector<std::string>>();
@@ -248,7 +253,8 @@ int cmd_run(int argc, char** argv) {
     std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
               << "]: " << outcome.message << "\n";
   }
-  if (fs::exists(outcome.receipt_path)) std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
+  if (kgate::path_exists(outcome.receipt_path))
+    std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);
 }
 
@@ -287,28 +293,34 @@ int cmd_matrix(int argc, char** argv) {
   if (args.count("count") && (args["count"].as<int>() < 1 || args["count"].as<int>() > 1000))
     return usage_error("--count must be between 1 and 1000");
   for (const char* opt : {"boot-timeout", "request-timeout"}) {
-    if (args.count(opt) && args[opt].as<double>() <= 0) return usage_error("timeouts must be positive");
+    if (args.count(opt) && !valid_timeout(args[opt].as<double>()))
+      return usage_error("timeouts must be between 0 and 86400 seconds");
   }
 
   kgate::matrix::RunnerOptions ro;
-  ro.kgate = fs::read_symlink("/proc/self/exe");
+  std::error_code self_ec;
+  ro.kgate = fs::read_symlink("/proc/self/exe", self_ec);
+  if (self_ec) {
+    std::cerr << "kgate: cannot find its own executable: " << self_ec.message() << "\n";
+    return kgate::exit_code(FailureClass::infra);
+  }
   ro.jobs = jobs;
   ro.out_dir = args.count("out")
                    ? fs::path(args["out"].as<std::string>())
                    : fs::path("kgate-out") / ("matrix-" + timestamp() + "-" + std::to_string(::getpid()));
-  ro.out_dir = fs::absolute(ro.out_dir);
+  ro.out_dir = kgate::absolute_path(ro.out_dir);
   if (auto s = kgate::make_dirs(ro.out_dir); !s) {
     std::cerr << "kgate: " << s.error().describe() << "\n";
     return kgate::exit_code(FailureClass::infra);
   }
-  ro.run_args = {"--catalog", fs::absolute(find_catalog(args["catalog"].as<std::string>())).string(),
-                 "--matrix", fs::absolute(find_matrix(args["matrix"].as<std::string>())).string()};
+  ro.run_args = {"--catalog", kgate::absolute_path(find_catalog(args["catalog"].as<std::string>())).string(),
+                 "--matrix", kgate::absolute_path(find_matrix(args["matrix"].as<std::string>())).string()};
   if (args.count("count"))
     ro.run_args.insert(ro.run_args.end(), {"--count", std::to_string(args["count"].as<int>())});
   for (const char* opt : {"boot-timeout", "request-timeout"}) {
     if (args.count(opt))
       ro.run_args.insert(ro.run_args.end(),
-                         {std::string("--") + opt, std::to_string(args[opt].as<double>())});
+                         {std::string("--") + opt, kgate::strprintf("%.17g", args[opt].as<double>())});
   }
   if (args.count("qemu")) ro.run_args.insert(ro.run_args.end(), {"--qemu", args["qemu"].as<std::string>()});
 
@@ -328,7 +340,8 @@ int cmd_matrix(int argc, char** argv) {
   });
   auto summary = kgate::matrix::summary_json(run);
   kgate::Status written =
-      kgate::write_file_atomic(ro.out_dir / "matrix-summary.json", summary.dump(2) + "\n");
+      kgate::write_file_atomic(ro.out_dir / "matrix-summary.json",
+                               summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (written) written = kgate::write_file_atomic(ro.out_dir / "junit.xml", kgate::matrix::junit_xml(run));
   std::cout << kgate::matrix::table(run);
   FailureClass all = kgate::matrix::overall(run);

@@ -34,6 +34,17 @@ Result<std::string> read_file(const fs::path& path) {
   return out;
 }
 
+bool path_exists(const fs::path& path) noexcept {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+fs::path absolute_path(const fs::path& path) noexcept {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec);
+  return ec ? path : p;
+}
+
 Status make_dirs(const fs::path& path) {
   std::error_code ec;
   fs::create_directories(path, ec);

@@ -17,6 +17,10 @@ Result<std::string> read_file(const fs::path& path);
 // so a reader never sees half a file.
 Status write_file_atomic(const fs::path& path, std::string_view data);
 Status make_dirs(const fs::path& path);
+// std::filesystem's throwing calls, made quiet: a path that cannot be checked
+// does not exist, and a path that cannot be made absolute stays as given.
+bool path_exists(const fs::path& path) noexcept;
+fs::path absolute_path(const fs::path& path) noexcept;
 
 // Hex sha256 (libcrypto) of bytes or of a whole file.
 std::string sha256_hex(std::span<const std::uint8_t> bytes);

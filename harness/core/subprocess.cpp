@@ -17,6 +17,12 @@
 namespace kgate {
 namespace {
 
+// The child's whole process group, so that its own children (dpkg-deb's tar)
+// stop with it; the child itself if the group is gone.
+void signal_group(pid_t pid, int sig) {
+  if (::kill(-pid, sig) != 0) ::kill(pid, sig);
+}
+
 int open_pidfd(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
@@ -120,15 +126,15 @@ Result<int> Child::wait(const Deadline& deadline, bool interruptible) {
 }
 
 void Child::kill() {
-  if (pid_ > 0 && !status_) ::kill(pid_, SIGKILL);
+  if (pid_ > 0 && !status_) signal_group(pid_, SIGKILL);
 }
 
 int Child::terminate(Clock::duration grace) {
   if (pid_ <= 0) return 0;
   if (try_wait()) return *status_;
-  ::kill(pid_, SIGTERM);
+  signal_group(pid_, SIGTERM);
   if (auto st = wait(Deadline(grace), false); st) return *st;
-  ::kill(pid_, SIGKILL);
+  signal_group(pid_, SIGKILL);
   int st = 0;
   while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
   }

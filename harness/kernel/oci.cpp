@@ -807,7 +807,7 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   for (std::size_t i = 0; i < n; ++i) {
     auto tar = load_layer(layout, (*layers)[i], layer_label(i, n));
     if (!tar) return std::unexpected(tar.error());
-    fs::path p = fs::absolute(work->path() / ("layer-" + std::to_string(i) + ".tar"));
+    fs::path p = absolute_path(work->path() / ("layer-" + std::to_string(i) + ".tar"));
     if (auto s = write_file_atomic(p, *tar); !s) return std::unexpected(s.error());
     tars.push_back(std::move(p));
   }
@@ -820,7 +820,7 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
     if (!w) return std::unexpected(w.error());
     whiteouts.push_back(std::move(*w));
   }
-  const fs::path abs_dest = fs::absolute(dest);
+  const fs::path abs_dest = absolute_path(dest);
   for (std::size_t i = 0; i < n; ++i) {
     const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
     if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s)

@@ -1,5 +1,6 @@
 #include "kernel/prepare.hpp"
 
+#include <cerrno>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -17,7 +18,8 @@ using nlohmann::json;
 Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha, bool refresh) {
   auto ref = cache.get_ref("vmlinux", image_sha);
   if (!ref) return std::unexpected(ref.error());
-  if (*ref && !refresh) return **ref;
+  // A ref whose blob was pruned is as good as absent: derive it again.
+  if (*ref && !refresh && path_exists(cache.blob_path(**ref))) return **ref;
   auto path = cache.verified_blob(image_sha);
   if (!path) return std::unexpected(path.error());
   auto bytes = read_file(*path);
@@ -53,21 +55,28 @@ Status fill_boot(Cache& cache, PreparedKernel& k, bool refresh) {
   return {};
 }
 
+// A record field, or `fallback` when absent or not a string (a hand-edited or
+// foreign record must not throw).
+std::string field(const json& rec, const char* key, const std::string& fallback = {}) {
+  auto it = rec.find(key);
+  return it != rec.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
 Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh) {
   PreparedKernel k;
-  k.source = rec.value("source", "");
-  k.release = rec.value("release", "");
-  k.package_sha256 = rec.value("package_sha256", "");
-  k.image_sha256 = rec.value("image_sha256", "");
+  k.source = field(rec, "source");
+  k.release = field(rec, "release");
+  k.package_sha256 = field(rec, "package_sha256");
+  k.image_sha256 = field(rec, "image_sha256");
   if (auto s = fill_boot(cache, k, refresh); !s) return std::unexpected(s.error());
-  if (std::string config = rec.value("config_sha256", ""); !config.empty()) {
+  if (std::string config = field(rec, "config_sha256"); !config.empty()) {
     auto p = cache.verified_blob(config);
     if (!p) return std::unexpected(p.error());
     k.config = *p;
   }
   // The unpacked tree the modules come from, named by the package's or image's digest.
-  const std::string tree = rec.value("tree", k.package_sha256);
-  const std::string modules_rel = rec.value("modules_rel", "lib/modules/" + k.release);
+  const std::string tree = field(rec, "tree", k.package_sha256);
+  const std::string modules_rel = field(rec, "modules_rel", "lib/modules/" + k.release);
   if (!tree.empty() && !modules_rel.empty()) {
     k.modules_dir = cache.tree_path(tree) / modules_rel;
     k.modules_id = tree;
@@ -96,7 +105,7 @@ Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, co
     origin = "oci " + src.reference + "@" + src.digest;
     std::error_code ec;
     if (refresh) fs::remove_all(layout, ec);
-    if (!fs::exists(layout / "index.json")) {
+    if (!path_exists(layout / "index.json")) {
       fs::remove_all(layout, ec);
       if (auto s = make_dirs(layout.parent_path()); !s) return std::unexpected(s.error());
       auto pulled = pull_oci(src.reference + "@" + src.digest, layout, deadline);
@@ -113,9 +122,9 @@ Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, co
   if (!staging) return std::unexpected(staging.error());
   auto image = import_oci_layout(layout, ref, src.digest, entry.arch, staging->path() / "root", deadline);
   if (!image) return std::unexpected(image.error());
-  if (!fs::exists(tree)) {
+  if (!path_exists(tree)) {
     fs::rename(staging->path() / "root", tree, ec);
-    if (ec && !fs::exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
+    if (ec && !path_exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
   }
   auto rel = [&](const fs::path& p) {
     return p.empty() ? std::string() : fs::relative(p, image->root).string();
@@ -149,7 +158,7 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh,
   // The unpacked tree was checked only when it was unpacked: a refresh unpacks
   // a freshly downloaded and verified package again.
   if (refresh) fs::remove_all(tree, ec);
-  if (!fs::exists(tree)) {
+  if (!path_exists(tree)) {
     // Unpack beside the final place and rename: a half-unpacked tree is never seen.
     auto tmp = TempDir::create("unpack", cache.root() / "trees");
     if (!tmp) return std::unexpected(tmp.error());
@@ -158,7 +167,7 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh,
     fs::path root = tmp->path() / "root";
     if (auto s = unpack_package(*deb, root, deadline); !s) return std::unexpected(s.error());
     fs::rename(root, tree, ec);
-    if (ec && !fs::exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
+    if (ec && !path_exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
   }
   std::vector<std::string> releases;
   for (const auto& ent : fs::directory_iterator(tree / "boot", ec)) {
@@ -202,14 +211,23 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
     if (!text) return std::nullopt;
     json rec = json::parse(*text, nullptr, false);
     // A record made for another source spec (the catalog changed) is stale.
-    if (!rec.is_object() || rec.value("source_spec", "") != source_spec(entry.source)) return std::nullopt;
+    if (!rec.is_object() || field(rec, "source_spec") != source_spec(entry.source)) return std::nullopt;
     return rec;
   };
-  if (auto rec = cached()) return with_context(from_record(cache, *rec, false), "kernel " + entry.name);
+  // A record whose files were pruned from the cache (ENOENT) is stale, not an error:
+  // it is fetched again. A file that is there but wrong stays refused.
+  auto warm = [&]() -> std::optional<Result<PreparedKernel>> {
+    auto rec = cached();
+    if (!rec) return std::nullopt;
+    auto k = from_record(cache, *rec, false);
+    if (!k && k.error().err() == ENOENT) return std::nullopt;
+    return with_context(std::move(k), "kernel " + entry.name);
+  };
+  if (auto k = warm()) return std::move(*k);
   // Cold: one process fetches; another that wanted the same entry finds it done.
   auto lock = cache.lock("entry-" + entry.name, deadline);
   if (!lock) return std::unexpected(lock.error());
-  if (auto rec = cached()) return with_context(from_record(cache, *rec, false), "kernel " + entry.name);
+  if (auto k = warm()) return std::move(*k);
   if (entry.source.type != "debian-package") {
     // An OCI kernel is booted by digest only: a tag can be moved under us.
     if (entry.source.digest.empty()) {
@@ -248,11 +266,11 @@ Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const f
   }
   auto sha = cache.put_blob(*bytes);
   if (!sha) return std::unexpected(sha.error());
-  k.source = "file " + fs::absolute(image).string();
+  k.source = "file " + absolute_path(image).string();
   k.image_sha256 = *sha;
   if (auto s = fill_boot(cache, k, refresh); !s) return std::unexpected(s.error());
   if (!modules_dir.empty()) {
-    k.modules_dir = fs::absolute(modules_dir);
+    k.modules_dir = absolute_path(modules_dir);
     k.modules_id = "dir " + k.modules_dir.string();
   }
   return k;

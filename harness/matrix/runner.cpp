@@ -80,10 +80,15 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
   for (size_t i = 0; i < entries.size(); ++i) pending.push_back(i);
   std::list<Running> running;  // Child is move-only and not assignable
 
-  auto finish = [&](Running& job, int status) {
+  auto finish = [&](Running& job, int status, bool over_limit) {
     EntryResult& r = run.results[job.index];
     r.wall_s = seconds_since(job.start);
     collect(r, opts.out_dir, status);
+    if (over_limit) {
+      r.verdict = FailureClass::timeout;
+      r.exit_code = exit_code(FailureClass::timeout);
+      r.message = "stopped after the matrix's per-entry limit of 45 minutes";
+    }
     if (event) event(r, true);
   };
 
@@ -136,12 +141,7 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
         status = job.child.terminate(std::chrono::seconds(5));
       }
       if (status) {
-        finish(job, *status);
-        if (over_limit) {
-          auto& r = run.results[job.index];
-          r.verdict = FailureClass::timeout;
-          r.message = "stopped after the matrix's per-entry limit of 45 minutes";
-        }
+        finish(job, *status, over_limit);
         it = running.erase(it);
       } else {
         ++it;

@@ -84,7 +84,9 @@ json receipt_json(const Receipt& r) {
 }
 
 std::string render_receipt(const Receipt& r) {
-  return receipt_json(r).dump(2) + "\n";
+  // Console lines, paths and guest text are bytes, not always UTF-8: replace what
+  // is not, rather than throw and lose the receipt.
+  return receipt_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 Status write_receipt(const fs::path& dir, const Receipt& r) {

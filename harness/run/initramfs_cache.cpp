@@ -40,7 +40,7 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
   fs::path list_path = cache.root() / "refs" / "initramfs" / (key + ".modules");
   auto ref = cache.get_ref("initramfs", key);
   if (!ref) return std::unexpected(ref.error());
-  if (*ref && !refresh) {
+  if (*ref && !refresh && path_exists(cache.blob_path(**ref))) {
     if (auto list = read_file(list_path)) {
       auto path = cache.verified_blob(**ref);
       if (!path) return std::unexpected(path.error());

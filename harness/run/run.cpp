@@ -249,7 +249,7 @@ Status GateRun::boot() {
     words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
   words.insert(words.end(), req_.append.begin(), req_.append.end());
   spec.cmdline = vm::kernel_cmdline(words);
-  spec.console_log = fs::absolute(req_.out_dir / "console.log");
+  spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
   spec.port_name = port_name;
   spec.extra = req_.qemu_args;
@@ -306,7 +306,7 @@ Result<json> GateRun::request(json header, std::string body) {
   header["id"] = id;
   Deadline deadline(
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
-  if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline); !s) {
+  if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline, watch_fds()); !s) {
     return std::unexpected(std::move(s.error()).context("send " + op));
   }
   auto frame = channel_->receive(deadline, watch_fds());
@@ -335,7 +335,7 @@ Status GateRun::exercise() {
     auto bytes = read_file(req_.btf);
     if (!bytes)
       return std::unexpected(std::move(bytes.error()).context("read --btf").reclass(FailureClass::usage));
-    r_.btf = {{"source", "file"}, {"path", fs::absolute(req_.btf).string()}, {"sha256", sha256_hex(*bytes)}};
+    r_.btf = {{"source", "file"}, {"path", absolute_path(req_.btf).string()}, {"sha256", sha256_hex(*bytes)}};
     auto sent = request({{"op", "btf"}}, std::move(*bytes));
     if (!sent) return std::unexpected(sent.error());
     if (!channel::get_bool(*sent, "ok")) {
@@ -446,7 +446,14 @@ void GateRun::judge() {
 
 void GateRun::scan_console() {
   auto console = read_file(req_.out_dir / "console.log");
-  if (!console) return;  // QEMU never started
+  if (!console) {
+    // QEMU never started, or, if it ran, its console is gone: no splat scan, so no pass.
+    if (r_.verdict == FailureClass::pass) {
+      r_.verdict = FailureClass::infra;
+      r_.failure_message = "could not read the console to scan it: " + console.error().describe();
+    }
+    return;
+  }
   auto patterns = vm::parse_console_patterns(console_patterns(), "built-in console-patterns.json");
   if (!patterns) {
     // A build that ships a broken list must not pass anything; other failures keep their class.

@@ -102,10 +102,14 @@ Judgement judge(const Observations& obs) {
   } else if (loaded) {
     problems.push_back("the agent reported nothing about what it left behind");
   }
-  if (obs.canary_detach.is_object() && obs.canary_detach.contains("left")) {
-    const json& left = obs.canary_detach["left"];
-    if (!get_array(left, "programs").empty() || !get_array(left, "links").empty()) {
-      problems.push_back("the lockdown canary left behind in the guest: " + left.dump());
+  if (!obs.canary_detach.is_null()) {
+    const json* left = obs.canary_detach.is_object() && obs.canary_detach.contains("left")
+                           ? &obs.canary_detach["left"]
+                           : nullptr;
+    if (!left || !left->is_object()) {
+      problems.push_back("the agent reported nothing about what the lockdown canary left behind");
+    } else if (!get_array(*left, "programs").empty() || !get_array(*left, "links").empty()) {
+      problems.push_back("the lockdown canary left behind in the guest: " + left->dump());
     }
   }
   const std::string release = get_string(obs.hello, "release");

@@ -108,6 +108,8 @@ TEST_CASE("the canary leaving a program behind fails too") {
   check_fails(o, "the lockdown canary left behind in the guest");
   o.canary_detach["left"]["programs"] = json::array();
   CHECK(judge(o).verdict == FailureClass::pass);
+  o.canary_detach = {{"ok", true}};
+  check_fails(o, "nothing about what the lockdown canary left behind");
 }
 
 TEST_CASE("a refused load fails with the verifier's words; a failed attach names the program") {
