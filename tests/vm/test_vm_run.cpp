@@ -36,15 +36,20 @@ void check_failure(const KgateResult& r, const char* cls, int code) {
   CHECK(fs::exists(r.dir / "console.log"));
   check_no_qemu_left(r.dir);
 }
+// Runs kgate with `args` into <tmp>/<name> and requires a pass with a receipt.
+KgateResult run_passing(const TempDir& tmp, const char* name, const std::vector<std::string>& args) {
+  auto r = run_kgate(tmp.path() / name, args);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  REQUIRE(r.receipt.is_object());
+  return r;
+}
 }  // namespace
 
 TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on debian-6.1") {
   require_vm_prerequisites();
   auto tmp = out_root();
-  auto r = run_kgate(tmp.path() / "pass", {"--count", "5"});
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.exit_code == 0);
-  REQUIRE(r.receipt.is_object());
+  auto r = run_passing(tmp, "pass", {"--count", "5"});
   const json& rc = r.receipt;
   CHECK(rc["schema"] == "kgate.receipt/1");
   CHECK(rc["entry"] == "debian-6.1");
@@ -228,10 +233,7 @@ TEST_CASE("a cached kernel whose bytes changed is refused before any boot: diges
 TEST_CASE("lockdown=integrity: the probe passes and the canary is refused, three ways proven") {
   require_vm_prerequisites();
   auto tmp = out_root();
-  auto r = run_kgate(tmp.path() / "integrity", {"--lockdown", "integrity"});
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.exit_code == 0);
-  REQUIRE(r.receipt.is_object());
+  auto r = run_passing(tmp, "integrity", {"--lockdown", "integrity"});
   const json& l = r.receipt["lockdown"];
   CHECK(l["requested"] == "integrity");
   CHECK(l["observed"] == "integrity");
