@@ -4,16 +4,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <ctime>
-// --append and --qemu-arg values carry commas (console=ttyS0,115200; -device a,b=c):
-// one option occurrence is one value, never split.
-#define CXXOPTS_VECTOR_DELIMITER '\0'
-#include <cxxopts.hpp>
 #include <iostream>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include "channel/fields.hpp"
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "kernel/cache.hpp"
@@ -27,51 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using kgate::FailureClass;
-
-constexpr const char* usage_text =
-    "usage: kgate <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
-    "default)\n"
-    "  matrix   run kernel-matrix entries in parallel VMs: a table, receipts, a summary and JUnit\n"
-    "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
-    "  version  print kgate's version\n"
-    "\n"
-    "'kgate <command> --help' lists a command's options. Exit codes: docs/exit-codes.md.\n";
-
-fs::path self_dir() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path(".") : p.parent_path();
-}
-
-// The option's value, then $<ENV>, ./kernels/<file>, and the source tree kgate was built from.
-fs::path find_kernels_file(const std::string& given, const char* env_name, const char* file) {
-  if (!given.empty()) return given;
-  if (const char* env = std::getenv(env_name); env && *env) return env;
-  const fs::path rel = fs::path("kernels") / file;
-  for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_SOURCE_ROOT) / rel}) {
-    if (kgate::path_exists(p)) return p;
-  }
-  return rel;
-}
-
-fs::path find_catalog(const std::string& given) {
-  return find_kernels_file(given, "KGATE_CATALOG", "catalog.json");
-}
-fs::path find_matrix(const std::string& given) {
-  return find_kernels_file(given, "KGATE_MATRIX", "matrix.json");
-}
-
-std::string timestamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
+using namespace kgate::cli;
 
 // A live "phase and elapsed time" line on a terminal; silent otherwise.
 class ProgressLine {
@@ -119,32 +73,6 @@ class ProgressLine {
   bool done_ = false;
   std::thread thread_;
 };
-
-int usage_error(const std::string& msg) {
-  std::cerr << "kgate: " << msg << "\n\n" << usage_text;
-  return kgate::exit_code(FailureClass::usage);
-}
-
-// A deadline must be positive, finite and small enough for the clock's nanoseconds.
-bool valid_timeout(double s) {
-  return s > 0 && s <= 86400;
-}
-
-// Parses a command's options into `args`. Returns the exit code to end with
-// instead when there is nothing to run: --help, a bad option, a stray argument.
-std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args) {
-  try {
-    args = opts.parse(argc, argv);
-  } catch (const cxxopts::exceptions::exception& e) {
-    return usage_error(e.what());
-  }
-  if (args.count("help")) {
-    std::cout << opts.help();
-    return 0;
-  }
-  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
-  return std::nullopt;
-}
 
 int cmd_run(int argc, char** argv) {
   cxxopts::Options opts("kgate run",
@@ -404,6 +332,8 @@ int main(int argc, char** argv) {
   if (cmd == "run") return cmd_run(argc - 1, argv + 1);
   if (cmd == "fetch") return cmd_fetch(argc - 1, argv + 1);
   if (cmd == "matrix") return cmd_matrix(argc - 1, argv + 1);
+  if (cmd == "gates") return cmd_gates(argc - 1, argv + 1);
+  if (cmd == "digest") return cmd_digest(argc - 1, argv + 1);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "kgate " KGATE_VERSION "\n";
     return 0;

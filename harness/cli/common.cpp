@@ -1,0 +1,81 @@
+#include "cli/common.hpp"
+
+#include <ctime>
+#include <iostream>
+
+#include "core/error.hpp"
+#include "core/files.hpp"
+
+namespace kgate::cli {
+
+namespace fs = std::filesystem;
+
+const char* const usage_text =
+    "usage: kgate <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
+    "default)\n"
+    "  matrix   run kernel-matrix entries in parallel VMs: a table, receipts, a summary and JUnit\n"
+    "  gates    run a pipeline of gates (ci/gates.json): one umbrella receipt\n"
+    "  digest   check the built BPF objects against bpf/digests.lock\n"
+    "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
+    "  version  print kgate's version\n"
+    "\n"
+    "'kgate <command> --help' lists a command's options. Exit codes: docs/exit-codes.md.\n";
+
+int usage_error(const std::string& msg) {
+  std::cerr << "kgate: " << msg << "\n\n" << usage_text;
+  return exit_code(FailureClass::usage);
+}
+
+bool valid_timeout(double s) {
+  return s > 0 && s <= 86400;
+}
+
+std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args) {
+  try {
+    args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    return usage_error(e.what());
+  }
+  if (args.count("help")) {
+    std::cout << opts.help();
+    return 0;
+  }
+  if (!args.unmatched().empty()) return usage_error("unexpected argument '" + args.unmatched().front() + "'");
+  return std::nullopt;
+}
+
+fs::path self_dir() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path(".") : p.parent_path();
+}
+
+fs::path find_project_file(const std::string& given, const char* env_name, const fs::path& rel) {
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv(env_name); env && *env) return env;
+  for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_SOURCE_ROOT) / rel}) {
+    if (path_exists(p)) return p;
+  }
+  return rel;
+}
+
+fs::path find_catalog(const std::string& given) {
+  return find_project_file(given, "KGATE_CATALOG", fs::path("kernels") / "catalog.json");
+}
+fs::path find_matrix(const std::string& given) {
+  return find_project_file(given, "KGATE_MATRIX", fs::path("kernels") / "matrix.json");
+}
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+}  // namespace kgate::cli

@@ -1,0 +1,39 @@
+// What every kgate command shares: option parsing, usage errors, where the kernel files are.
+#pragma once
+
+// --append and --qemu-arg values carry commas (console=ttyS0,115200; -device a,b=c):
+// one option occurrence is one value, never split.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace kgate::cli {
+
+extern const char* const usage_text;
+
+// Prints the message and the usage text; returns the usage exit code.
+int usage_error(const std::string& msg);
+
+// A deadline must be positive, finite and small enough for the clock's nanoseconds.
+bool valid_timeout(double s);
+
+// Parses a command's options into `args`. Returns the exit code to end with
+// instead when there is nothing to run: --help, a bad option, a stray argument.
+std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args);
+
+// The directory kgate's own executable is in.
+std::filesystem::path self_dir();
+
+// The option's value, then $<ENV>, ./<dir>/<file>, next to kgate's build directory, and the
+// source tree kgate was built from.
+std::filesystem::path find_project_file(const std::string& given, const char* env_name,
+                                        const std::filesystem::path& rel);
+std::filesystem::path find_catalog(const std::string& given);
+std::filesystem::path find_matrix(const std::string& given);
+
+// UTC, for receipt directory names: 20261127-005050.
+std::string timestamp();
+
+}  // namespace kgate::cli
