@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,11 +28,6 @@ int open_pidfd(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
-[[noreturn]] void child_fail(int status_fd, int err) {
-  [[maybe_unused]] auto n = ::write(status_fd, &err, sizeof err);
-  ::_exit(127);
-}
-
 int open_output(const fs::path& p) {
   if (p.empty()) return ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   return ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -40,6 +36,16 @@ int open_output(const fs::path& p) {
 }  // namespace
 
 Result<Child> Child::spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
+  return spawn_with(argv, opts, nullptr);
+}
+
+Result<Child> Child::spawn(const std::vector<std::string>& argv, const SpawnOptions& opts,
+                           const std::vector<std::string>& env) {
+  return spawn_with(argv, opts, &env);
+}
+
+Result<Child> Child::spawn_with(const std::vector<std::string>& argv, const SpawnOptions& opts,
+                                const std::vector<std::string>* env) {
   if (argv.empty()) return fail(FailureClass::usage, "spawn: empty argv");
   UniqueFd out(open_output(opts.stdout_path));
   if (!out.valid()) return fail_errno("open " + opts.stdout_path.string(), errno);
@@ -49,43 +55,59 @@ Result<Child> Child::spawn(const std::vector<std::string>& argv, const SpawnOpti
     if (!err.valid()) return fail_errno("open " + opts.stderr_path.string(), errno);
   }
   UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  // The child reports a failed exec through this pipe; CLOEXEC closes it on success.
-  int status_pipe[2];
-  if (::pipe2(status_pipe, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
-  UniqueFd status_r(status_pipe[0]), status_w(status_pipe[1]);
-
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
+  // Built before vfork: the child may only make async-signal-safe calls.
+  std::vector<char*> cenv;
+  if (env) {
+    for (const auto& kv : *env) cenv.push_back(const_cast<char*>(kv.c_str()));
+    cenv.push_back(nullptr);
+  }
 
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return fail_errno("fork", errno);
+  // vfork: the child borrows kgate's memory until it execs, so starting it costs no copy
+  // of kgate's page tables (the gate executor starts hundreds), and kgate resumes only once
+  // it has exec'd or failed, which it reports through `child_errno`. kgate's signal
+  // handlers must not run in the borrowed memory: every signal stays blocked until the
+  // child has put its handlers back to the default.
+  volatile int child_errno = 0;
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old_mask);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::vfork();
   if (pid == 0) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) ::signal(sig, SIG_DFL);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     ::setpgid(0, 0);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
     ::dup2(devnull.get(), 0);
     ::dup2(out.get(), 1);
     ::dup2(err.valid() ? err.get() : out.get(), 2);
-    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) child_fail(status_w.get(), errno);
-    ::execvp(cargv[0], cargv.data());
-    child_fail(status_w.get(), errno);
+    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) {
+      child_errno = errno;
+      ::_exit(127);
+    }
+    if (env) {
+      ::execvpe(cargv[0], cargv.data(), cenv.data());
+    } else {
+      ::execvp(cargv[0], cargv.data());
+    }
+    child_errno = errno;
+    ::_exit(127);
   }
-  status_w.reset();
+  const int vfork_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (pid < 0) return fail_errno("vfork", vfork_errno);
   UniqueFd pidfd(open_pidfd(pid));
   Child child(pid, std::move(pidfd));
-  int child_errno = 0;
-  ssize_t n;
-  do n = ::read(status_r.get(), &child_errno, sizeof child_errno);
-  while (n < 0 && errno == EINTR);
-  if (n == sizeof child_errno) {
+  if (child_errno != 0) {
+    const int e = child_errno;
     child.terminate(Millis(0));
-    return fail(FailureClass::infra, "exec " + argv[0] + ": " + std::strerror(child_errno), child_errno);
+    return fail(FailureClass::infra, "exec " + argv[0] + ": " + std::strerror(e), e);
   }
   if (!child.pidfd_.valid()) {
     child.terminate(Millis(100));

@@ -26,6 +26,9 @@ struct SpawnOptions {
 class Child {
  public:
   static Result<Child> spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {});
+  // The same, with `env` ("K=V" strings) as the child's whole environment.
+  static Result<Child> spawn(const std::vector<std::string>& argv, const SpawnOptions& opts,
+                             const std::vector<std::string>& env);
   Child(Child&& other) noexcept;
   Child& operator=(Child&&) = delete;
   Child(const Child&) = delete;
@@ -44,6 +47,8 @@ class Child {
   void kill();
 
  private:
+  static Result<Child> spawn_with(const std::vector<std::string>& argv, const SpawnOptions& opts,
+                                  const std::vector<std::string>* env);
   Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
   pid_t pid_ = -1;
   UniqueFd pidfd_;

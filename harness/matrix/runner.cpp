@@ -120,10 +120,12 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
     std::vector<pollfd> fds;
     for (const auto& job : running) fds.push_back({job.child.pidfd(), POLLIN, 0});
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    if (opts.stop_fd >= 0) fds.push_back({opts.stop_fd, POLLIN, 0});
     ::poll(fds.data(), fds.size(), 1000);
+    const bool stop_asked = opts.stop_fd >= 0 && (fds.back().revents & POLLIN);
 
     std::optional<Deadline> grace;  // one shared moment for interrupted children to write receipts
-    if (!run.interrupted && interrupt_signal() != 0) {
+    if (!run.interrupted && (interrupt_signal() != 0 || stop_asked)) {
       run.interrupted = true;
       // Each child stops its own QEMU and writes an interrupted receipt.
       for (auto& job : running) ::kill(job.child.pid(), SIGTERM);

@@ -35,6 +35,7 @@ struct RunnerOptions {
   fs::path out_dir;                   // <out_dir>/<entry>/ per entry
   int jobs = 1;                       // VMs at once
   std::vector<std::string> run_args;  // passed to every `kgate run` (--count, --catalog, ...)
+  int stop_fd = -1;                   // readable: stop as on SIGTERM (the gate executor's timeout or cancel)
 };
 
 // Called when an entry starts (done == false) and when it ends (done == true).
