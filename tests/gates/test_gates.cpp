@@ -1,0 +1,397 @@
+// The gate executor run for real: the kgate binary, real processes, real signals. Each
+// case writes its own pipeline into a temporary directory.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/files.hpp"
+#include "core/strings.hpp"
+#include "core/subprocess.hpp"
+
+using namespace kgate;
+using nlohmann::json;
+
+namespace {
+
+fs::path kgate_binary() {
+  const char* root = std::getenv("KGATE_BUILD_ROOT");
+  return fs::path(root ? root : ".") / "kgate";
+}
+fs::path source_root() {
+  const char* env = std::getenv("KGATE_SOURCE_ROOT");
+  return env ? env : std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+}
+
+struct GatesRun {
+  int exit_code = -1;
+  std::string out, err;
+  json summary;  // null when none was written
+};
+
+TempDir make_tmp() {
+  auto t = TempDir::create("kgate-gates-test");
+  REQUIRE_MESSAGE(t.has_value(), t.error().describe());
+  return std::move(*t);
+}
+
+int exit_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs `kgate gates run` on `file`, output in `out`, with the test's own runtime dir so
+// concurrency groups stay apart from any other run on the machine.
+std::vector<std::string> gates_argv(const fs::path& file, const fs::path& out,
+                                    std::vector<std::string> extra) {
+  std::vector<std::string> argv = {kgate_binary().string(), "gates", "run",
+                                   file.string(),           "--out", out.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+GatesRun run_gates(const fs::path& file, const fs::path& out, std::vector<std::string> extra = {}) {
+  GatesRun r;
+  auto cap = run_capture(gates_argv(file, out, std::move(extra)), Deadline(std::chrono::minutes(2)));
+  REQUIRE_MESSAGE(cap.has_value(), cap.error().describe());
+  r.exit_code = exit_of(cap->status);
+  r.out = cap->out;
+  r.err = cap->err;
+  if (auto text = read_file(out / "verify-all-summary.json")) r.summary = json::parse(*text, nullptr, false);
+  return r;
+}
+
+fs::path write_pipeline(const fs::path& dir, const std::string& gates) {
+  fs::path file = dir / "gates.json";
+  REQUIRE(write_file_atomic(file, R"({"schema": "kgate.gates/1", "gates": [)" + gates + "]}\n").has_value());
+  return file;
+}
+
+const json& gate_of(const json& summary, const std::string& name) {
+  for (const auto& g : summary["gates"]) {
+    if (g["name"] == name) return g;
+  }
+  FAIL("no gate " << name << " in the receipt");
+  static json none;
+  return none;
+}
+
+std::string last_line(const std::string& text) {
+  auto lines = split_lines(text);
+  return lines.empty() ? "" : std::string(lines.back());
+}
+
+// Waits until a file the gate writes exists and holds a pid.
+pid_t wait_for_pid_file(const fs::path& file, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  Deadline d(limit);
+  while (!d.expired()) {
+    if (auto text = read_file(file); text && !text->empty() && text->back() == '\n')
+      return std::atoi(text->c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL("no pid in " << file.string());
+  return 0;
+}
+
+// Whether a live process (not a zombie waiting for its new parent to reap it) is in the
+// process group: /proc/<pid>/stat's state and pgrp fields.
+bool group_alive(pid_t pgid) {
+  for (const auto& ent : fs::directory_iterator("/proc")) {
+    const std::string name = ent.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto stat = read_file(ent.path() / "stat");
+    if (!stat) continue;
+    auto close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0, pgrp = 0;
+    if (std::sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+    if (pgrp == pgid && state != 'Z') return true;
+  }
+  return false;
+}
+bool process_alive(pid_t pid) {
+  // A zombie still answers kill(0); only a running or sleeping process counts.
+  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  auto close = stat->rfind(')');
+  return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
+}
+
+// The receipt with everything that changes from run to run replaced, for the golden file.
+json normalised(json s) {
+  for (const char* k : {"started_at", "ended_at", "wall_s", "kgate_version", "gates_file"}) s[k] = "<varies>";
+  s["host"] = "<varies>";
+  s["git"] = "<varies>";
+  for (auto& g : s["gates"]) {
+    for (const char* k : {"start_s", "duration_s"}) {
+      if (!g[k].is_null()) g[k] = "<varies>";
+    }
+  }
+  return s;
+}
+
+// The pipeline behind the golden receipt: every status and both sides of expect.
+const char* const outcome_gates = R"(
+  {"name": "ok", "command": ["sh", "-c", "echo all good"]},
+  {"name": "bad", "command": ["sh", "-c", "echo line one; echo the reason it failed >&2; exit 3"]},
+  {"name": "slow", "command": ["sh", "-c", "echo $$ > slow.pgid; sleep 30"], "timeout_s": 0.5},
+  {"name": "after-bad", "command": ["sh", "-c", "touch after-bad.ran"], "needs": ["bad"]},
+  {"name": "after-skip", "command": ["true"], "needs": ["after-bad"]},
+  {"name": "umbrella", "command": ["sh", "-c", "echo umbrella ran"], "needs": ["bad", "ok", "slow"], "always": true},
+  {"name": "refused", "command": ["sh", "-c", "exit 1"], "expect": "fail"},
+  {"name": "vacuous", "command": ["true"], "expect": "fail"},
+  {"name": "crashes", "command": ["sh", "-c", "kill -SEGV $$"], "expect": "fail"},
+  {"name": "missing", "command": ["no-such-program-kgate-test"]},
+  {"name": "after-ok", "command": ["true"], "needs": ["ok"]}
+)";
+
+}  // namespace
+
+TEST_CASE("a DAG with passing, failing, timing-out, skipped, always-run and expect=fail gates") {
+  TempDir tmp = make_tmp();
+  fs::path file = write_pipeline(tmp.path(), outcome_gates);
+  // Commands run in the gates file's directory.
+  auto r = run_gates(file, tmp.path() / "out", {"-j", "3"});
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  REQUIRE(r.summary.is_object());
+  const json& s = r.summary;
+  auto status = [&](const char* name) { return gate_of(s, name)["status"].get<std::string>(); };
+  CHECK(status("ok") == "passed");
+  CHECK(status("after-ok") == "passed");
+  CHECK(status("bad") == "failed");
+  CHECK(gate_of(s, "bad")["exit_code"] == 3);
+  CHECK(gate_of(s, "bad")["reason"] == "exited with 3");
+  CHECK(status("slow") == "timed_out");
+  CHECK(status("after-bad") == "skipped");
+  CHECK(gate_of(s, "after-bad")["reason"] == "needs bad (failed)");
+  CHECK(gate_of(s, "after-bad")["exit_code"].is_null());
+  CHECK(gate_of(s, "after-bad")["log"].is_null());
+  CHECK_FALSE(path_exists(tmp.path() / "after-bad.ran"));
+  CHECK(status("after-skip") == "skipped");
+  CHECK(gate_of(s, "after-skip")["reason"] == "needs after-bad (skipped)");
+  CHECK(status("umbrella") == "passed");
+  CHECK(status("refused") == "passed");
+  CHECK(gate_of(s, "refused")["reason"] == "failed as expected (exited with 1)");
+  CHECK(status("vacuous") == "failed");
+  CHECK(gate_of(s, "vacuous")["reason"] == "expected to fail, but it passed");
+  CHECK(status("crashes") == "failed");
+  CHECK(status("missing") == "failed");
+  CHECK(gate_of(s, "missing")["reason"].get<std::string>().find("cannot start") != std::string::npos);
+  CHECK(s["non_green"] == json({"bad", "slow", "after-bad", "after-skip", "vacuous", "crashes", "missing"}));
+  CHECK(s["counts"]["passed"] == 4);
+  CHECK(s["counts"]["failed"] == 4);
+  CHECK(s["counts"]["skipped"] == 2);
+  CHECK(s["counts"]["timed_out"] == 1);
+  CHECK(s["verdict"] == "fail");
+  // The closing line is the last line, alone, and counts every non-green gate.
+  CHECK(last_line(r.out) == "verify-all: 4 passed, 7 failed");
+  // Each gate's output is in its own log; a failure shows its last lines.
+  auto bad_log = read_file(tmp.path() / "out" / gate_of(s, "bad")["log"].get<std::string>());
+  REQUIRE(bad_log.has_value());
+  CHECK(*bad_log == "line one\nthe reason it failed\n");
+  CHECK(r.err.find("  | the reason it failed") != std::string::npos);
+  // The timed-out gate was stopped promptly, its whole process group with it.
+  CHECK(gate_of(s, "slow")["duration_s"].get<double>() < 8);
+  pid_t slow = wait_for_pid_file(tmp.path() / "slow.pgid");
+  CHECK_FALSE(group_alive(slow));
+  // The JUnit file and the Markdown summary are written beside it.
+  auto junit = read_file(tmp.path() / "out" / "verify-all.junit.xml");
+  REQUIRE(junit.has_value());
+  CHECK(junit->find("tests=\"11\" failures=\"5\" errors=\"0\" skipped=\"2\"") != std::string::npos);
+  CHECK(junit->find("<failure type=\"timed_out\"") != std::string::npos);
+  auto md = read_file(tmp.path() / "out" / "verify-all-summary.md");
+  REQUIRE(md.has_value());
+  CHECK(md->find("## kgate verify-all: 4 passed, 7 failed") == 0);
+  CHECK(md->find("| bad | ❌ failed |") != std::string::npos);
+
+  // The golden receipt, times and host normalised (KGATE_UPDATE_GOLDEN=1 rewrites it).
+  const fs::path golden = source_root() / "tests/data/golden/verify-all-summary.json";
+  const std::string got = normalised(s).dump(2) + "\n";
+  if (const char* u = std::getenv("KGATE_UPDATE_GOLDEN"); u && std::string(u) == "1") {
+    REQUIRE(write_file_atomic(golden, got).has_value());
+  }
+  auto want = read_file(golden);
+  REQUIRE_MESSAGE(want.has_value(), "missing golden file; KGATE_UPDATE_GOLDEN=1 writes it");
+  CHECK(got == *want);
+}
+
+TEST_CASE("an all-green pipeline exits 0 and says so on its last line") {
+  TempDir tmp = make_tmp();
+  fs::path file = write_pipeline(
+      tmp.path(),
+      R"({"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"], "needs": ["a"]})");
+  auto r = run_gates(file, tmp.path() / "out");
+  CHECK(r.exit_code == 0);
+  CHECK(last_line(r.out) == "verify-all: 2 passed, 0 failed");
+  REQUIRE(r.summary.is_object());
+  CHECK(r.summary["verdict"] == "pass");
+  CHECK(r.summary["non_green"] == json::array());
+}
+
+TEST_CASE("at most -j gates run at once") {
+  TempDir tmp = make_tmp();
+  std::string gates;
+  for (int i = 0; i < 5; ++i)
+    gates += strprintf("%s{\"name\": \"g%d\", \"command\": [\"sleep\", \"0.4\"]}", i ? "," : "", i);
+  auto r = run_gates(write_pipeline(tmp.path(), gates), tmp.path() / "out", {"-j", "2"});
+  CHECK(r.exit_code == 0);
+  REQUIRE(r.summary.is_object());
+  // At each gate's start, count the gates running: never more than two.
+  for (const auto& a : r.summary["gates"]) {
+    double t = a["start_s"].get<double>() + 0.05;
+    int running = 0;
+    for (const auto& b : r.summary["gates"]) {
+      double s0 = b["start_s"].get<double>();
+      running += s0 <= t && t < s0 + b["duration_s"].get<double>();
+    }
+    CHECK(running <= 2);
+  }
+  CHECK(r.summary["wall_s"].get<double>() >= 1.2);  // five 0.4 s gates two at a time: three rounds
+}
+
+TEST_CASE("a gate's processes end with it, even those it left running") {
+  TempDir tmp = make_tmp();
+  auto r = run_gates(
+      write_pipeline(tmp.path(),
+                     R"({"name": "leaves", "command": ["sh", "-c", "sleep 300 & echo $! > left.pid"]})"),
+      tmp.path() / "out");
+  CHECK(r.exit_code == 0);
+  pid_t left = wait_for_pid_file(tmp.path() / "left.pid");
+  Deadline d(std::chrono::seconds(5));
+  while (process_alive(left) && !d.expired()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK_FALSE(process_alive(left));
+}
+
+TEST_CASE("SIGINT and SIGTERM cancel the run: process groups killed, receipt written with them cancelled") {
+  for (int sig : {SIGINT, SIGTERM}) {
+    CAPTURE(sig);
+    TempDir tmp = make_tmp();
+    fs::path file = write_pipeline(tmp.path(), R"(
+      {"name": "one", "command": ["sh", "-c", "sleep 300 & sleep 300 & echo $$ > one.pgid; wait"]},
+      {"name": "two", "command": ["sh", "-c", "trap '' TERM; echo $$ > two.pgid; sleep 300"]},
+      {"name": "later", "command": ["true"], "needs": ["one"]})");
+    const fs::path out = tmp.path() / "out";
+    auto child =
+        Child::spawn(gates_argv(file, out, {"-j", "2"}), {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+    REQUIRE(child.has_value());
+    pid_t one = wait_for_pid_file(tmp.path() / "one.pgid");
+    pid_t two = wait_for_pid_file(tmp.path() / "two.pgid");
+    ::kill(child->pid(), sig);
+    // "two" ignores SIGTERM: it is killed after the 5 s grace.
+    auto st = child->wait(Deadline(std::chrono::seconds(20)), false);
+    REQUIRE(st.has_value());
+    CHECK(exit_of(*st) == 130);
+    CHECK_FALSE(group_alive(one));
+    CHECK_FALSE(group_alive(two));
+    auto text = read_file(out / "verify-all-summary.json");
+    REQUIRE(text.has_value());
+    json s = json::parse(*text);
+    CHECK(s["cancelled"] == true);
+    CHECK(s["cancel_reason"] == (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    CHECK(gate_of(s, "one")["status"] == "cancelled");
+    CHECK(gate_of(s, "two")["status"] == "cancelled");
+    CHECK(gate_of(s, "later")["status"] == "cancelled");
+    CHECK(gate_of(s, "later")["reason"] == "cancelled before it started");
+    CHECK(s["non_green"] == json({"one", "two", "later"}));
+    auto stdout_text = read_file(tmp.path() / "stdout");
+    REQUIRE(stdout_text.has_value());
+    CHECK(last_line(*stdout_text) == "verify-all: 0 passed, 3 failed");
+  }
+}
+
+TEST_CASE("concurrency group: a newer run with the same key cancels the older one") {
+  TempDir tmp = make_tmp();
+  const fs::path runtime = tmp.path() / "runtime";
+  REQUIRE(make_dirs(runtime).has_value());
+  ::setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+  fs::path old_file = tmp.path() / "old.json";
+  REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
+    {"name": "long", "command": ["sh", "-c", "echo $$ > long.pgid; sleep 300"]}]})")
+              .has_value());
+  auto older =
+      Child::spawn(gates_argv(old_file, tmp.path() / "old-out", {"--concurrency-group", "refs/heads/main"}),
+                   {tmp.path() / "old.stdout", tmp.path() / "old.stderr", {}});
+  REQUIRE(older.has_value());
+  pid_t long_pgid = wait_for_pid_file(tmp.path() / "long.pgid");
+  // Another key does not touch it.
+  fs::path quick = write_pipeline(tmp.path(), R"({"name": "quick", "command": ["true"]})");
+  auto other = run_gates(quick, tmp.path() / "other-out", {"--concurrency-group", "refs/heads/other"});
+  CHECK(other.exit_code == 0);
+  CHECK_FALSE(older->try_wait().has_value());
+  // The same key cancels it, and then runs.
+  auto newer = run_gates(quick, tmp.path() / "new-out", {"--concurrency-group", "refs/heads/main"});
+  CHECK(newer.exit_code == 0);
+  auto st = older->wait(Deadline(std::chrono::seconds(20)), false);
+  REQUIRE(st.has_value());
+  CHECK(exit_of(*st) == 130);
+  CHECK_FALSE(group_alive(long_pgid));
+  auto text = read_file(tmp.path() / "old-out" / "verify-all-summary.json");
+  REQUIRE(text.has_value());
+  json s = json::parse(*text);
+  CHECK(s["cancelled"] == true);
+  CHECK(s["cancel_reason"].get<std::string>().find(
+            "superseded by a newer run of concurrency group 'refs/heads/main'") == 0);
+  CHECK(gate_of(s, "long")["status"] == "cancelled");
+  ::unsetenv("XDG_RUNTIME_DIR");
+}
+
+TEST_CASE("a bad gates file runs nothing and exits with the usage code") {
+  TempDir tmp = make_tmp();
+  fs::path file = write_pipeline(tmp.path(), R"(
+    {"name": "would-run", "command": ["touch", "ran"]},
+    {"name": "broken", "command": ["true"], "needs": ["nothing-of-that-name"]})");
+  auto r = run_gates(file, tmp.path() / "out");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("gates[1] \"broken\" (line 3): needs[0]: no gate is named \"nothing-of-that-name\"") !=
+        std::string::npos);
+  CHECK_FALSE(path_exists(tmp.path() / "ran"));
+  CHECK_FALSE(path_exists(tmp.path() / "out"));
+}
+
+TEST_CASE("--list, --dry-run and --only") {
+  TempDir tmp = make_tmp();
+  fs::path file = write_pipeline(tmp.path(), R"(
+    {"name": "test", "command": ["touch", "test.ran"], "needs": ["build"]},
+    {"name": "build", "command": ["touch", "build.ran"], "env": {"CC": "gcc -O2"}},
+    {"name": "docs", "command": ["touch", "docs.ran"]})");
+  auto list = run_capture({kgate_binary().string(), "gates", "run", file.string(), "--list"},
+                          Deadline(std::chrono::seconds(30)));
+  REQUIRE(list.has_value());
+  CHECK(exit_of(list->status) == 0);
+  CHECK(list->out == "build\ntest  needs build\ndocs\n");
+  auto dry =
+      run_capture({kgate_binary().string(), "gates", "run", file.string(), "--dry-run", "--only", "test"},
+                  Deadline(std::chrono::seconds(30)));
+  REQUIRE(dry.has_value());
+  CHECK(exit_of(dry->status) == 0);
+  CHECK(dry->out.find("would run 2 gates") != std::string::npos);
+  CHECK(dry->out.find("CC='gcc -O2' touch build.ran") != std::string::npos);
+  CHECK(dry->out.find("docs") == std::string::npos);
+  for (const char* f : {"build.ran", "test.ran", "docs.ran"}) CHECK_FALSE(path_exists(tmp.path() / f));
+  auto only = run_gates(file, tmp.path() / "out", {"--only", "test"});
+  CHECK(only.exit_code == 0);
+  CHECK(path_exists(tmp.path() / "build.ran"));
+  CHECK(path_exists(tmp.path() / "test.ran"));
+  CHECK_FALSE(path_exists(tmp.path() / "docs.ran"));
+  REQUIRE(only.summary.is_object());
+  CHECK(only.summary["gates"].size() == 2);
+  CHECK(only.summary["only"] == json({"test"}));
+}
+
+TEST_CASE("an ebpf-matrix gate whose entries select nothing fails with the reason") {
+  TempDir tmp = make_tmp();
+  fs::path file = write_pipeline(
+      tmp.path(), R"({"name": "kernels", "kind": "ebpf-matrix", "entries": "no-such-entry*"})");
+  auto r =
+      run_gates(file, tmp.path() / "out", {"--matrix", (source_root() / "kernels/matrix.json").string()});
+  CHECK(r.exit_code == 1);
+  REQUIRE(r.summary.is_object());
+  CHECK(gate_of(r.summary, "kernels")["status"] == "failed");
+  CHECK(gate_of(r.summary, "kernels")["reason"].get<std::string>().find("no-such-entry*") !=
+        std::string::npos);
+}
