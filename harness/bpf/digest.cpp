@@ -90,7 +90,14 @@ ObjectCheck compare_object(std::string file, const GateArch& arch, const ObjectI
     return c;
   }
   c.verdict = Verdict::mismatch;
-  c.details = std::move(structure);
+  if (structure.empty() && actual.problems.empty()) {
+    std::string named =
+        register_arch(actual).empty() ? "name no register type" : "name " + std::string(arch.register_type);
+    c.details.push_back("a BPF object for " + std::string(arch.name) +
+                        " (EM_BPF, little-endian, .BTF and .BTF.ext, CO-RE relocations " + named +
+                        "), with other bytes than the lock's");
+  }
+  for (std::string& s : structure) c.details.push_back(std::move(s));
   for (const std::string& p : actual.problems) c.details.push_back(p);
   if (!clang) {
     c.details.push_back("the clang that built it is not known (no " + std::string(clang_version_file) +
@@ -126,6 +133,7 @@ std::string DigestReport::summary(const std::string& lock_name) const {
   for (const ObjectCheck& o : objects)
     (o.verdict == Verdict::match ? match : o.verdict == Verdict::mismatch ? mismatch : bad) += 1;
   std::size_t n = objects.size();
+  if (match == n && n == 1) return "the object matches " + lock_name;
   if (match == n) return strprintf("all %zu objects match %s", n, lock_name.c_str());
   std::string out = strprintf("%zu of %zu objects match %s", match, n, lock_name.c_str());
   if (mismatch > 0) out += strprintf("; %zu differ%s", mismatch, mismatch == 1 ? "s" : "");

@@ -120,11 +120,14 @@ Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes
   if (!raw) return std::unexpected(std::move(raw).error());
   if (raw->empty()) return {};
   std::unique_ptr<btf, BtfFree> b;
+  std::string why;
   {
-    LibbpfLog quiet;
+    LibbpfLog log;
     b.reset(btf__new(btf_bytes.data(), static_cast<std::uint32_t>(btf_bytes.size())));
+    why = log.text().substr(0, log.text().find('\n'));
   }
-  if (!b) return fail(FailureClass::usage, ".BTF: libbpf cannot read it");
+  if (!b)
+    return fail(FailureClass::usage, ".BTF: libbpf cannot read it" + (why.empty() ? "" : " (" + why + ")"));
   for (const RawCoreRelo& r : *raw) {
     CoreRelo relo;
     relo.section = name_at(b.get(), r.sec_name_off);
@@ -167,6 +170,17 @@ Result<ObjectInfo> inspect_object(std::string_view bytes) {
   info.elf_type = ehdr.e_type;
   info.machine = ehdr.e_machine;
 
+  // libelf takes a section table past the end of the file for no sections at all: a truncated
+  // object would pass for an empty one.
+  size_t shnum = 0;
+  if (elf_getshdrnum(elf.get(), &shnum) != 0) return bad_elf("section count");
+  shnum = std::max<size_t>(shnum, ehdr.e_shnum);
+  std::uint64_t table = std::uint64_t{shnum} * (info.elf64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr));
+  if (ehdr.e_shoff > bytes.size() || table > bytes.size() - ehdr.e_shoff || (shnum > 0 && ehdr.e_shoff == 0))
+    return fail(FailureClass::usage,
+                strprintf("bad ELF: the section header table (%zu sections at offset %llu) "
+                          "runs past the end of the file's %zu bytes: truncated?",
+                          shnum, static_cast<unsigned long long>(ehdr.e_shoff), bytes.size()));
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) return bad_elf("section name table");
   std::optional<std::string_view> btf_data, ext_data;
