@@ -162,6 +162,7 @@ Result<DigestReport> check_objects(const DigestLock& lock, const fs::path& dir,
   if (!clang) return std::unexpected(std::move(clang).error());
 
   DigestReport report;
+  report.clang = *clang;
   for (const std::string& arch_name : *selected) {
     const GateArch& arch = *find_gate_arch(arch_name);
     bool any = false;

@@ -39,6 +39,7 @@ ObjectCheck compare_object(std::string file, const GateArch& arch, const ObjectI
 
 struct DigestReport {
   std::vector<ObjectCheck> objects;
+  std::optional<std::string> clang;  // what the directory's clang-version.txt says, if it has one
   // usage when an object could not be checked, else digest_mismatch when one differs, else pass.
   FailureClass outcome() const;
   // One line: "4 objects match bpf/digests.lock", "1 of 4 objects differs from ...".

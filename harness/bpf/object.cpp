@@ -5,6 +5,7 @@
 #include <libelf.h>
 
 #include <algorithm>
+#include <charconv>
 #include <memory>
 #include <optional>
 #include <set>
@@ -85,10 +86,9 @@ std::string access_path(const btf* b, const btf_type* root, std::string_view acc
   for (std::size_t pos = 0; pos <= access.size();) {
     std::size_t end = std::min(access.find(':', pos), access.size());
     std::string_view part = access.substr(pos, end - pos);
-    if (part.empty() || part.size() > 9 ||
-        !std::ranges::all_of(part, [](char c) { return c >= '0' && c <= '9'; }))
-      return "";
-    std::uint32_t index = static_cast<std::uint32_t>(std::stoul(std::string(part)));
+    std::uint32_t index = 0;
+    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) return "";
     pos = end + 1;
     if (first) {  // an index into an array of the root type, as in p[1]
       first = false;

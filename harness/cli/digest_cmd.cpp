@@ -23,9 +23,8 @@ int check(const fs::path& lock_path, const fs::path& dir, const std::vector<std:
   if (!lock) return failed(lock.error());
   auto report = bpf::check_objects(*lock, dir, arches);
   if (!report) return failed(report.error());
-  auto clang = bpf::read_clang_version(dir);
   std::cout << "objects in " << dir.string() << " ("
-            << (clang && *clang ? "built by " + **clang : std::string("clang not recorded")) << ")\n"
+            << (report->clang ? "built by " + *report->clang : std::string("clang not recorded")) << ")\n"
             << bpf::render_report(*report);
   FailureClass outcome = report->outcome();
   std::cout << "kgate digest: " << report->summary(lock_path.string()) << "\n";
