@@ -3,11 +3,20 @@
 # QEMU machine, whose /init only powers off. The runs are interleaved so that
 # noise on this shared machine hits both alike; medians and their ratio are
 # printed. Also: the cold initramfs build, and the warm time before QEMU starts.
-#   bench/run-vs-bare.sh [RUNS]     (default 7; needs a built tree: scripts/setup.sh)
+#   bench/run-vs-bare.sh [RUNS] [ARCH]   (default 7 runs of x86_64; ARCH arm64 boots
+#   debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh;
+#   KGATE_BUILD names another build directory than build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
-build=build
+arch=${2:-x86_64}
+build=${KGATE_BUILD:-build}
+case $arch in
+x86_64) poweroff=$build/bench/bench-poweroff ;;
+arm64) poweroff=$build/bench/bench-poweroff-arm64 ;;
+*) echo "ARCH must be x86_64 or arm64" >&2; exit 2 ;;
+esac
+run_args=(--arch "$arch")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
@@ -15,8 +24,8 @@ cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
 now() { date +%s.%N; }
 
 # Warm everything up once, and take the argv kgate used from its receipt.
-$build/kgate run --receipt "$work/warmup" >/dev/null
-$build/bench/bench-make-initramfs "$work/bare.cpio.zst" $build/bench/bench-poweroff
+$build/kgate run "${run_args[@]}" --receipt "$work/warmup" >/dev/null
+$build/bench/bench-make-initramfs "$work/bare.cpio.zst" "$poweroff"
 python3 - "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/bare-console.log" >"$work/bare.argv" <<'PY'
 import json, sys
 argv = json.load(open(sys.argv[1]))["qemu"]["argv"]
@@ -44,7 +53,7 @@ mapfile -d '' bare_argv <"$work/bare.argv"
 : >"$work/preqemu.times"
 for i in $(seq 1 "$runs"); do
   t0=$(now)
-  $build/kgate run --receipt "$work/run$i" >/dev/null
+  $build/kgate run "${run_args[@]}" --receipt "$work/run$i" >/dev/null
   t1=$(now)
   "${bare_argv[@]}"
   t2=$(now)
@@ -62,19 +71,19 @@ for i in 1 2 3; do
   mkdir -p "$work/cache"
   cp -al "$cache_root" "$work/cache/kgate"
   rm -rf "$work/cache/kgate/refs/initramfs"
-  XDG_CACHE_HOME="$work/cache" $build/kgate run --receipt "$work/cold$i" >/dev/null
+  XDG_CACHE_HOME="$work/cache" $build/kgate run "${run_args[@]}" --receipt "$work/cold$i" >/dev/null
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings_s"]["initramfs"])' \
     "$work/cold$i/receipt.json" >>"$work/cold.times"
 done
 
-python3 - "$work" "$runs" <<'PY'
+python3 - "$work" "$runs" "$arch" <<'PY'
 import statistics, sys
-work, runs = sys.argv[1], sys.argv[2]
+work, runs, arch = sys.argv[1], sys.argv[2], sys.argv[3]
 def load(name):
     return [float(x) for x in open(f"{work}/{name}.times").read().split()]
 k, b, p, c = load("kgate"), load("bare"), load("preqemu"), load("cold")
 mk, mb = statistics.median(k), statistics.median(b)
-print(f"runs: {runs} interleaved pairs; accel from the receipts")
+print(f"arch: {arch}; runs: {runs} interleaved pairs; accel from the receipts")
 print(f"warm kgate run   median {mk:.3f} s  (min {min(k):.3f}, max {max(k):.3f})")
 print(f"bare boot        median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
 print(f"ratio            {mk / mb:.2f}x  (target <= 1.3x)")

@@ -8,10 +8,21 @@ cd "$(dirname "$0")/.."
 PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
   libbpf-dev libelf-dev libzstd-dev liblzma-dev zlib1g-dev libssl-dev \
   nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86"
+# arm64 gates: the cross compiler and Debian's arm64 static libraries for the arm64 agent
+# (dpkg multiarch), and QEMU for arm64 guests. kgate fetches the arm64 kernel as
+# linux-image-arm64:arm64 through the same multiarch package lists.
+PACKAGES="$PACKAGES g++-aarch64-linux-gnu qemu-system-arm \
+  libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64 linux-libc-dev:arm64"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
+update=""
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: dpkg --add-architecture arm64"
+  $SUDO dpkg --add-architecture arm64
+  update=1
+fi
 missing=""
 for p in $PACKAGES; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -19,7 +30,8 @@ for p in $PACKAGES; do
   fi
 done
 # kgate resolves kernels through apt's package lists: they must be there too.
-if [ -n "$missing" ] || ! apt-cache show --no-all-versions linux-image-amd64 >/dev/null 2>&1; then
+if [ -n "$update$missing" ] || ! apt-cache show --no-all-versions linux-image-amd64:amd64 >/dev/null 2>&1 ||
+  ! apt-cache show --no-all-versions linux-image-arm64:arm64 >/dev/null 2>&1; then
   echo "setup: apt-get update"
   $SUDO apt-get update -q
 fi

@@ -1,11 +1,110 @@
 // kgate digest: the BPF object digest check's command line.
+#include <iostream>
+
+#include "bpf/digest.hpp"
+#include "bpf/structure.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/files.hpp"
 
 namespace kgate::cli {
 
-int cmd_digest(int, char**) {
-  return usage_error("digest: not built yet");
+namespace {
+
+namespace fs = std::filesystem;
+
+int failed(const Error& e) {
+  std::cerr << "kgate digest: " << e.describe() << "\n";
+  return exit_code(e.cls());
+}
+
+int check(const fs::path& lock_path, const fs::path& dir, const std::vector<std::string>& arches) {
+  auto lock = bpf::load_lock(lock_path);
+  if (!lock) return failed(lock.error());
+  auto report = bpf::check_objects(*lock, dir, arches);
+  if (!report) return failed(report.error());
+  std::cout << "objects in " << dir.string() << " ("
+            << (report->clang ? "built by " + *report->clang : std::string("clang not recorded")) << ")\n"
+            << bpf::render_report(*report);
+  FailureClass outcome = report->outcome();
+  std::cout << "kgate digest: " << report->summary(lock_path.string()) << "\n";
+  return exit_code(outcome);
+}
+
+int update(const fs::path& lock_path, const fs::path& dir, const std::vector<std::string>& arches) {
+  bpf::DigestLock old;
+  if (path_exists(lock_path)) {
+    auto loaded = bpf::load_lock(lock_path);
+    if (!loaded) return failed(loaded.error());
+    old = std::move(*loaded);
+  }
+  auto lock = bpf::update_lock(std::move(old), dir, arches);
+  if (!lock) return failed(lock.error());
+  if (auto ok = write_file_atomic(lock_path, bpf::write_lock(*lock)); !ok) return failed(ok.error());
+  std::size_t n = 0;
+  for (const auto& [_, entries] : lock->objects) n += entries.size();
+  std::cout << "kgate digest: wrote " << lock_path.string() << " (" << n << " objects from " << dir.string()
+            << ")\n";
+  return 0;
+}
+
+int inspect(const fs::path& file) {
+  auto bytes = read_file(file);
+  if (!bytes) return failed(std::move(bytes.error()).reclass(FailureClass::usage));
+  auto info = bpf::inspect_object(*bytes);
+  if (!info) return failed(std::move(info.error()).context(file.string()));
+  // libbpf's own ELF reader sees only what kgate's reader found sound.
+  Result<bpf::ObjectLayout> layout =
+      info->problems.empty() ? bpf::open_object(*bytes, file.filename().string())
+                             : fail(FailureClass::usage, "not opened: kgate found problems in the file");
+  std::cout << file.string() << ": " << bpf::render_inspection(*info, layout);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_digest(int argc, char** argv) {
+  cxxopts::Options opts(
+      "kgate digest",
+      "Check gate BPF objects against bpf/digests.lock: a yes or no per object and, on no,\n"
+      "which section of which object differs and why.");
+  auto add = opts.add_options();
+  add("check", "check the built objects against LOCK", cxxopts::value<std::string>(), "LOCK");
+  add("update", "rewrite LOCK from the built objects", cxxopts::value<std::string>(), "LOCK");
+  add("verify-release", "check a directory of shipped <name>.<arch>.bpf.o files against --lock",
+      cxxopts::value<std::string>(), "DIR");
+  add("lock", "the lock for --verify-release (default: bpf/digests.lock)", cxxopts::value<std::string>(),
+      "LOCK");
+  add("inspect", "show one object's sections, programs, maps and CO-RE relocations",
+      cxxopts::value<std::string>(), "FILE");
+  add("arch", "x86 or arm64, repeatable (default: every arch in the lock)",
+      cxxopts::value<std::vector<std::string>>(), "ARCH");
+  add("objects", "the built objects (default: bpf/ beside the kgate executable)",
+      cxxopts::value<std::string>(), "DIR");
+  add("h,help", "show this help");
+  cxxopts::ParseResult args;
+  if (auto rc = parse_args(opts, argc, argv, args)) return *rc;
+
+  int modes = 0;
+  for (const char* m : {"check", "update", "verify-release", "inspect"}) modes += args.count(m) > 0 ? 1 : 0;
+  if (modes != 1) return usage_error("digest: give one of --check, --update, --verify-release or --inspect");
+  if (args.count("lock") && !args.count("verify-release"))
+    return usage_error("digest: --lock goes with --verify-release (--check and --update name their lock)");
+  if (args.count("objects") && (args.count("verify-release") || args.count("inspect")))
+    return usage_error("digest: --objects goes with --check and --update");
+  std::vector<std::string> arches;
+  if (args.count("arch")) arches = args["arch"].as<std::vector<std::string>>();
+  for (const std::string& a : arches)
+    if (bpf::find_gate_arch(a) == nullptr)
+      return usage_error("digest: unknown arch '" + a + "' (x86, arm64)");
+
+  if (args.count("inspect")) return inspect(args["inspect"].as<std::string>());
+  fs::path objects = args.count("objects") ? fs::path(args["objects"].as<std::string>()) : self_dir() / "bpf";
+  if (args.count("check")) return check(args["check"].as<std::string>(), objects, arches);
+  if (args.count("update")) return update(args["update"].as<std::string>(), objects, arches);
+  std::string lock = args.count("lock") ? args["lock"].as<std::string>() : "";
+  return check(find_project_file(lock, "KGATE_DIGESTS_LOCK", fs::path("bpf") / "digests.lock"),
+               args["verify-release"].as<std::string>(), arches);
 }
 
 }  // namespace kgate::cli

@@ -20,6 +20,7 @@
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
 #include "run/run.hpp"
+#include "vm/arch.hpp"
 
 namespace {
 
@@ -80,7 +81,11 @@ int cmd_run(int argc, char** argv) {
   auto add = opts.add_options();
   add("e,entry", "matrix entry or catalog kernel to boot (default: the catalog's default)",
       cxxopts::value<std::string>());
-  add("kernel", "boot this bzImage or vmlinux instead of a catalog entry", cxxopts::value<std::string>());
+  add("arch",
+      "guest arch, x86_64 or arm64 (default: the entry's; with no entry, the catalog's default for it)",
+      cxxopts::value<std::string>());
+  add("kernel", "boot this bzImage or vmlinux (arm64: Image) instead of a catalog entry",
+      cxxopts::value<std::string>());
   add("btf", "BTF file for CO-RE relocations (kernels built without DEBUG_INFO_BTF)",
       cxxopts::value<std::string>());
   add("modules", "with --kernel: the kernel's lib/modules/<release> directory",
@@ -100,7 +105,8 @@ int cmd_run(int argc, char** argv) {
   add("request-timeout", "seconds for each request to the agent (default 60 under TCG, 10 with KVM)",
       cxxopts::value<double>());
   add("append", "extra kernel command line word (repeatable)", cxxopts::value<std::vector<std::string>>());
-  add("qemu", "QEMU binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"));
+  add("qemu", "QEMU binary (default: qemu-system-x86_64 or qemu-system-aarch64, by arch)",
+      cxxopts::value<std::string>()->default_value(""));
   add("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>());
   add("refresh", "resolve the entry's package again even if it is cached");
   add("h,help", "show this help");
@@ -112,6 +118,10 @@ int cmd_run(int argc, char** argv) {
     auto l = kgate::run::parse_lockdown(args["lockdown"].as<std::string>());
     if (!l) return usage_error("--lockdown must be none, integrity or confidentiality");
     req.lockdown = *l;
+  }
+  if (args.count("arch")) {
+    req.arch = kgate::vm::parse_arch(args["arch"].as<std::string>());
+    if (!req.arch) return usage_error("--arch must be x86_64 or arm64");
   }
   if (args.count("entry")) req.entry = args["entry"].as<std::string>();
   if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
@@ -131,9 +141,15 @@ int cmd_run(int argc, char** argv) {
         return usage_error("matrix entry '" + e->name + "' is lockdown=" +
                            std::string(kgate::run::lockdown_name(e->lockdown)) + "; drop --lockdown");
       }
+      auto entry_arch = kgate::vm::parse_arch(e->arch);
+      if (req.arch && entry_arch != req.arch) {
+        return usage_error("matrix entry '" + e->name + "' is arch " + e->arch +
+                           "; drop --arch or say --arch " + e->arch);
+      }
       req.name = e->name;
       req.entry = e->kernel;
       req.lockdown = e->lockdown;
+      req.arch = entry_arch;
     }
   }
   req.cache_root = kgate::kernel::Cache::default_root();
@@ -151,8 +167,11 @@ int cmd_run(int argc, char** argv) {
   req.qemu = args["qemu"].as<std::string>();
   req.refresh = args.count("refresh") > 0;
   if (req.entry.empty() && req.kernel.empty()) {
-    auto catalog = kgate::kernel::load_catalog(req.catalog);
-    if (catalog) req.entry = catalog->default_entry;  // else run_gate reports the catalog error
+    // Else run_gate reports the catalog error, or that the catalog has no default for --arch.
+    if (auto catalog = kgate::kernel::load_catalog(req.catalog)) {
+      auto def = req.arch ? catalog->default_for(kgate::vm::arch_name(*req.arch)) : catalog->default_entry;
+      if (def) req.entry = *def;
+    }
   }
   std::string label = !req.kernel.empty() ? req.kernel.filename().string()
                       : !req.name.empty() ? req.name
@@ -309,9 +328,11 @@ int cmd_fetch(int argc, char** argv) {
     if (!k) {
       status = std::unexpected(k.error());
     } else {
-      std::cout << name << ": " << k->source << "\n  release " << k->release << "\n  image   "
-                << k->image_sha256 << "\n  boot    " << k->boot_sha256
-                << (k->pvh ? " (vmlinux, PVH)" : " (bzImage)") << "\n";
+      const char* boot_kind = (*entry)->arch == "arm64" ? " (Image)"
+                              : k->pvh                  ? " (vmlinux, PVH)"
+                                                        : " (bzImage)";
+      std::cout << name << ": " << k->source << " [" << (*entry)->arch << "]\n  release " << k->release
+                << "\n  image   " << k->image_sha256 << "\n  boot    " << k->boot_sha256 << boot_kind << "\n";
     }
   }
   if (!status) {

@@ -148,4 +148,8 @@ bool has_pvh_entry(std::string_view elf) {
   return false;
 }
 
+bool is_arm64_image(std::string_view image) {
+  return image.size() >= 64 && image.substr(0x38, 4) == std::string_view("ARM\x64", 4);
+}
+
 }  // namespace kgate::kernel

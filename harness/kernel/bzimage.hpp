@@ -32,4 +32,9 @@ bool is_elf(std::string_view data);
 // QEMU can then boot it with -kernel through PVH. False for anything malformed.
 bool has_pvh_entry(std::string_view elf);
 
+// True for an uncompressed arm64 kernel Image (Documentation/arch/arm64/booting.rst): the magic
+// "ARM\x64" at offset 0x38 of its 64-byte header. QEMU boots it with -kernel as it is; Debian's
+// arm64 vmlinuz is one.
+bool is_arm64_image(std::string_view image);
+
 }  // namespace kgate::kernel

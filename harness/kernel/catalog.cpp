@@ -47,8 +47,8 @@ Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const
   e.name = name;
   auto arch = get_string(obj, "arch", where);
   if (!arch) return std::unexpected(arch.error());
-  if (*arch != "x86_64")
-    return fail(FailureClass::usage, where + ": arch '" + *arch + "' is not supported (x86_64)");
+  if (!known_arch(*arch))
+    return fail(FailureClass::usage, where + ": arch '" + *arch + "' is not supported (x86_64, arm64)");
   e.arch = *arch;
   auto desc = get_string(obj, "description", where, false);
   if (!desc) return std::unexpected(desc.error());
@@ -113,6 +113,18 @@ Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const
 
 }  // namespace
 
+bool known_arch(std::string_view arch) {
+  return arch == "x86_64" || arch == "arm64";
+}
+
+Result<std::string> Catalog::default_for(std::string_view arch) const {
+  if (auto it = arch_default.find(std::string(arch)); it != arch_default.end()) return it->second;
+  if (auto it = entries.find(default_entry); it != entries.end() && it->second.arch == arch)
+    return default_entry;
+  return fail(FailureClass::usage, "the catalog names no default " + std::string(arch) +
+                                       " kernel (\"defaults\"): name one with --entry");
+}
+
 Result<const CatalogEntry*> Catalog::find(std::string_view name) const {
   auto it = entries.find(std::string(name));
   if (it == entries.end()) {
@@ -128,7 +140,8 @@ Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
   json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded()) return fail(FailureClass::usage, where + ": not valid JSON");
   if (!doc.is_object()) return fail(FailureClass::usage, where + ": must be a JSON object");
-  if (auto s = only_keys(doc, {"schema", "default", "kernels"}, where); !s) return std::unexpected(s.error());
+  if (auto s = only_keys(doc, {"schema", "default", "defaults", "kernels"}, where); !s)
+    return std::unexpected(s.error());
   auto schema = get_string(doc, "schema", where);
   if (!schema) return std::unexpected(schema.error());
   if (*schema != "kgate.catalog/1") {
@@ -151,6 +164,19 @@ Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
     return fail(FailureClass::usage, where + ": default '" + *def + "' names no entry");
   }
   cat.default_entry = *def;
+  if (auto defaults = doc.find("defaults"); defaults != doc.end()) {
+    if (!defaults->is_object())
+      return fail(FailureClass::usage, where + ": 'defaults' must map an arch to an entry name");
+    for (const auto& [arch, name] : defaults->items()) {
+      const std::string at = where + ": defaults." + arch;
+      if (!known_arch(arch)) return fail(FailureClass::usage, at + ": unknown arch (x86_64, arm64)");
+      auto it = name.is_string() ? cat.entries.find(name.get<std::string>()) : cat.entries.end();
+      if (it == cat.entries.end()) return fail(FailureClass::usage, at + ": must name an entry");
+      if (it->second.arch != arch)
+        return fail(FailureClass::usage, at + ": entry '" + it->first + "' is " + it->second.arch);
+      cat.arch_default[arch] = it->first;
+    }
+  }
   return cat;
 }
 

@@ -28,19 +28,26 @@ struct KernelSource : DebianPackageSource {
   std::string digest;     // oci, oci-layout: "sha256:<64 hex>"; empty: not pinned
 };
 
+// The arches a catalog entry may name: "x86_64" or "arm64".
+bool known_arch(std::string_view arch);
+
 struct CatalogEntry {
   std::string name;
   std::string description;
-  std::string arch;
+  std::string arch;  // "x86_64" or "arm64"; the guest kgate boots it as
   KernelSource source;
   std::vector<std::string> modules;  // what the agent needs loaded, closure resolved at build
 };
 
 struct Catalog {
-  std::string default_entry;
+  std::string default_entry;                        // "default": the entry `kgate run` boots
+  std::map<std::string, std::string> arch_default;  // "defaults": arch -> entry, for run --arch
   std::map<std::string, CatalogEntry> entries;
 
   Result<const CatalogEntry*> find(std::string_view name) const;
+  // The entry to boot for `arch` when none is named: "defaults"[arch], else "default" when it
+  // has that arch; an error of class usage when there is none.
+  Result<std::string> default_for(std::string_view arch) const;
 };
 
 // Parses catalog JSON; `origin` names the file in errors. Unknown keys are

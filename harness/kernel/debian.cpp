@@ -9,10 +9,10 @@ Result<std::string> apt_show(const std::string& package, const Deadline& deadlin
   auto cap = run_capture({"apt-cache", "show", "--no-all-versions", package}, deadline);
   if (!cap) return std::unexpected(std::move(cap.error()).context("apt-cache show " + package));
   if (cap->status != 0 || cap->out.empty()) {
-    return fail(
-        FailureClass::infra,
-        "apt-cache knows no package '" + package + "' (" + describe_status(cap->status) +
-            "): run 'apt-get update' (scripts/setup.sh does), or boot a kernel file with --kernel PATH");
+    return fail(FailureClass::infra,
+                "apt-cache knows no package '" + package + "' (" + describe_status(cap->status) +
+                    "): run 'apt-get update' (scripts/setup.sh does; another arch's package needs 'dpkg "
+                    "--add-architecture ARCH' first), or boot a kernel file with --kernel PATH");
   }
   return cap->out;
 }
@@ -53,8 +53,14 @@ std::string depends_with_prefix(std::string_view depends, std::string_view prefi
   return {};
 }
 
-Result<DebianPackage> resolve_package(const DebianPackageSource& source, const Deadline& deadline) {
-  auto meta = apt_show(source.metapackage, deadline);
+std::string debian_arch(std::string_view arch) {
+  return arch == "x86_64" ? "amd64" : std::string(arch);
+}
+
+Result<DebianPackage> resolve_package(const DebianPackageSource& source, std::string_view deb_arch,
+                                      const Deadline& deadline) {
+  const std::string qualifier = ":" + std::string(deb_arch);
+  auto meta = apt_show(source.metapackage + qualifier, deadline);
   if (!meta) return std::unexpected(meta.error());
   std::string depends = stanza_field(*meta, "Depends");
   std::string name = depends_with_prefix(depends, source.package_prefix);
@@ -62,9 +68,10 @@ Result<DebianPackage> resolve_package(const DebianPackageSource& source, const D
     return fail(FailureClass::infra, source.metapackage + " depends on no package starting with '" +
                                          source.package_prefix + "' (Depends: " + depends + ")");
   }
-  auto stanza = apt_show(name, deadline);
+  auto stanza = apt_show(name + qualifier, deadline);
   if (!stanza) return std::unexpected(stanza.error());
-  DebianPackage pkg{name, stanza_field(*stanza, "Version"), stanza_field(*stanza, "SHA256")};
+  DebianPackage pkg{name, std::string(deb_arch), stanza_field(*stanza, "Version"),
+                    stanza_field(*stanza, "SHA256")};
   if (pkg.version.empty() || pkg.sha256.size() != 64) {
     return fail(FailureClass::infra, "apt-cache show " + name + " gave no Version or SHA256");
   }
@@ -72,11 +79,12 @@ Result<DebianPackage> resolve_package(const DebianPackageSource& source, const D
 }
 
 Result<fs::path> download_package(const DebianPackage& pkg, const fs::path& dir, const Deadline& deadline) {
-  auto cap = run_capture({"apt-get", "download", "-q", pkg.name + "=" + pkg.version}, deadline, dir);
+  const std::string spec = pkg.name + ":" + pkg.arch + "=" + pkg.version;
+  auto cap = run_capture({"apt-get", "download", "-q", spec}, deadline, dir);
   if (!cap) return std::unexpected(std::move(cap.error()).context("apt-get download " + pkg.name));
   if (cap->status != 0) {
-    return fail(FailureClass::infra, "apt-get download " + pkg.name + "=" + pkg.version + " " +
-                                         describe_status(cap->status) + ": " + cap->err);
+    return fail(FailureClass::infra,
+                "apt-get download " + spec + " " + describe_status(cap->status) + ": " + cap->err);
   }
   for (const auto& ent : fs::directory_iterator(dir)) {
     if (ent.path().extension() != ".deb") continue;

@@ -301,11 +301,17 @@ std::vector<PreflightProblem> preflight(const KernelConfig& config, const Prefli
 
   p.require_built_or_carried("VIRTIO_CONSOLE", needs.virtio_console_module_available,
                              "the virtio-serial channel to the guest agent");
-  // qemu_argv() gives microvm virtio-serial-device (mmio) and every other machine virtio-serial-pci.
-  bool mmio = needs.machine == "microvm";
+  // qemu_argv() gives microvm and virt virtio-serial-device (mmio), every other machine
+  // virtio-serial-pci.
+  bool mmio = needs.machine == "microvm" || needs.machine == "virt";
   p.require_built_or_carried(mmio ? "VIRTIO_MMIO" : "VIRTIO_PCI", needs.virtio_console_module_available,
                              "the virtio transport of the " + needs.machine + " machine");
-  p.require("SERIAL_8250_CONSOLE", "console=ttyS0: the console log that shows boot failures and panics");
+  if (needs.arch == "arm64") {
+    p.require("SERIAL_AMBA_PL011_CONSOLE",
+              "console=ttyAMA0: the console log that shows boot failures and panics");
+  } else {
+    p.require("SERIAL_8250_CONSOLE", "console=ttyS0: the console log that shows boot failures and panics");
+  }
   p.require("DEVTMPFS", "the agent mounts devtmpfs on /dev to find its virtio port");
   p.require("BLK_DEV_INITRD", "kgate boots the agent from an initramfs");
   p.require("RD_ZSTD", "kgate's initramfs is zstd-compressed");

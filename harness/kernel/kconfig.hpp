@@ -45,7 +45,9 @@ struct PreflightNeeds {
   // A virtio_console .ko kgate can carry was found; =m is then enough for it and for the transport,
   // whose module kgate carries alongside it.
   bool virtio_console_module_available = false;
-  std::string machine = "q35";  // QEMU machine: "microvm" uses virtio-mmio, any other virtio-pci
+  // QEMU machine: "microvm" and arm64's "virt" use virtio-mmio, any other virtio-pci.
+  std::string machine = "q35";
+  std::string arch = "x86_64";  // picks the serial console the log comes through
 };
 
 // `option` is the CONFIG_ name whose =y is missing; `why` says what needs it and how to get by.

@@ -39,10 +39,17 @@ Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha, bo
   return boot_sha;
 }
 
-Status fill_boot(Cache& cache, PreparedKernel& k, bool refresh) {
+Status fill_boot(Cache& cache, PreparedKernel& k, bool refresh, std::string_view arch) {
   auto image = cache.verified_blob(k.image_sha256);
   if (!image) return std::unexpected(image.error());
   k.image = *image;
+  if (arch == "arm64") {
+    // An arm64 Image is booted as it is: nothing to extract, no PVH.
+    k.boot = k.image;
+    k.boot_sha256 = k.image_sha256;
+    k.pvh = false;
+    return {};
+  }
   auto boot_sha = boot_blob_for(cache, k.image_sha256, refresh);
   if (!boot_sha) return std::unexpected(boot_sha.error());
   auto boot = cache.verified_blob(*boot_sha);
@@ -62,13 +69,13 @@ std::string field(const json& rec, const char* key, const std::string& fallback 
   return it != rec.end() && it->is_string() ? it->get<std::string>() : fallback;
 }
 
-Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh) {
+Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh, std::string_view arch) {
   PreparedKernel k;
   k.source = field(rec, "source");
   k.release = field(rec, "release");
   k.package_sha256 = field(rec, "package_sha256");
   k.image_sha256 = field(rec, "image_sha256");
-  if (auto s = fill_boot(cache, k, refresh); !s) return std::unexpected(s.error());
+  if (auto s = fill_boot(cache, k, refresh, arch); !s) return std::unexpected(s.error());
   if (std::string config = field(rec, "config_sha256"); !config.empty()) {
     auto p = cache.verified_blob(config);
     if (!p) return std::unexpected(p.error());
@@ -84,11 +91,14 @@ Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh) 
   return k;
 }
 
-// One canonical line per source spec: a record made for another spec is stale.
-std::string source_spec(const KernelSource& s) {
-  if (s.type == "debian-package") return "debian-package " + s.metapackage + " " + s.package_prefix;
-  if (s.type == "oci") return "oci " + s.reference + "@" + s.digest;
-  return "oci-layout " + s.path.string() + " " + s.ref + "@" + s.digest;
+// One canonical line per source spec: a record made for another spec is stale. x86_64 is
+// left unsaid, as before kgate booted other arches, so existing records stay warm.
+std::string source_spec(const CatalogEntry& e) {
+  const KernelSource& s = e.source;
+  std::string spec = s.type == "debian-package" ? "debian-package " + s.metapackage + " " + s.package_prefix
+                     : s.type == "oci"          ? "oci " + s.reference + "@" + s.digest
+                                       : "oci-layout " + s.path.string() + " " + s.ref + "@" + s.digest;
+  return e.arch == "x86_64" ? spec : spec + " arch " + e.arch;
 }
 
 Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
@@ -151,7 +161,7 @@ Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, co
 }
 
 Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
-  auto pkg = resolve_package(entry.source, deadline);
+  auto pkg = resolve_package(entry.source, debian_arch(entry.arch), deadline);
   if (!pkg) return std::unexpected(pkg.error());
   fs::path tree = cache.tree_path(pkg->sha256);
   std::error_code ec;
@@ -181,6 +191,10 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh,
   const std::string release = releases.front();
   auto image = read_file(tree / "boot" / ("vmlinuz-" + release));
   if (!image) return std::unexpected(image.error());
+  if (entry.arch == "arm64" && !is_arm64_image(*image)) {
+    return fail(FailureClass::infra,
+                pkg->name + ": boot/vmlinuz-" + release + " is not an uncompressed arm64 Image");
+  }
   auto image_sha = cache.put_blob(*image);
   if (!image_sha) return std::unexpected(image_sha.error());
   json rec = {{"entry", entry.name},
@@ -211,7 +225,7 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
     if (!text) return std::nullopt;
     json rec = json::parse(*text, nullptr, false);
     // A record made for another source spec (the catalog changed) is stale.
-    if (!rec.is_object() || field(rec, "source_spec") != source_spec(entry.source)) return std::nullopt;
+    if (!rec.is_object() || field(rec, "source_spec") != source_spec(entry)) return std::nullopt;
     return rec;
   };
   // A record whose files were pruned from the cache (ENOENT) is stale, not an error:
@@ -219,7 +233,7 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
   auto warm = [&]() -> std::optional<Result<PreparedKernel>> {
     auto rec = cached();
     if (!rec) return std::nullopt;
-    auto k = from_record(cache, *rec, false);
+    auto k = from_record(cache, *rec, false, entry.arch);
     if (!k && k.error().err() == ENOENT) return std::nullopt;
     return with_context(std::move(k), "kernel " + entry.name);
   };
@@ -241,24 +255,30 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
   auto rec = entry.source.type == "debian-package" ? fetch_debian(cache, entry, refresh, deadline)
                                                    : fetch_oci(cache, entry, refresh, deadline);
   if (!rec) return std::unexpected(std::move(rec.error()).context("fetch kernel " + entry.name));
-  (*rec)["source_spec"] = source_spec(entry.source);
+  (*rec)["source_spec"] = source_spec(entry);
+  (*rec)["arch"] = entry.arch;
   if (auto s = write_file_atomic(record_path, rec->dump(2) + "\n"); !s) return std::unexpected(s.error());
-  return with_context(from_record(cache, *rec, refresh), "kernel " + entry.name);
+  return with_context(from_record(cache, *rec, refresh, entry.arch), "kernel " + entry.name);
 }
 
 Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir,
-                                    bool refresh) {
+                                    bool refresh, std::string_view arch) {
   auto bytes = read_file(image);
   if (!bytes)
     return std::unexpected(std::move(bytes.error()).context("read kernel").reclass(FailureClass::usage));
   PreparedKernel k;
   k.image_is_elf = is_elf(*bytes);
-  if (k.image_is_elf && !has_pvh_entry(*bytes)) {
+  if (arch == "arm64") {
+    if (!is_arm64_image(*bytes)) {
+      return fail(FailureClass::usage,
+                  image.string() + " is not an uncompressed arm64 Image (arch/arm64/boot/Image)");
+    }
+  } else if (k.image_is_elf && !has_pvh_entry(*bytes)) {
     return fail(
         FailureClass::usage,
         image.string() + " is an ELF without a PVH entry note, which QEMU cannot boot: pass the bzImage");
   }
-  if (!k.image_is_elf) {
+  if (!k.image_is_elf && arch != "arm64") {
     if (auto info = parse_bzimage(*bytes); !info) {
       return std::unexpected(
           std::move(info.error()).context(image.string() + " is neither a vmlinux ELF nor a bzImage"));
@@ -268,7 +288,7 @@ Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const f
   if (!sha) return std::unexpected(sha.error());
   k.source = "file " + absolute_path(image).string();
   k.image_sha256 = *sha;
-  if (auto s = fill_boot(cache, k, refresh); !s) return std::unexpected(s.error());
+  if (auto s = fill_boot(cache, k, refresh, arch); !s) return std::unexpected(s.error());
   if (!modules_dir.empty()) {
     k.modules_dir = absolute_path(modules_dir);
     k.modules_id = "dir " + k.modules_dir.string();

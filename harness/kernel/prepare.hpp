@@ -17,7 +17,7 @@ struct PreparedKernel {
   fs::path image;              // what the catalog or user supplied (bzImage or vmlinux)
   std::string image_sha256;
   bool image_is_elf = false;
-  fs::path boot;  // what QEMU boots: the extracted vmlinux (PVH) when possible
+  fs::path boot;  // what QEMU boots: the extracted vmlinux (PVH) when possible; arm64: the Image
   std::string boot_sha256;
   bool pvh = false;        // boot is an ELF with a PVH entry note
   fs::path config;         // empty if none shipped
@@ -30,9 +30,9 @@ struct PreparedKernel {
 // apt command.
 Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh,
                                      const Deadline& deadline);
-// A kernel file the user handed us (--kernel): a bzImage or an uncompressed vmlinux,
-// with an optional modules directory.
+// A kernel file the user handed us (--kernel): for x86_64 a bzImage or an uncompressed
+// vmlinux, for arm64 an uncompressed Image; with an optional modules directory.
 Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir,
-                                    bool refresh = false);
+                                    bool refresh = false, std::string_view arch = "x86_64");
 
 }  // namespace kgate::kernel

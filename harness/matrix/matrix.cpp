@@ -53,9 +53,12 @@ Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
         return fail(FailureClass::usage, at + ": 'lockdown' must be none, integrity or confidentiality");
       entry.lockdown = *l;
     }
+    // The catalog kernel's arch, said again here so that --github and the summary carry it
+    // without the catalog; kgate run refuses an entry whose kernel is of another arch.
     if (auto it = e.find("arch"); it != e.end()) {
-      if (!it->is_string() || *it != "x86_64")
-        return fail(FailureClass::usage, at + ": 'arch' must be \"x86_64\" (the only one kgate boots today)");
+      if (!it->is_string() || (*it != "x86_64" && *it != "arm64"))
+        return fail(FailureClass::usage, at + ": 'arch' must be \"x86_64\" or \"arm64\"");
+      entry.arch = it->get<std::string>();
     }
     m.entries.push_back(std::move(entry));
   }

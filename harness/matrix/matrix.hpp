@@ -16,7 +16,7 @@ struct Entry {
   std::string name;    // "6.6-integrity"
   std::string kernel;  // a catalog kernel name
   run::Lockdown lockdown = run::Lockdown::none;
-  std::string arch = "x86_64";
+  std::string arch = "x86_64";  // must be the catalog kernel's ("x86_64" or "arm64")
 };
 
 struct Matrix {

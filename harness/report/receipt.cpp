@@ -44,6 +44,7 @@ json receipt_json(const Receipt& r) {
       {"schema", receipt_schema},
       {"kgate_version", r.kgate_version},
       {"entry", r.entry},
+      {"arch", r.arch},
       {"kernel",
        {{"catalog_entry", r.kernel.catalog_entry},
         {"source", r.kernel.source},

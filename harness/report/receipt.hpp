@@ -36,6 +36,7 @@ struct ProgramResult {
 struct Receipt {
   std::string kgate_version;
   std::string entry;
+  std::string arch;  // the guest arch booted ("x86_64", "arm64"); empty if the run ended before
   struct {
     std::string catalog_entry;  // the catalog kernel; empty for --kernel
     std::string source;

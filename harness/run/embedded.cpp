@@ -1,34 +1,38 @@
 #include "run/embedded.hpp"
 
-extern "C" {
-extern const char _binary_kgate_agent_blob_start[];
-extern const char _binary_kgate_agent_blob_end[];
-extern const char _binary_kgate_probe_blob_start[];
-extern const char _binary_kgate_probe_blob_end[];
-extern const char _binary_kgate_canary_blob_start[];
-extern const char _binary_kgate_canary_blob_end[];
-extern const char _binary_kgate_patterns_blob_start[];
-extern const char _binary_kgate_patterns_blob_end[];
-}
+// The symbols scripts/embed-blob.sh defines for each blob of harness/run/meson.build.
+#define KGATE_BLOB(name)                                     \
+  extern "C" const char _binary_kgate_##name##_blob_start[]; \
+  extern "C" const char _binary_kgate_##name##_blob_end[];
+KGATE_BLOB(agent_x86)
+KGATE_BLOB(probe_x86)
+KGATE_BLOB(canary_x86)
+KGATE_BLOB(agent_arm64)
+KGATE_BLOB(probe_arm64)
+KGATE_BLOB(canary_arm64)
+KGATE_BLOB(patterns)
+#undef KGATE_BLOB
 
 namespace kgate::run {
 namespace {
 std::string_view blob(const char* start, const char* end) {
   return {start, static_cast<size_t>(end - start)};
 }
+#define KGATE_BLOB_VIEW(name) blob(_binary_kgate_##name##_blob_start, _binary_kgate_##name##_blob_end)
 }  // namespace
 
-std::string_view agent_binary() {
-  return blob(_binary_kgate_agent_blob_start, _binary_kgate_agent_blob_end);
+std::string_view agent_binary(vm::Arch arch) {
+  return arch == vm::Arch::arm64 ? KGATE_BLOB_VIEW(agent_arm64) : KGATE_BLOB_VIEW(agent_x86);
 }
-std::string_view probe_object() {
-  return blob(_binary_kgate_probe_blob_start, _binary_kgate_probe_blob_end);
+std::string_view probe_object(vm::Arch arch) {
+  return arch == vm::Arch::arm64 ? KGATE_BLOB_VIEW(probe_arm64) : KGATE_BLOB_VIEW(probe_x86);
 }
-std::string_view canary_object() {
-  return blob(_binary_kgate_canary_blob_start, _binary_kgate_canary_blob_end);
+std::string_view canary_object(vm::Arch arch) {
+  return arch == vm::Arch::arm64 ? KGATE_BLOB_VIEW(canary_arm64) : KGATE_BLOB_VIEW(canary_x86);
 }
 std::string_view console_patterns() {
-  return blob(_binary_kgate_patterns_blob_start, _binary_kgate_patterns_blob_end);
+  return KGATE_BLOB_VIEW(patterns);
 }
+#undef KGATE_BLOB_VIEW
 
 }  // namespace kgate::run

@@ -2,13 +2,16 @@
 
 #include <string_view>
 
+#include "vm/arch.hpp"
+
 namespace kgate::run {
 
-// The static guest agent and the built-in probe object, linked into kgate at
-// build time (scripts/embed-blob.sh), so the host binary is one relocatable file.
-std::string_view agent_binary();
-std::string_view probe_object();
-std::string_view canary_object();
+// The static guest agent and the built-in probe and canary objects for each gate arch,
+// linked into kgate at build time (scripts/embed-blob.sh), so the host binary is one
+// relocatable file.
+std::string_view agent_binary(vm::Arch arch = vm::Arch::x86_64);
+std::string_view probe_object(vm::Arch arch = vm::Arch::x86_64);
+std::string_view canary_object(vm::Arch arch = vm::Arch::x86_64);
 // kernels/console-patterns.json as built in.
 std::string_view console_patterns();
 

@@ -12,9 +12,11 @@ constexpr const char* layout_version = "kgate.initramfs/1";
 }  // namespace
 
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                                            const std::vector<std::string>& wanted_modules, bool refresh) {
+                                            const std::vector<std::string>& wanted_modules, bool refresh,
+                                            vm::Arch arch) {
   PreparedInitramfs out;
-  std::string_view agent = agent_binary();
+  // The agent's digest is in the key: each arch's initramfs is its own.
+  std::string_view agent = agent_binary(arch);
   out.agent_sha256 = sha256_hex(agent);
   std::string key_text = std::string(layout_version) + "\nagent " + out.agent_sha256 + "\nmodules " +
                          kernel.modules_id + "\nwant";

@@ -103,6 +103,7 @@ class GateRun {
   kernel::PreparedKernel kernel_;
   PreparedInitramfs initramfs_;
   std::vector<std::string> wanted_modules_;
+  vm::Arch arch_ = vm::Arch::x86_64;
   vm::Accel accel_ = vm::Accel::tcg;
   double boot_timeout_s_ = 0, request_timeout_s_ = 0;
   std::optional<TempDir> tmp_;
@@ -141,18 +142,38 @@ Status GateRun::prepare() {
   cache_.emplace(std::move(*cache));
   if (!req_.kernel.empty()) {
     r_.entry = "file:" + req_.kernel.filename().string();
-    auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir, req_.refresh);
+    arch_ = req_.arch.value_or(vm::Arch::x86_64);
+    r_.arch = vm::arch_name(arch_);
+    auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir, req_.refresh, r_.arch);
     if (!k) return std::unexpected(k.error());
     kernel_ = std::move(*k);
-    if (!req_.modules_dir.empty()) wanted_modules_ = {"virtio_pci", "virtio_console"};
+    // The virtio transport of the arch's machine (vm::virtio_mmio_machine), then the console.
+    if (!req_.modules_dir.empty()) {
+      wanted_modules_ = {arch_ == vm::Arch::arm64 ? "virtio_mmio" : "virtio_pci", "virtio_console"};
+    }
   } else {
     auto catalog = kernel::load_catalog(req_.catalog);
     if (!catalog) return std::unexpected(catalog.error());
-    std::string name = req_.entry.empty() ? catalog->default_entry : req_.entry;
+    std::string name = req_.entry;
+    if (name.empty() && req_.arch) {
+      auto def = catalog->default_for(vm::arch_name(*req_.arch));
+      if (!def) return std::unexpected(def.error());
+      name = *def;
+    } else if (name.empty()) {
+      name = catalog->default_entry;
+    }
     r_.entry = req_.name.empty() ? name : req_.name;
     r_.kernel.catalog_entry = name;
     auto entry = catalog->find(name);
     if (!entry) return std::unexpected(entry.error());
+    auto arch = vm::parse_arch((*entry)->arch);
+    if (!arch) return fail(FailureClass::usage, "kernel " + name + ": unknown arch '" + (*entry)->arch + "'");
+    if (req_.arch && *req_.arch != *arch) {
+      return fail(FailureClass::usage, "kernel " + name + " is " + (*entry)->arch + ", but --arch " +
+                                           std::string(vm::arch_name(*req_.arch)) + " was asked for");
+    }
+    arch_ = *arch;
+    r_.arch = vm::arch_name(arch_);
     auto k = kernel::prepare_entry(*cache_, **entry, req_.refresh, Deadline(std::chrono::minutes(10)));
     if (!k) return std::unexpected(k.error());
     kernel_ = std::move(*k);
@@ -165,7 +186,7 @@ Status GateRun::prepare() {
   r_.kernel.pvh = kernel_.pvh;
 
   phase("initramfs");
-  auto initramfs = prepare_initramfs(*cache_, kernel_, wanted_modules_, req_.refresh);
+  auto initramfs = prepare_initramfs(*cache_, kernel_, wanted_modules_, req_.refresh, arch_);
   if (!initramfs) return std::unexpected(std::move(initramfs.error()).context("initramfs"));
   initramfs_ = std::move(*initramfs);
   r_.initramfs.sha256 = initramfs_.sha256;
@@ -201,6 +222,8 @@ Status GateRun::preflight() {
   if (!config) return std::unexpected(config.error());
   kernel::PreflightNeeds needs;
   needs.lockdown = req_.lockdown != Lockdown::none;
+  needs.machine = vm::traits(arch_).machine;
+  needs.arch = vm::arch_name(arch_);
   needs.btf_file_given = !req_.btf.empty();
   needs.virtio_console_module_available = std::find(initramfs_.modules.begin(), initramfs_.modules.end(),
                                                     "virtio_console") != initramfs_.modules.end();
@@ -219,12 +242,14 @@ Status GateRun::preflight() {
 
 Status GateRun::boot() {
   phase("boot");
-  fs::path qemu = find_program(req_.qemu);
+  const vm::ArchTraits& traits = vm::traits(arch_);
+  const std::string qemu_name = req_.qemu.empty() ? std::string(traits.qemu) : req_.qemu;
+  fs::path qemu = find_program(qemu_name);
   if (qemu.empty()) {
-    return fail(FailureClass::infra,
-                "'" + req_.qemu + "' not found on PATH: install qemu-system-x86 (scripts/setup.sh)");
+    return fail(FailureClass::infra, "'" + qemu_name + "' not found on PATH: install " +
+                                         std::string(traits.package) + " (scripts/setup.sh)");
   }
-  const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host");
+  const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host", arch_);
   accel_ = accel.accel;
   r_.qemu.accel_note = accel.note;
   const bool kvm = accel_ == vm::Accel::kvm;
@@ -240,6 +265,8 @@ Status GateRun::boot() {
 
   vm::VmSpec spec;
   spec.qemu = qemu;
+  spec.arch = arch_;
+  spec.machine = traits.machine;
   spec.accel = accel_;
   spec.cpu = accel.cpu;
   spec.kernel = kernel_.boot;
@@ -248,7 +275,7 @@ Status GateRun::boot() {
   if (req_.lockdown != Lockdown::none)
     words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
   words.insert(words.end(), req_.append.begin(), req_.append.end());
-  spec.cmdline = vm::kernel_cmdline(words);
+  spec.cmdline = vm::kernel_cmdline(arch_, words);
   spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
   spec.port_name = port_name;
@@ -322,7 +349,7 @@ Result<json> GateRun::request(json header, std::string body) {
 }
 
 Status GateRun::exercise() {
-  std::string_view object = probe_object();
+  std::string_view object = probe_object(arch_);
   r_.object.name = "probe";
   r_.object.sha256 = sha256_hex(object);
   r_.nonce = random_nonce();
@@ -384,7 +411,7 @@ Status GateRun::exercise_loaded() {
 
 Status GateRun::prove_lockdown_level() {
   phase("canary");
-  std::string_view canary = canary_object();
+  std::string_view canary = canary_object(arch_);
   r_.canary.name = "canary_write_user";
   r_.canary.sha256 = sha256_hex(canary);
   auto load = request({{"op", "load"}, {"name", "canary_write_user"}}, std::string(canary));

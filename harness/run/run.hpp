@@ -10,6 +10,7 @@
 #include "core/files.hpp"
 #include "report/receipt.hpp"
 #include "run/lockdown.hpp"
+#include "vm/arch.hpp"
 
 namespace kgate::run {
 
@@ -23,7 +24,10 @@ struct RunRequest {
   fs::path catalog;      // kernels/catalog.json
   fs::path cache_root;
   fs::path out_dir;  // receipt.json, console.log and qemu.log go here
-  std::string qemu = "qemu-system-x86_64";
+  // --arch: the guest arch. A catalog entry of another arch is a usage error; with no entry,
+  // the catalog's default for this arch. Unset: the entry's arch (--kernel: x86_64).
+  std::optional<vm::Arch> arch;
+  std::string qemu;                         // empty: the arch's (qemu-system-x86_64, qemu-system-aarch64)
   int count = 8;                            // triggers per program; each must fire at least this often
   Lockdown lockdown = Lockdown::none;       // appended as lockdown=<level>, then proven in the guest
   std::optional<double> boot_timeout_s;     // default: 20 s with KVM, 90 s under TCG

@@ -22,8 +22,14 @@ Accel detect_accel() {
   return ::ioctl(kvm.get(), KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? Accel::kvm : Accel::tcg;
 }
 
-AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir) {
-  if (detect_accel() != Accel::kvm) return {Accel::tcg, "max", "tcg: no usable /dev/kvm"};
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch) {
+  const std::string tcg_cpu(traits(arch).tcg_cpu);
+  if (arch != host_arch()) {
+    return {Accel::tcg, tcg_cpu,
+            strprintf("tcg: an %s guest on an %s host (KVM runs only the host's arch)",
+                      std::string(arch_name(arch)).c_str(), std::string(arch_name(host_arch())).c_str())};
+  }
+  if (detect_accel() != Accel::kvm) return {Accel::tcg, tcg_cpu, "tcg: no usable /dev/kvm"};
   struct stat st {};
   ::stat(qemu.c_str(), &st);
   std::string boot_id = read_file("/proc/sys/kernel/random/boot_id").value_or("");
@@ -41,10 +47,11 @@ AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir) {
   // (MSR 0x10a): with that feature off (-cpu host,-arch-capabilities) the paused
   // VM comes up, but a kernel then stops after its real-mode setup and never
   // prints again. So only -cpu host counts, and such a host runs under TCG.
-  AccelChoice choice{Accel::tcg, "max", "tcg: /dev/kvm is present but QEMU could not set up a KVM vCPU"};
+  AccelChoice choice{Accel::tcg, tcg_cpu, "tcg: /dev/kvm is present but QEMU could not set up a KVM vCPU"};
   for (const char* cpu : {"host"}) {
-    auto probe = Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", cpu, "-M", "q35", "-m", "64",
-                               "-nodefaults", "-no-user-config", "-display", "none", "-S"});
+    auto probe =
+        Child::spawn({qemu.string(), "-accel", "kvm", "-cpu", cpu, "-M", std::string(traits(arch).machine),
+                      "-m", "64", "-nodefaults", "-no-user-config", "-display", "none", "-S"});
     if (!probe) {
       choice.note = "tcg: KVM probe could not start QEMU: " + probe.error().describe();
       break;
@@ -56,7 +63,7 @@ AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir) {
     }
     if (st_exit.error().cls() != FailureClass::timeout) {
       // Interrupted (or a poll failure): that says nothing about KVM; decide nothing and cache nothing.
-      return {Accel::tcg, "max", "tcg: KVM probe ended early: " + st_exit.error().describe()};
+      return {Accel::tcg, tcg_cpu, "tcg: KVM probe ended early: " + st_exit.error().describe()};
     }
     probe->terminate(std::chrono::seconds(1));
     choice = {Accel::kvm, cpu, std::string("kvm: a paused VM with -cpu ") + cpu + " came up"};
@@ -77,17 +84,22 @@ std::string qemu_escape(std::string_view value) {
   return out;
 }
 
-std::string kernel_cmdline(const std::vector<std::string>& extra) {
+bool virtio_mmio_machine(std::string_view machine) {
+  return machine == "microvm" || machine == "virt";
+}
+
+std::string kernel_cmdline(Arch arch, const std::vector<std::string>& extra) {
   // rcupdate.rcu_expedited=1: destroying a tracepoint or uprobe link waits for RCU
   // grace periods, ~37 ms each under TCG; expedited ones take ~1-8 ms (measured:
   // detach 77 -> 13 ms, attach 30 -> 20 ms).
-  std::string line = "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init";
+  std::string line =
+      "console=" + std::string(traits(arch).console) + " panic=-1 rcupdate.rcu_expedited=1 rdinit=/init";
   for (const auto& word : extra) line += " " + word;
   return line;
 }
 
 std::vector<std::string> qemu_argv(const VmSpec& spec) {
-  const bool microvm = spec.machine == "microvm";
+  const bool mmio = virtio_mmio_machine(spec.machine);
   std::vector<std::string> argv = {
       spec.qemu.string(),
       "-M",
@@ -97,7 +109,7 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
       "-cpu",
       !spec.cpu.empty()          ? spec.cpu
       : spec.accel == Accel::kvm ? "host"
-                                 : "max",
+                                 : std::string(traits(spec.arch).tcg_cpu),
       "-m",
       std::to_string(spec.memory_mib),
       "-smp",
@@ -114,7 +126,7 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
       "-serial",
       "chardev:console",
       "-device",
-      microvm ? "virtio-serial-device,id=vser,max_ports=2" : "virtio-serial-pci,id=vser,max_ports=2",
+      mmio ? "virtio-serial-device,id=vser,max_ports=2" : "virtio-serial-pci,id=vser,max_ports=2",
       "-chardev",
       "socket,id=channel,path=" + qemu_escape(spec.channel_socket.string()),
       "-device",

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/files.hpp"
+#include "vm/arch.hpp"
 
 namespace kgate::vm {
 
@@ -17,24 +18,26 @@ Accel detect_accel();
 // The accelerator and CPU model to use, with the reason. A /dev/kvm that opens is
 // not enough: on some nested hosts QEMU aborts setting up a KVM vCPU with -cpu
 // host (the host refuses one MSR write). So QEMU itself is started, paused, with
-// KVM; the choice is cached in `state_dir` per host boot and QEMU binary.
+// KVM; the choice is cached in `state_dir` per host boot and QEMU binary. A guest of
+// another arch than the host's runs under TCG without a probe: KVM cannot run it.
 struct AccelChoice {
   Accel accel;
   std::string cpu;   // the -cpu value
   std::string note;  // why
 };
-AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir);
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch = host_arch());
 
 // Everything QEMU needs for one gate VM. Plain data; qemu_argv() turns it into argv.
 struct VmSpec {
   fs::path qemu;
+  Arch arch = Arch::x86_64;  // set machine to traits(arch).machine with it
   // q35: on pc (i440fx), evaluating the ACPI PCI interrupt link when virtio_pci
   // probes costs ~100 ms under TCG; on q35 the module loads in ~10 ms. acpi=noirq
   // on pc was as fast but makes Debian's cloud kernel WARN in pci_msi_setup_msi_irqs.
   std::string machine = "q35";
   Accel accel = Accel::tcg;
-  std::string cpu;  // empty: host with KVM, max under TCG
-  fs::path kernel;  // an uncompressed vmlinux (booted through PVH) or a bzImage
+  std::string cpu;  // empty: host with KVM, traits(arch).tcg_cpu under TCG
+  fs::path kernel;  // x86: an uncompressed vmlinux (booted through PVH) or a bzImage; arm64: an Image
   fs::path initrd;
   std::string cmdline;
   int memory_mib = 512;
@@ -45,9 +48,13 @@ struct VmSpec {
   std::vector<std::string> extra;  // appended verbatim (--qemu-arg)
 };
 
-// The kernel command line kgate always sets, then the caller's additions.
-// panic=-1 with -no-reboot turns a panic into a prompt QEMU exit.
-std::string kernel_cmdline(const std::vector<std::string>& extra);
+// The kernel command line kgate always sets (console=<the arch's first serial port>),
+// then the caller's additions. panic=-1 with -no-reboot turns a panic into a prompt QEMU exit.
+std::string kernel_cmdline(Arch arch, const std::vector<std::string>& extra);
+
+// True when qemu_argv() puts the virtio-serial device on virtio-mmio (microvm, arm64's virt)
+// rather than PCI: the guest then needs VIRTIO_MMIO rather than VIRTIO_PCI.
+bool virtio_mmio_machine(std::string_view machine);
 
 // Pure: the same spec gives the same argv. No shell is involved.
 std::vector<std::string> qemu_argv(const VmSpec& spec);

@@ -182,3 +182,12 @@ TEST_CASE("truncated and bit-flipped images never crash") {
     }
   }
 }
+
+TEST_CASE("an arm64 Image is told by the magic at 0x38 of its header") {
+  std::string image(64, '\0');
+  CHECK_FALSE(is_arm64_image(image));
+  image.replace(0x38, 4, "ARM\x64"sv);
+  CHECK(is_arm64_image(image));
+  CHECK_FALSE(is_arm64_image(image.substr(0, 63)));
+  CHECK_FALSE(is_arm64_image(bzimage_bytes(bzimage_payload(Compression::gzip, elf_executable("x")))));
+}

@@ -38,6 +38,41 @@ TEST_CASE("the shipped catalog parses and names debian-6.1 as default") {
   REQUIRE(e.has_value());
   CHECK((*e)->source.metapackage == "linux-image-amd64");
   CHECK((*e)->modules == std::vector<std::string>{"virtio_pci", "virtio_console"});
+  // arm64: through dpkg multiarch, virtio on -M virt's mmio transport; the default for --arch arm64.
+  auto arm = cat->find("debian-6.1-arm64");
+  REQUIRE(arm.has_value());
+  CHECK((*arm)->arch == "arm64");
+  CHECK((*arm)->source.metapackage == "linux-image-arm64");
+  CHECK((*arm)->modules == std::vector<std::string>{"virtio_mmio", "virtio_console"});
+  CHECK(cat->default_for("arm64").value() == "debian-6.1-arm64");
+  CHECK(cat->default_for("x86_64").value() == "debian-6.1");
+}
+
+TEST_CASE("per-arch defaults: checked against the entries' arches") {
+  std::string two = good;
+  two.replace(
+      two.find("\"k1\": {"), 0,
+      R"("a1": {"arch": "arm64", "source": {"type": "debian-package", "metapackage": "m", "package_prefix": "p"}},
+    )");
+  auto cat = parse_catalog(two, "cat.json");
+  REQUIRE_MESSAGE(cat.has_value(), cat.error().describe());
+  // No "defaults": "default" serves its own arch only.
+  CHECK(cat->default_for("x86_64").value() == "k1");
+  CHECK(cat->default_for("arm64").error().describe() ==
+        "the catalog names no default arm64 kernel (\"defaults\"): name one with --entry");
+  auto with_defaults = [&](const std::string& defaults) {
+    std::string t = two;
+    t.replace(t.find("\"kernels\""), 0, "\"defaults\": " + defaults + ", ");
+    return t;
+  };
+  auto ok = parse_catalog(with_defaults(R"({"arm64": "a1"})"), "cat.json");
+  REQUIRE_MESSAGE(ok.has_value(), ok.error().describe());
+  CHECK(ok->default_for("arm64").value() == "a1");
+  CHECK(error_of(with_defaults(R"({"arm64": "k1"})")) == "cat.json: defaults.arm64: entry 'k1' is x86_64");
+  CHECK(error_of(with_defaults(R"({"arm64": "zz"})")) == "cat.json: defaults.arm64: must name an entry");
+  CHECK(error_of(with_defaults(R"({"mips": "k1"})")) ==
+        "cat.json: defaults.mips: unknown arch (x86_64, arm64)");
+  CHECK(error_of(with_defaults(R"(["a1"])")) == "cat.json: 'defaults' must map an arch to an entry name");
 }
 
 TEST_CASE("a good catalog parses; find() of an unknown entry lists the known ones") {
@@ -68,7 +103,7 @@ TEST_CASE("bad catalogs are refused with a message that says what and where") {
       "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package, oci, oci-layout)");
   std::string bad_arch = good;
   bad_arch.replace(bad_arch.find("x86_64"), 6, "sparc");
-  CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64)");
+  CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64, arm64)");
   std::string no_meta = good;
   no_meta.replace(no_meta.find("\"metapackage\": \"linux-image-amd64\", "), 35, "");
   CHECK(error_of(no_meta) == "cat.json: kernels.k1.source: missing 'metapackage'");
@@ -118,4 +153,6 @@ TEST_CASE("apt-cache stanzas: fields and the image package behind a metapackage"
   CHECK(depends_with_prefix("foo (>= 1), linux-image-6.1.0-9-amd64 | bar", "linux-image-6.1.0-") ==
         "linux-image-6.1.0-9-amd64");
   CHECK(depends_with_prefix("foo, bar", "linux-image-") == "");
+  CHECK(debian_arch("x86_64") == "amd64");
+  CHECK(debian_arch("arm64") == "arm64");
 }

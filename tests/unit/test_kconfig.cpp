@@ -137,6 +137,22 @@ TEST_CASE("virtio modules are refused when kgate cannot carry them") {
         std::vector<std::string>{"CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_MMIO"});
 }
 
+TEST_CASE("arm64 on virt: the PL011 console and the mmio transport") {
+  // The x86 config stands in for the arm64 one in all but its serial console.
+  PreflightNeeds arm64 = carried();
+  arm64.arch = "arm64";
+  arm64.machine = "virt";
+  CHECK(options(preflight(parse(debian_text()), arm64)) ==
+        std::vector<std::string>{"CONFIG_SERIAL_AMBA_PL011_CONSOLE"});
+  KernelConfig with_pl011 = parse(std::string(debian_text()) + "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y\n");
+  CHECK(preflight(with_pl011, arm64).empty());
+  PreflightNeeds bare;
+  bare.arch = "arm64";
+  bare.machine = "virt";
+  CHECK(options(preflight(with_pl011, bare)) ==
+        std::vector<std::string>{"CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_MMIO"});
+}
+
 TEST_CASE("a kernel without BTF is refused unless --btf is given") {
   KernelConfig c = parse(unset(debian_text(), "CONFIG_DEBUG_INFO_BTF", "y"));
   auto problems = preflight(c, carried());

@@ -29,7 +29,11 @@ TEST_CASE("the shipped matrix names the production and local entries") {
   std::vector<std::string> names;
   for (const auto& e : m->entries) names.push_back(e.name);
   CHECK(names == std::vector<std::string>{"5.15", "6.6", "6.6-integrity", "debian-6.1",
-                                          "debian-6.1-integrity", "debian-6.1-cloud"});
+                                          "debian-6.1-integrity", "debian-6.1-cloud", "debian-6.1-arm64",
+                                          "debian-6.1-arm64-integrity"});
+  CHECK(m->find("debian-6.1-arm64-integrity")->arch == "arm64");
+  CHECK(m->find("debian-6.1-arm64-integrity")->lockdown == run::Lockdown::integrity);
+  CHECK(m->find("debian-6.1")->arch == "x86_64");
   CHECK(m->find("6.6-integrity")->lockdown == run::Lockdown::integrity);
   CHECK(m->find("6.6-integrity")->kernel == "6.6");
   CHECK(m->find("nope") == nullptr);
@@ -54,6 +58,9 @@ TEST_CASE("bad matrix files are refused with what and where") {
       error_of(
           R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "lockdwn": "none"}]})") ==
       "m.json: entries[0]: unknown key 'lockdwn'");
+  CHECK(error_of(
+            R"({"schema": "kgate.matrix/1", "entries": [{"name": "a", "kernel": "k", "arch": "mips"}]})") ==
+        "m.json: entries[0]: 'arch' must be \"x86_64\" or \"arm64\"");
 }
 
 TEST_CASE("--only globs select in matrix order; --github gives strategy.matrix JSON") {
@@ -62,17 +69,22 @@ TEST_CASE("--only globs select in matrix order; --github gives strategy.matrix J
   CHECK(glob_match("d?bian-*", "debian-6.1"));
   CHECK_FALSE(glob_match("6.6", "6.6-integrity"));
   auto m = load_matrix(source_root() + "/kernels/matrix.json").value();
-  auto sel = select(m, "debian-6.1*,5.15");
+  auto sel = select(m, "debian-6.1,debian-6.1-integrity,debian-6.1-cloud,5.15,*arm64");
   REQUIRE(sel.has_value());
-  REQUIRE(sel->size() == 4);
+  REQUIRE(sel->size() == 5);
   CHECK((*sel)[0].name == "5.15");
   CHECK((*sel)[3].name == "debian-6.1-cloud");
+  CHECK((*sel)[4].name == "debian-6.1-arm64");
   CHECK(select(m, "").value().size() == m.entries.size());
   CHECK(select(m, "nothing*").error().describe() == "--only 'nothing*' selects no matrix entry");
   json gh = github_matrix(*sel);
-  CHECK(gh["include"].size() == 4);
+  CHECK(gh["include"].size() == 5);
   CHECK(gh["include"][0] ==
         json{{"entry", "5.15"}, {"kernel", "5.15"}, {"lockdown", "none"}, {"arch", "x86_64"}});
+  CHECK(gh["include"][4] == json{{"entry", "debian-6.1-arm64"},
+                                 {"kernel", "debian-6.1-arm64"},
+                                 {"lockdown", "none"},
+                                 {"arch", "arm64"}});
 }
 
 TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escapes and counts") {

@@ -13,7 +13,7 @@ VmSpec base_spec() {
   s.qemu = "/usr/bin/qemu-system-x86_64";
   s.kernel = "/cache/vmlinux";
   s.initrd = "/cache/initrd";
-  s.cmdline = kernel_cmdline({});
+  s.cmdline = kernel_cmdline(Arch::x86_64, {});
   s.console_log = "/out/console.log";
   s.channel_socket = "/tmp/k/channel.sock";
   s.port_name = "org.kgate.channel";
@@ -89,8 +89,47 @@ TEST_CASE("qemu argv: pure, commas escaped, extras last") {
 }
 
 TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
-  CHECK(kernel_cmdline({"lockdown=integrity", "rdinit=/missing"}) ==
+  CHECK(kernel_cmdline(Arch::x86_64, {"lockdown=integrity", "rdinit=/missing"}) ==
         "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init lockdown=integrity rdinit=/missing");
+  CHECK(kernel_cmdline(Arch::arm64, {}) == "console=ttyAMA0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init");
+}
+
+TEST_CASE("qemu argv: arm64 on virt, cortex-a57 under TCG, virtio-serial on mmio") {
+  auto spec = base_spec();
+  spec.qemu = "/usr/bin/qemu-system-aarch64";
+  spec.arch = Arch::arm64;
+  spec.machine = std::string(traits(Arch::arm64).machine);
+  spec.cmdline = kernel_cmdline(Arch::arm64, {});
+  auto argv = qemu_argv(spec);
+  CHECK(argv.front() == "/usr/bin/qemu-system-aarch64");
+  CHECK(value_of(argv, "-M") == "virt");
+  CHECK(value_of(argv, "-cpu") == "cortex-a57");
+  CHECK(value_of(argv, "-nic") == "none");
+  CHECK(value_of(argv, "-append").starts_with("console=ttyAMA0 "));
+  CHECK(std::count(argv.begin(), argv.end(), "virtio-serial-device,id=vser,max_ports=2") == 1);
+  CHECK(virtio_mmio_machine("virt"));
+  CHECK(virtio_mmio_machine("microvm"));
+  CHECK_FALSE(virtio_mmio_machine("q35"));
+}
+
+TEST_CASE("arch names: the catalog's, and the common other spellings") {
+  CHECK(parse_arch("x86_64") == Arch::x86_64);
+  CHECK(parse_arch("amd64") == Arch::x86_64);
+  CHECK(parse_arch("arm64") == Arch::arm64);
+  CHECK(parse_arch("aarch64") == Arch::arm64);
+  CHECK_FALSE(parse_arch("riscv64").has_value());
+  CHECK(arch_name(Arch::arm64) == "arm64");
+  CHECK(traits(Arch::arm64).qemu == "qemu-system-aarch64");
+  CHECK(traits(Arch::x86_64).console == "ttyS0");
+}
+
+TEST_CASE("accel: a guest of another arch than the host's is TCG, with that arch's CPU, unprobed") {
+  const Arch foreign = host_arch() == Arch::x86_64 ? Arch::arm64 : Arch::x86_64;
+  // No QEMU binary and no state directory are touched: the choice is made before either.
+  auto choice = choose_accel("/nonexistent/qemu", "/nonexistent/state", foreign);
+  CHECK(choice.accel == Accel::tcg);
+  CHECK(choice.cpu == traits(foreign).tcg_cpu);
+  CHECK(choice.note.find("KVM runs only the host's arch") != std::string::npos);
 }
 
 TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {

@@ -17,6 +17,7 @@ report::Receipt sample() {
   report::Receipt r;
   r.kgate_version = "0.1.0";
   r.entry = "debian-6.1";
+  r.arch = "x86_64";
   r.kernel = {"debian-6.1",         "debian-package linux-image-6.1.0-56-amd64 6.1.192-2",
               "6.1.0-56-amd64",     std::string(64, 'a'),
               std::string(64, 'b'), true};

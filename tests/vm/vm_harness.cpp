@@ -16,13 +16,17 @@ fs::path kgate_binary() {
   return fs::path(root ? root : ".") / "kgate";
 }
 
-void require_vm_prerequisites() {
+void require_vm_prerequisites(const std::string& arch) {
   const bool required =
       std::getenv("KGATE_REQUIRE_VM") && std::string(std::getenv("KGATE_REQUIRE_VM")) == "1";
+  const bool arm64 = arch == "arm64";
+  const std::string qemu = arm64 ? "qemu-system-aarch64" : "qemu-system-x86_64";
+  std::vector<std::string> fetch_argv = {kgate_binary().string(), "fetch"};
+  if (arm64) fetch_argv.insert(fetch_argv.end(), {"--entry", "debian-6.1-arm64"});
   std::string missing;
-  if (find_program("qemu-system-x86_64").empty()) missing = "qemu-system-x86_64 is not installed";
+  if (find_program(qemu).empty()) missing = qemu + " is not installed";
   if (missing.empty()) {
-    auto fetch = run_capture({kgate_binary().string(), "fetch"}, Deadline(std::chrono::minutes(10)));
+    auto fetch = run_capture(fetch_argv, Deadline(std::chrono::minutes(10)));
     if (!fetch) {
       missing = "kgate fetch: " + fetch.error().describe();
     } else if (!WIFEXITED(fetch->status) || WEXITSTATUS(fetch->status) != 0) {

@@ -14,8 +14,9 @@ namespace kgate::vmtest {
 
 fs::path kgate_binary();
 // Exits 77 (skip) when QEMU or the kernel cannot be had, unless KGATE_REQUIRE_VM=1,
-// where the missing prerequisite fails the test instead.
-void require_vm_prerequisites();
+// where the missing prerequisite fails the test instead. "arm64" asks for
+// qemu-system-aarch64 and the debian-6.1-arm64 kernel instead.
+void require_vm_prerequisites(const std::string& arch = "x86_64");
 
 struct KgateResult {
   int exit_code = -1;

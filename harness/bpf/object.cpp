@@ -1,0 +1,268 @@
+#include "bpf/object.hpp"
+
+#include <bpf/btf.h>
+#include <gelf.h>
+#include <libelf.h>
+
+#include <algorithm>
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "bpf/btf_ext.hpp"
+#include "bpf/libbpf_log.hpp"
+#include "core/files.hpp"
+#include "core/strings.hpp"
+
+#ifndef EM_BPF
+#define EM_BPF 247
+#endif
+
+namespace kgate::bpf {
+
+namespace {
+
+struct ElfEnd {
+  void operator()(Elf* e) const { elf_end(e); }
+};
+struct BtfFree {
+  void operator()(btf* b) const { btf__free(b); }
+};
+
+std::unexpected<Error> bad_elf(const std::string& what) {
+  return fail(FailureClass::usage, "bad ELF: " + what + ": " + elf_errmsg(-1));
+}
+
+std::string_view kind_name(const btf_type* t) {
+  switch (btf_kind(t)) {
+    case BTF_KIND_INT: return "int";
+    case BTF_KIND_PTR: return "pointer";
+    case BTF_KIND_ARRAY: return "array";
+    case BTF_KIND_STRUCT: return "struct";
+    case BTF_KIND_UNION: return "union";
+    case BTF_KIND_ENUM: return "enum";
+    case BTF_KIND_FWD: return "forward declaration";
+    case BTF_KIND_TYPEDEF: return "typedef";
+    case BTF_KIND_VOLATILE: return "volatile";
+    case BTF_KIND_CONST: return "const";
+    case BTF_KIND_RESTRICT: return "restrict";
+    case BTF_KIND_FUNC: return "function";
+    case BTF_KIND_FUNC_PROTO: return "function prototype";
+    case BTF_KIND_VAR: return "variable";
+    case BTF_KIND_DATASEC: return "section";
+    case BTF_KIND_FLOAT: return "float";
+    case BTF_KIND_DECL_TAG: return "declaration tag";
+    case BTF_KIND_TYPE_TAG: return "type tag";
+    case BTF_KIND_ENUM64: return "enum";
+  }
+  return "unknown kind";
+}
+
+// Follows const, volatile, restrict, type tags and (when asked) typedefs, a bounded number of
+// steps, since a crafted .BTF may loop. nullptr for an id that is not in it.
+const btf_type* skip_modifiers(const btf* b, std::uint32_t id, bool typedefs) {
+  const btf_type* t = btf__type_by_id(b, id);
+  for (int step = 0; t != nullptr && step < 32; ++step) {
+    bool modifier = btf_is_mod(t) || (typedefs && btf_is_typedef(t));
+    if (!modifier) return t;
+    t = btf__type_by_id(b, t->type);
+  }
+  return nullptr;
+}
+
+std::string name_at(const btf* b, std::uint32_t off) {
+  const char* s = btf__name_by_offset(b, off);
+  return s != nullptr ? s : "";
+}
+
+// The access string "0:1:2" as a path from the root type: "root.member[2]". Empty where it leaves
+// the types (an index past a struct's members, a number that does not parse); only field
+// relocations have such a path.
+std::string access_path(const btf* b, const btf_type* root, std::string_view access) {
+  std::string path = name_at(b, root->name_off);
+  const btf_type* t = root;
+  bool first = true;
+  for (std::size_t pos = 0; pos <= access.size();) {
+    std::size_t end = std::min(access.find(':', pos), access.size());
+    std::string_view part = access.substr(pos, end - pos);
+    std::uint32_t index = 0;
+    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) return "";
+    pos = end + 1;
+    if (first) {  // an index into an array of the root type, as in p[1]
+      first = false;
+      if (index != 0) path += strprintf("[%u]", index);
+      continue;
+    }
+    if (t == nullptr) return "";
+    if (btf_is_composite(t)) {
+      if (index >= btf_vlen(t)) return "";
+      const btf_member* m = btf_members(t) + index;
+      std::string member = name_at(b, m->name_off);
+      path += "." + (member.empty() ? strprintf("<anonymous %u>", index) : member);
+      t = skip_modifiers(b, m->type, true);
+    } else if (btf_is_array(t)) {
+      path += strprintf("[%u]", index);
+      t = skip_modifiers(b, btf_array(t)->type, true);
+    } else {
+      return "";
+    }
+  }
+  return path;
+}
+
+// Resolves the records of .BTF.ext against .BTF with libbpf, which checks the BTF header, type
+// and string sections as it reads them; kgate bounds every id and offset it then follows.
+Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes, bool little_endian,
+                          ObjectInfo& info) {
+  auto raw = parse_core_relos(ext_bytes, little_endian);
+  if (!raw) return std::unexpected(std::move(raw).error());
+  if (raw->empty()) return {};
+  std::unique_ptr<btf, BtfFree> b;
+  std::string why;
+  {
+    LibbpfLog log;
+    b.reset(btf__new(btf_bytes.data(), static_cast<std::uint32_t>(btf_bytes.size())));
+    why = log.text().substr(0, log.text().find('\n'));
+  }
+  if (!b)
+    return fail(FailureClass::usage, ".BTF: libbpf cannot read it" + (why.empty() ? "" : " (" + why + ")"));
+  for (const RawCoreRelo& r : *raw) {
+    CoreRelo relo;
+    relo.section = name_at(b.get(), r.sec_name_off);
+    relo.insn_off = r.insn_off;
+    relo.type_id = r.type_id;
+    relo.access = name_at(b.get(), r.access_str_off);
+    relo.kind = core_relo_kind_name(r.kind);
+    if (const btf_type* root = skip_modifiers(b.get(), r.type_id, false)) {
+      relo.type_name = name_at(b.get(), root->name_off);
+      relo.type_kind = kind_name(root);
+      if (r.kind <= 5) relo.path = access_path(b.get(), root, relo.access);
+    } else {
+      info.problems.push_back(strprintf(".BTF.ext: CO-RE relocation at %s+%u names type %u, not in .BTF",
+                                        relo.section.c_str(), r.insn_off, r.type_id));
+    }
+    info.core_relos.push_back(std::move(relo));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<ObjectInfo> inspect_object(std::string_view bytes) {
+  static const bool ready = elf_version(EV_CURRENT) != EV_NONE;
+  if (!ready) return fail(FailureClass::infra, "libelf: elf_version failed");
+  if (bytes.size() < EI_NIDENT || bytes.substr(0, SELFMAG) != ELFMAG)
+    return fail(FailureClass::usage, "not an ELF file (no \\x7fELF magic)");
+  ObjectInfo info;
+  info.size = bytes.size();
+  info.sha256 = sha256_hex(bytes);
+
+  // libelf may convert headers in place (foreign byte order), so it reads a private copy.
+  std::string image(bytes);
+  std::unique_ptr<Elf, ElfEnd> elf(elf_memory(image.data(), image.size()));
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return bad_elf("not an ELF object");
+  GElf_Ehdr ehdr;
+  if (gelf_getehdr(elf.get(), &ehdr) == nullptr) return bad_elf("ELF header");
+  info.elf64 = ehdr.e_ident[EI_CLASS] == ELFCLASS64;
+  info.little_endian = ehdr.e_ident[EI_DATA] == ELFDATA2LSB;
+  info.elf_type = ehdr.e_type;
+  info.machine = ehdr.e_machine;
+
+  // libelf takes a section table past the end of the file for no sections at all: a truncated
+  // object would pass for an empty one.
+  size_t shnum = 0;
+  if (elf_getshdrnum(elf.get(), &shnum) != 0) return bad_elf("section count");
+  shnum = std::max<size_t>(shnum, ehdr.e_shnum);
+  std::uint64_t table = std::uint64_t{shnum} * (info.elf64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr));
+  if (ehdr.e_shoff > bytes.size() || table > bytes.size() - ehdr.e_shoff || (shnum > 0 && ehdr.e_shoff == 0))
+    return fail(FailureClass::usage,
+                strprintf("bad ELF: the section header table (%zu sections at offset %llu) "
+                          "runs past the end of the file's %zu bytes: truncated?",
+                          shnum, static_cast<unsigned long long>(ehdr.e_shoff), bytes.size()));
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) return bad_elf("section name table");
+  std::optional<std::string_view> btf_data, ext_data;
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) == nullptr) return bad_elf("section header");
+    Section s;
+    const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
+    s.name = name != nullptr ? name : strprintf("[section %zu, unnamed]", elf_ndxscn(scn));
+    s.type = shdr.sh_type;
+    s.size = shdr.sh_size;
+    std::string_view content;
+    if (shdr.sh_type != SHT_NOBITS && shdr.sh_size > 0) {
+      Elf_Data* data = elf_rawdata(scn, nullptr);
+      if (data == nullptr) return bad_elf("section " + s.name);
+      if (data->d_buf != nullptr)
+        content = std::string_view(static_cast<const char*>(data->d_buf), data->d_size);
+    }
+    s.sha256 = sha256_hex(content);
+    if (s.name == ".BTF" && !btf_data) btf_data = content;
+    if (s.name == ".BTF.ext" && !ext_data) ext_data = content;
+    info.sections.push_back(std::move(s));
+  }
+  info.has_btf = btf_data.has_value();
+  info.has_btf_ext = ext_data.has_value();
+  if (btf_data && ext_data) {
+    if (auto ok = resolve_core_relos(*btf_data, *ext_data, info.little_endian, info); !ok)
+      info.problems.push_back(ok.error().describe());
+  }
+  return info;
+}
+
+const GateArch* find_gate_arch(std::string_view name) {
+  for (const GateArch& a : gate_arches)
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+std::string register_arch(const ObjectInfo& info) {
+  std::set<std::string_view> named;
+  for (const CoreRelo& r : info.core_relos)
+    for (const GateArch& a : gate_arches)
+      if (r.type_name == a.register_type) named.insert(a.name);
+  return named.size() == 1 ? std::string(*named.begin()) : "";
+}
+
+std::vector<std::string> arch_problems(const ObjectInfo& info, const GateArch& arch) {
+  std::vector<std::string> out;
+  if (info.machine != EM_BPF)
+    out.push_back("not a BPF object: machine " + machine_name(info.machine) + ", not EM_BPF");
+  if (!info.elf64) out.push_back("not ELF64: BPF objects are 64-bit ELF");
+  if (info.elf_type != ET_REL)
+    out.push_back(strprintf("ELF type %u, not a relocatable object", info.elf_type));
+  if (!info.little_endian)
+    out.push_back(std::string("big-endian (clang -target bpfeb): ") + std::string(arch.name) +
+                  " kernels load only little-endian objects");
+  if (!info.has_btf) out.push_back("no .BTF section: libbpf needs it for maps and CO-RE (build with -g)");
+  if (!info.has_btf_ext)
+    out.push_back("no .BTF.ext section: no CO-RE relocations or line info (build with -g)");
+  auto names = [&](std::string_view type) {
+    return std::ranges::any_of(info.core_relos, [&](const CoreRelo& r) { return r.type_name == type; });
+  };
+  for (const GateArch& other : gate_arches) {
+    if (other.name == arch.name || !names(other.register_type)) continue;
+    std::string own(arch.name), theirs(other.name);
+    out.push_back("built for " + theirs + ", not " + own + ": its CO-RE relocations name " +
+                  std::string(other.register_type) + ", " + theirs + "'s register type, where " + own +
+                  " objects name " + std::string(arch.register_type) +
+                  (names(arch.register_type) ? " (it names both)" : ""));
+  }
+  return out;
+}
+
+std::string machine_name(std::uint16_t machine) {
+  switch (machine) {
+    case EM_BPF: return "EM_BPF";
+    case EM_X86_64: return "EM_X86_64 (62)";
+    case EM_AARCH64: return "EM_AARCH64 (183)";
+    case EM_386: return "EM_386 (3)";
+    case EM_NONE: return "EM_NONE (0)";
+  }
+  return strprintf("%u", machine);
+}
+
+}  // namespace kgate::bpf

@@ -1,0 +1,76 @@
+// Host-side inspection of a BPF object file, without libbpf's loader and without a kernel: its ELF
+// sections with their digests, and what makes it a CO-RE object for one gate arch (EM_BPF, byte
+// order, .BTF and .BTF.ext, the register type its CO-RE relocations name). The bytes are untrusted
+// (a release directory, a download): a file that is not ELF is an Error of class usage; damage
+// inside an ELF file (unreadable BTF, a .BTF.ext that runs past its section) is listed in
+// `problems`, so that its sections can still be compared.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace kgate::bpf {
+
+struct Section {
+  std::string name;
+  std::uint32_t type = 0;  // SHT_*
+  std::uint64_t size = 0;
+  std::string sha256;  // of the section's bytes in the file; of no bytes for SHT_NOBITS
+};
+
+// One CO-RE relocation of .BTF.ext, resolved against .BTF.
+struct CoreRelo {
+  std::string section;  // the program's ELF section: "uprobe//proc/self/exe:kgate_uprobe_target"
+  std::uint32_t insn_off = 0;
+  std::uint32_t type_id = 0;
+  std::string type_name;  // the root type's name, through const and volatile; "" when anonymous
+  std::string type_kind;  // "struct", "union", "int", ...; "" when type_id is not in .BTF
+  std::string access;     // the access string: "0:0:0"
+  std::string path;       // the access it spells, where it can be followed: "user_pt_regs.regs[0]"
+  std::string kind;       // "field_byte_offset", "type_exists", ...
+};
+
+struct ObjectInfo {
+  std::uint64_t size = 0;
+  std::string sha256;
+  bool elf64 = false;
+  bool little_endian = false;
+  std::uint16_t elf_type = 0;  // ET_*
+  std::uint16_t machine = 0;   // EM_*
+  std::vector<Section> sections;
+  bool has_btf = false;
+  bool has_btf_ext = false;
+  std::vector<CoreRelo> core_relos;
+  // What could not be read inside the file, one line each.
+  std::vector<std::string> problems;
+};
+
+// Reads an object file's bytes. Fails (class usage) only when they are not an ELF file at all or
+// its header or section table cannot be read.
+Result<ObjectInfo> inspect_object(std::string_view bytes);
+
+// A gate arch: its name in file names and the lock, and the register struct that a CO-RE object
+// built for it reads a probe's arguments through (bpf_tracing.h's PT_REGS_PARM*).
+struct GateArch {
+  std::string_view name;
+  std::string_view register_type;
+};
+inline constexpr GateArch gate_arches[] = {{"x86", "pt_regs"}, {"arm64", "user_pt_regs"}};
+const GateArch* find_gate_arch(std::string_view name);
+
+// The gate arch whose register type the object's CO-RE relocations name: "" when they name none
+// (an object that reads no registers fits every arch) or more than one.
+std::string register_arch(const ObjectInfo& info);
+
+// Why `info` is not a BPF object for `arch`, one line each; empty when it is one. An object whose
+// relocations name no register type passes the register check.
+std::vector<std::string> arch_problems(const ObjectInfo& info, const GateArch& arch);
+
+// "EM_BPF", "EM_X86_64 (62)", ...
+std::string machine_name(std::uint16_t machine);
+
+}  // namespace kgate::bpf

@@ -1,0 +1,59 @@
+#include "bpf/structure.hpp"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "bpf/libbpf_log.hpp"
+#include "core/strings.hpp"
+
+namespace kgate::bpf {
+
+namespace {
+
+struct ObjectClose {
+  void operator()(bpf_object* o) const { bpf_object__close(o); }
+};
+
+std::string or_empty(const char* s) {
+  return s != nullptr ? s : "";
+}
+
+}  // namespace
+
+Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name) {
+  // libbpf reads the ELF in place and keeps pointing into the buffer while the object is open,
+  // so the copy is declared first and outlives the object.
+  std::string buffer(bytes);
+  LibbpfLog log;
+  bpf_object_open_opts opts{};
+  opts.sz = sizeof opts;
+  opts.object_name = name.c_str();
+  std::unique_ptr<bpf_object, ObjectClose> obj(bpf_object__open_mem(buffer.data(), buffer.size(), &opts));
+  if (!obj) {
+    int err = errno;
+    std::string why = log.text();
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return fail(
+        FailureClass::usage,
+        "libbpf cannot open " + name + ": " + std::strerror(err) + (why.empty() ? "" : " (" + why + ")"),
+        err);
+  }
+  ObjectLayout layout;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, obj.get()) {
+    layout.programs.push_back({or_empty(bpf_program__name(prog)), or_empty(bpf_program__section_name(prog)),
+                               or_empty(libbpf_bpf_prog_type_str(bpf_program__type(prog))),
+                               bpf_program__insn_cnt(prog)});
+  }
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, obj.get()) {
+    layout.maps.push_back({or_empty(bpf_map__name(map)),
+                           or_empty(libbpf_bpf_map_type_str(bpf_map__type(map))), bpf_map__max_entries(map)});
+  }
+  return layout;
+}
+
+}  // namespace kgate::bpf
