@@ -48,7 +48,12 @@ void print_list(const gate::Pipeline& p, const std::vector<size_t>& selected) {
     if (g.kind == gate::GateKind::ebpf_matrix) std::cout << " [ebpf-matrix " << g.entries << "]";
     if (!g.needs.empty()) std::cout << "  needs " << join(g.needs, ", ");
     if (g.always) std::cout << "  (always)";
-    if (g.expect == gate::Expect::fail) std::cout << "  (expect fail)";
+    if (g.expect == gate::Expect::fail) {
+      std::cout << "  (expect fail";
+      for (size_t k = 0; k < g.expect_exit.size(); ++k)
+        std::cout << (k ? " or " : ": exit ") << g.expect_exit[k];
+      std::cout << ")";
+    }
     if (!g.description.empty()) std::cout << "  -- " << g.description;
     std::cout << "\n";
   }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -180,8 +181,16 @@ void settle_command(Slot& s, int status) {
     r.status = status == 0 ? GateStatus::passed : GateStatus::failed;
     if (status != 0) r.reason = how;
   } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-    r.status = GateStatus::passed;
-    r.reason = "failed as expected (" + how + ")";
+    const auto& codes = s.gate->expect_exit;
+    if (codes.empty() || std::find(codes.begin(), codes.end(), WEXITSTATUS(status)) != codes.end()) {
+      r.status = GateStatus::passed;
+      r.reason = "failed as expected (" + how + ")";
+    } else {
+      r.status = GateStatus::failed;
+      std::string want;
+      for (int c : codes) want += (want.empty() ? "" : " or ") + std::to_string(c);
+      r.reason = "expected to fail with exit code " + want + ", but it " + how;
+    }
   } else {
     r.status = GateStatus::failed;
     r.reason = status == 0 ? "expected to fail, but it passed"

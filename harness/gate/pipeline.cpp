@@ -161,7 +161,7 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
     return fail(FailureClass::usage, where + ": name: use letters, digits, '.', '_' and '-' (at most 100)");
   if (auto st = only_keys(g,
                           {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "needs",
-                           "always", "expect", "entries", "matrix", "jobs", "run_args"},
+                           "always", "expect", "expect_exit", "entries", "matrix", "jobs", "run_args"},
                           where);
       !st)
     return std::unexpected(st.error());
@@ -203,6 +203,20 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
       gate.expect = Expect::fail;
     } else if (**expect != "pass") {
       return std::unexpected(r.bad("expect", "'" + **expect + "' is not pass or fail").error());
+    }
+  }
+  if (g.contains("expect_exit")) {
+    if (gate.expect != Expect::fail)
+      return std::unexpected(
+          r.bad("expect_exit", "only a gate with \"expect\": \"fail\" takes this").error());
+    const json& codes = g["expect_exit"];
+    if (!codes.is_array() || codes.empty())
+      return std::unexpected(r.bad("expect_exit", "must be a non-empty array of exit codes").error());
+    for (size_t i = 0; i < codes.size(); ++i) {
+      if (!codes[i].is_number_integer() || codes[i].get<long long>() < 1 || codes[i].get<long long>() > 255)
+        return std::unexpected(
+            r.bad(strprintf("expect_exit[%zu]", i), "must be an exit code from 1 to 255").error());
+      gate.expect_exit.push_back(codes[i].get<int>());
     }
   }
   if (gate.kind == GateKind::command) {

@@ -32,6 +32,7 @@ struct Gate {
   std::vector<std::string> needs;
   bool always = false;           // runs once its needs have ended, whatever their status
   Expect expect = Expect::pass;  // fail: green only when the command fails
+  std::vector<int> expect_exit;  // expect=fail: green only on one of these exit codes; empty: any but 0
   // kind ebpf-matrix: kernel-matrix entries run in-process, like `kgate matrix`.
   std::string entries;                // comma-separated globs, as `kgate matrix --only`
   fs::path matrix;                    // absolute; empty: kgate's own kernels/matrix.json

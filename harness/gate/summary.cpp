@@ -37,6 +37,7 @@ json gate_json(const Gate& g, const GateResult& r) {
             {"expect", g.expect == Expect::fail ? "fail" : "pass"},
             {"timeout_s", g.timeout_s}};
   if (!g.description.empty()) j["description"] = g.description;
+  if (!g.expect_exit.empty()) j["expect_exit"] = g.expect_exit;
   if (g.kind == GateKind::command) {
     j["command"] = g.command;
   } else {

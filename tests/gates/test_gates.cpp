@@ -144,6 +144,8 @@ const char* const outcome_gates = R"(
   {"name": "umbrella", "command": ["sh", "-c", "echo umbrella ran"], "needs": ["bad", "ok", "slow"], "always": true},
   {"name": "refused", "command": ["sh", "-c", "exit 1"], "expect": "fail"},
   {"name": "vacuous", "command": ["true"], "expect": "fail"},
+  {"name": "refused-so", "command": ["sh", "-c", "exit 7"], "expect": "fail", "expect_exit": [7]},
+  {"name": "refused-otherwise", "command": ["sh", "-c", "exit 2"], "expect": "fail", "expect_exit": [7]},
   {"name": "crashes", "command": ["sh", "-c", "kill -SEGV $$"], "expect": "fail"},
   {"name": "missing", "command": ["no-such-program-kgate-test"]},
   {"name": "after-ok", "command": ["true"], "needs": ["ok"]}
@@ -177,19 +179,24 @@ TEST_CASE("a DAG with passing, failing, timing-out, skipped, always-run and expe
   CHECK(status("umbrella") == "passed");
   CHECK(status("refused") == "passed");
   CHECK(gate_of(s, "refused")["reason"] == "failed as expected (exited with 1)");
+  CHECK(status("refused-so") == "passed");
+  CHECK(status("refused-otherwise") == "failed");
+  CHECK(gate_of(s, "refused-otherwise")["reason"] ==
+        "expected to fail with exit code 7, but it exited with 2");
   CHECK(status("vacuous") == "failed");
   CHECK(gate_of(s, "vacuous")["reason"] == "expected to fail, but it passed");
   CHECK(status("crashes") == "failed");
   CHECK(status("missing") == "failed");
   CHECK(gate_of(s, "missing")["reason"].get<std::string>().find("cannot start") != std::string::npos);
-  CHECK(s["non_green"] == json({"bad", "slow", "after-bad", "after-skip", "vacuous", "crashes", "missing"}));
-  CHECK(s["counts"]["passed"] == 4);
-  CHECK(s["counts"]["failed"] == 4);
+  CHECK(s["non_green"] == json({"bad", "slow", "after-bad", "after-skip", "vacuous", "refused-otherwise",
+                                "crashes", "missing"}));
+  CHECK(s["counts"]["passed"] == 5);
+  CHECK(s["counts"]["failed"] == 5);
   CHECK(s["counts"]["skipped"] == 2);
   CHECK(s["counts"]["timed_out"] == 1);
   CHECK(s["verdict"] == "fail");
   // The closing line is the last line, alone, and counts every non-green gate.
-  CHECK(last_line(r.out) == "verify-all: 4 passed, 7 failed");
+  CHECK(last_line(r.out) == "verify-all: 5 passed, 8 failed");
   // Each gate's output is in its own log; a failure shows its last lines.
   auto bad_log = read_file(tmp.path() / "out" / gate_of(s, "bad")["log"].get<std::string>());
   REQUIRE(bad_log.has_value());
@@ -202,11 +209,11 @@ TEST_CASE("a DAG with passing, failing, timing-out, skipped, always-run and expe
   // The JUnit file and the Markdown summary are written beside it.
   auto junit = read_file(tmp.path() / "out" / "verify-all.junit.xml");
   REQUIRE(junit.has_value());
-  CHECK(junit->find("tests=\"11\" failures=\"5\" errors=\"0\" skipped=\"2\"") != std::string::npos);
+  CHECK(junit->find("tests=\"13\" failures=\"6\" errors=\"0\" skipped=\"2\"") != std::string::npos);
   CHECK(junit->find("<failure type=\"timed_out\"") != std::string::npos);
   auto md = read_file(tmp.path() / "out" / "verify-all-summary.md");
   REQUIRE(md.has_value());
-  CHECK(md->find("## kgate verify-all: 4 passed, 7 failed") == 0);
+  CHECK(md->find("## kgate verify-all: 5 passed, 8 failed") == 0);
   CHECK(md->find("| bad | ❌ failed |") != std::string::npos);
 
   // The golden receipt, times and host normalised (KGATE_UPDATE_GOLDEN=1 rewrites it).

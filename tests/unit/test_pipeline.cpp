@@ -45,7 +45,7 @@ TEST_CASE("a pipeline with defaults, needs, expect and a matrix gate parses") {
     "gates": [
       {"name": "test", "command": ["make", "test"], "needs": ["build"], "env": {"B": "3"}},
       {"name": "build", "command": ["make"], "cwd": "sub", "timeout_s": 5},
-      {"name": "refused", "command": ["sh", "-c", "exit 1"], "expect": "fail"},
+      {"name": "refused", "command": ["sh", "-c", "exit 1"], "expect": "fail", "expect_exit": [1, 7]},
       {"name": "vm", "kind": "ebpf-matrix", "entries": "debian-6.1*", "jobs": 2, "matrix": "m.json",
        "needs": ["build"], "always": true}
     ]})");
@@ -61,6 +61,7 @@ TEST_CASE("a pipeline with defaults, needs, expect and a matrix gate parses") {
   CHECK(test->timeout_s == 60);
   CHECK(test->env == std::map<std::string, std::string>{{"A", "1"}, {"B", "3"}});
   CHECK(p->find("refused")->expect == Expect::fail);
+  CHECK(p->find("refused")->expect_exit == std::vector<int>{1, 7});
   const Gate* vm = p->find("vm");
   CHECK(vm->kind == GateKind::ebpf_matrix);
   CHECK(vm->entries == "debian-6.1*");
@@ -151,6 +152,15 @@ TEST_CASE("bad gates files are refused before anything runs, naming the gate and
       {"matrix jobs out of range",
        with_gates(R"({"name": "a", "kind": "ebpf-matrix", "entries": "*", "jobs": 0})"),
        "jobs: must be an integer from 1 to 64"},
+      {"expect_exit without expect fail",
+       with_gates(R"({"name": "a", "command": ["true"], "expect_exit": [7]})"),
+       "expect_exit: only a gate with \"expect\": \"fail\" takes this"},
+      {"expect_exit not an array",
+       with_gates(R"({"name": "a", "command": ["true"], "expect": "fail", "expect_exit": 7})"),
+       "expect_exit: must be a non-empty array of exit codes"},
+      {"expect_exit zero",
+       with_gates(R"({"name": "a", "command": ["true"], "expect": "fail", "expect_exit": [0]})"),
+       "expect_exit[0]: must be an exit code from 1 to 255"},
       {"bad defaults", R"({"schema": "kgate.gates/1", "defaults": {"timeout": 3}, "gates": []})",
        "g.json: defaults: unknown key 'timeout'"},
   };
