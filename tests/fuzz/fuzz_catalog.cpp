@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   KGATE_FUZZ_CHECK(entry.has_value() && (*entry)->name == catalog->default_entry);
   for (const auto& [name, e] : catalog->entries) {
     KGATE_FUZZ_CHECK(e.name == name && !name.empty());
-    KGATE_FUZZ_CHECK(e.arch == "x86_64");
+    KGATE_FUZZ_CHECK(e.arch == "x86_64" || e.arch == "arm64");
     KGATE_FUZZ_CHECK(!e.source.metapackage.empty() && !e.source.package_prefix.empty());
     for (const std::string& module : e.modules) KGATE_FUZZ_CHECK(!module.empty());
   }
@@ -95,6 +95,12 @@ std::vector<std::string> kgate_fuzz_seeds() {
   seeds.push_back(minified);
   seeds.push_back("\xef\xbb\xbf" + std::string(shipped));
   seeds.push_back(std::string(shipped) + "}");
+  // An arm64 entry, with the per-arch defaults map.
+  seeds.emplace_back(
+      R"({"schema":"kgate.catalog/1","default":"x","defaults":{"arm64":"a"},"kernels":{"x":{"arch":"x86_64",)"
+      R"("source":{"type":"debian-package","metapackage":"m","package_prefix":"p"}},"a":{"arch":"arm64",)"
+      R"("source":{"type":"debian-package","metapackage":"linux-image-arm64","package_prefix":"linux-image-6.1.0-"},)"
+      R"("modules":["virtio_mmio","virtio_console"]}}})");
   for (std::string_view s : near_misses) seeds.emplace_back(s);
   return seeds;
 }
