@@ -534,3 +534,48 @@ TEST_CASE("console scan: a kernel WARNING on the console fails an entry whose pr
   CHECK(r.receipt["failure"]["class"] == "gate_failed");
   CHECK(r.receipt["failure"]["message"].get<std::string>().find("kernel splat") != std::string::npos);
 }
+
+TEST_CASE(
+    "gates: an ebpf-matrix gate runs real entries in-process, receipts nested, and a timeout stops its VMs") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  const fs::path file = tmp.path() / "gates.json";
+  REQUIRE(write_file_atomic(file, R"({"schema": "kgate.gates/1", "gates": [
+    {"name": "kernels", "kind": "ebpf-matrix", "entries": "debian-6.1,debian-6.1-arm64-integrity", "jobs": 2},
+    {"name": "after", "command": ["true"], "needs": ["kernels"]},
+    {"name": "too-slow", "kind": "ebpf-matrix", "entries": "debian-6.1-integrity", "timeout_s": 1, "needs": ["after"]}
+  ]})")
+              .has_value());
+  const fs::path out = tmp.path() / "gates-out";
+  auto cap =
+      run_capture({kgate_binary().string(), "gates", "run", file.string(), "--out", out.string(), "-j", "1"},
+                  Deadline(std::chrono::minutes(5)));
+  REQUIRE(cap.has_value());
+  INFO("stdout: " << cap->out << "\nstderr: " << cap->err);
+  CHECK(WEXITSTATUS(cap->status) == 1);  // too-slow timed out
+  json s = json::parse(read_file(out / "verify-all-summary.json").value_or("null"), nullptr, false);
+  REQUIRE(s.is_object());
+  const json& kernels = s["gates"][0];
+  CHECK(kernels["name"] == "kernels");
+  CHECK(kernels["status"] == "passed");
+  REQUIRE(kernels["matrix"].size() == 2);
+  for (const auto& e : kernels["matrix"]) {
+    CAPTURE(e["name"].get<std::string>());
+    CHECK(e["verdict"] == "pass");
+    CHECK(e["receipt"]["verdict"] == "pass");  // the entry's own receipt, nested
+    CHECK(e["receipt"]["entry"] == e["name"]);
+    CHECK(path_exists(out / e["dir"].get<std::string>() / "receipt.json"));
+  }
+  CHECK(kernels["matrix"][1]["receipt"]["arch"] == "arm64");
+  CHECK(kernels["matrix"][1]["receipt"]["lockdown"]["observed"] == "integrity");
+  CHECK(kernels["matrix"][1]["receipt"]["lockdown"]["proven"] == true);
+  CHECK(s["gates"][1]["status"] == "passed");
+  // A 1 s timeout cannot boot a kernel under TCG: the VM is stopped, its receipt says so.
+  const json& slow = s["gates"][2];
+  CHECK(slow["status"] == "timed_out");
+  CHECK(slow["duration_s"].get<double>() < 30);
+  REQUIRE(slow["matrix"].size() == 1);
+  CHECK(slow["matrix"][0]["class"] == "interrupted");
+  CHECK(processes_mentioning(out.string()).empty());
+  CHECK(s["non_green"] == json({"too-slow"}));
+}
