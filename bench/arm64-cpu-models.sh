@@ -14,27 +14,7 @@ trap 'rm -rf "$work"' EXIT
 $build/kgate run --arch arm64 --receipt "$work/warmup" >/dev/null
 $build/bench/bench-make-initramfs "$work/bare.cpio.zst" $build/bench/bench-poweroff-arm64
 for m in "${models[@]}"; do
-  python3 - "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/console.log" "$m" >"$work/argv.$m" <<'PY'
-import json, sys
-argv = json.load(open(sys.argv[1]))["qemu"]["argv"]
-out, skip = [], 0
-for i, a in enumerate(argv):
-    if skip:
-        skip -= 1
-        continue
-    if a in ("-device", "-chardev") and i + 1 < len(argv) and (
-            argv[i + 1].startswith(("virtio-serial", "virtserialport", "socket,"))):
-        skip = 1
-        continue
-    if i > 0 and argv[i - 1] == "-initrd":
-        a = sys.argv[2]
-    if i > 0 and argv[i - 1] == "-cpu":
-        a = sys.argv[4]
-    if a.startswith("file,id=console,path="):
-        a = "file,id=console,path=" + sys.argv[3]
-    out.append(a)
-sys.stdout.write("\0".join(out))
-PY
+  bench/bare-argv.py "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/console.log" "$m" >"$work/argv.$m"
   : >"$work/times.$m"
 done
 for i in $(seq 1 "$runs"); do

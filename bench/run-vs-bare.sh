@@ -26,26 +26,7 @@ now() { date +%s.%N; }
 # Warm everything up once, and take the argv kgate used from its receipt.
 $build/kgate run "${run_args[@]}" --receipt "$work/warmup" >/dev/null
 $build/bench/bench-make-initramfs "$work/bare.cpio.zst" "$poweroff"
-python3 - "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/bare-console.log" >"$work/bare.argv" <<'PY'
-import json, sys
-argv = json.load(open(sys.argv[1]))["qemu"]["argv"]
-out, skip = [], 0
-for i, a in enumerate(argv):
-    if skip:
-        skip -= 1
-        continue
-    # Drop the channel: the baseline has no agent to talk to.
-    if a in ("-device", "-chardev") and i + 1 < len(argv) and (
-            argv[i + 1].startswith(("virtio-serial", "virtserialport", "socket,"))):
-        skip = 1
-        continue
-    if i > 0 and argv[i - 1] == "-initrd":
-        a = sys.argv[2]
-    if a.startswith("file,id=console,path="):
-        a = "file,id=console,path=" + sys.argv[3]
-    out.append(a)
-sys.stdout.write("\0".join(out))
-PY
+bench/bare-argv.py "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/bare-console.log" >"$work/bare.argv"
 mapfile -d '' bare_argv <"$work/bare.argv"
 
 : >"$work/kgate.times"
