@@ -152,4 +152,57 @@ bool is_arm64_image(std::string_view image) {
   return image.size() >= 64 && image.substr(0x38, 4) == std::string_view("ARM\x64", 4);
 }
 
+std::string describe_kernel_file(std::string_view file) {
+  if (file.empty()) return "an empty file";
+  if (is_arm64_image(file)) return "an arm64 Image";
+  if (file.size() >= header_end && file.substr(signature_at, 4) == "HdrS") return "an x86 bzImage";
+  if (is_elf(file)) {
+    auto eh = read_at<Elf64_Ehdr>(file, 0);
+    if (!eh) return "a truncated ELF file";
+    if (eh->e_machine == EM_X86_64) return "an x86-64 ELF (a vmlinux)";
+    if (eh->e_machine == EM_AARCH64) return "an arm64 ELF (a vmlinux)";
+    return "an ELF for machine " + std::to_string(eh->e_machine);
+  }
+  // CONFIG_EFI_ZBOOT: a PE file whose payload is the compressed Image (linux/pe.h, zboot-header.S).
+  if (file.starts_with("MZ") && file.substr(4, 4) == "zimg") return "an EFI zboot image (vmlinuz.efi)";
+  if (Compression c = detect_compression(file); c != Compression::none)
+    return std::string(compression_name(c)) + " data";
+  return "a file starting with " + hex_prefix(file);
+}
+
+Result<std::optional<std::string>> arm64_boot_image(std::string_view file, std::size_t max_output) {
+  const std::string wanted = ", not an arm64 Image (arch/arm64/boot/Image, or Image.gz)";
+  if (is_arm64_image(file)) return std::nullopt;
+  if (Compression c = detect_compression(file); c != Compression::none) {
+    auto image = decompress(file, max_output);
+    if (!image) return std::unexpected(std::move(image.error()).context("arm64 kernel"));
+    if (is_arm64_image(*image)) return std::optional<std::string>(std::move(*image));
+    return fail(FailureClass::usage,
+                std::string(compression_name(c)) + " data holding " + describe_kernel_file(*image) + wanted);
+  }
+  return fail(FailureClass::usage, describe_kernel_file(file) + wanted);
+}
+
+Status check_x86_kernel(std::string_view file) {
+  const std::string what = describe_kernel_file(file);
+  const bool arm64 = what.find("arm64") != std::string::npos;
+  if (is_elf(file)) {
+    if (has_pvh_entry(file)) return {};
+    if (arm64)
+      return fail(FailureClass::usage, what + ", not x86_64: boot the arm64 Image with --arch arm64");
+    return fail(FailureClass::usage,
+                "an ELF without a PVH entry note, which QEMU cannot boot: pass the bzImage");
+  }
+  if (arm64)
+    return fail(FailureClass::usage, what + ", not an x86 bzImage or vmlinux: boot it with --arch arm64");
+  if (auto info = parse_bzimage(file); !info) {
+    std::string message = "neither a vmlinux ELF nor a bzImage";
+    // A compressed arm64 Image (Image.gz) shows only once unpacked, which arm64_boot_image does.
+    if (detect_compression(file) != Compression::none)
+      message += " (" + what + "; for a compressed arm64 Image pass --arch arm64)";
+    return std::unexpected(std::move(info.error()).context(message));
+  }
+  return {};
+}
+
 }  // namespace kgate::kernel

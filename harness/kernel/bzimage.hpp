@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,5 +37,23 @@ bool has_pvh_entry(std::string_view elf);
 // "ARM\x64" at offset 0x38 of its 64-byte header. QEMU boots it with -kernel as it is; Debian's
 // arm64 vmlinuz is one.
 bool is_arm64_image(std::string_view image);
+
+// What QEMU boots for an arm64 kernel file: nothing new (nullopt) when it is an uncompressed Image,
+// the decompressed Image when it is a gzip, xz or zstd stream of one (Image.gz, as some OCI kernel
+// images ship). QEMU would gunzip an Image.gz itself, but kgate reads the booted file too (its embedded
+// config), so it boots the Image. Anything else is class usage naming what the file is instead (an x86
+// bzImage, an ELF vmlinux, an EFI zboot image).
+Result<std::optional<std::string>> arm64_boot_image(std::string_view file,
+                                                    std::size_t max_output = std::size_t{1} << 30);
+
+// Checks an x86_64 kernel file: a bzImage, or an ELF vmlinux with a PVH entry note. Errors are class
+// usage, a phrase for the caller to prefix with the file's name; an arm64 kernel, the likeliest wrong
+// file, is named as such with the --arch that boots it.
+Status check_x86_kernel(std::string_view file);
+
+// What `file` looks like when it is not the kernel format wanted, as a phrase ("an x86 bzImage",
+// "an arm64 Image", "an arm64 ELF (a vmlinux)", "gzip data", "a file starting with 00 01 02 03"),
+// for error messages.
+std::string describe_kernel_file(std::string_view file);
 
 }  // namespace kgate::kernel

@@ -191,3 +191,74 @@ TEST_CASE("an arm64 Image is told by the magic at 0x38 of its header") {
   CHECK_FALSE(is_arm64_image(image.substr(0, 63)));
   CHECK_FALSE(is_arm64_image(bzimage_bytes(bzimage_payload(Compression::gzip, elf_executable("x")))));
 }
+
+namespace {
+// The 64-byte header of an arm64 Image (magic at 0x38) and some text after it.
+std::string arm64_image() {
+  std::string image(64, '\0');
+  image.replace(0, 2, "MZ");  // an EFI stub's PE header, as Debian's Image carries
+  image.replace(0x38, 4, "ARM\x64"sv);
+  return image + "the rest of the arm64 kernel";
+}
+}  // namespace
+
+TEST_CASE("arm64_boot_image boots an Image as it is, unpacks a compressed one and refuses the rest") {
+  const std::string image = arm64_image();
+  SUBCASE("an uncompressed Image boots as it is") {
+    auto r = arm64_boot_image(image);
+    REQUIRE(r.has_value());
+    CHECK_FALSE(r->has_value());
+  }
+  SUBCASE("Image.gz and an xz Image are decompressed") {
+    for (const std::string& packed : {gzip_bytes(image), xz_bytes(image)}) {
+      auto r = arm64_boot_image(packed);
+      REQUIRE_MESSAGE(r.has_value(), r.error().describe());
+      REQUIRE(r->has_value());
+      CHECK(**r == image);
+    }
+  }
+  SUBCASE("an x86 bzImage") {
+    check_error(arm64_boot_image(bzimage_bytes(bzimage_payload(Compression::gzip, pvh_elf()))),
+                "an x86 bzImage, not an arm64 Image");
+  }
+  SUBCASE("an ELF vmlinux, of either machine") {
+    check_error(arm64_boot_image(pvh_elf()), "an x86-64 ELF (a vmlinux), not an arm64 Image");
+    check_error(arm64_boot_image(elf_executable("", EM_AARCH64)),
+                "an arm64 ELF (a vmlinux), not an arm64 Image");
+  }
+  SUBCASE("compressed data that holds no Image") {
+    check_error(arm64_boot_image(gzip_bytes(pvh_elf())), "gzip data holding an x86-64 ELF (a vmlinux), not");
+    check_error(arm64_boot_image(gzip_bytes("")), "gzip data holding an empty file, not an arm64 Image");
+  }
+  SUBCASE("corrupt compressed data") {
+    std::string packed = gzip_bytes(image);
+    packed.resize(packed.size() / 2);
+    check_error(arm64_boot_image(packed), "arm64 kernel: decompress gzip");
+  }
+  SUBCASE("more than max_output bytes unpacked") {
+    check_error(arm64_boot_image(gzip_bytes(image), 16), "arm64 kernel");
+  }
+  SUBCASE("an EFI zboot image") {
+    std::string zboot = "MZ\0\0zimg"s + std::string(56, '\0');
+    check_error(arm64_boot_image(zboot), "an EFI zboot image (vmlinuz.efi), not an arm64 Image");
+  }
+  SUBCASE("anything else") {
+    check_error(arm64_boot_image("kernel bytes"), "a file starting with 6b 65 72 6e, not an arm64 Image");
+    check_error(arm64_boot_image(""), "an empty file, not an arm64 Image");
+  }
+}
+
+TEST_CASE("check_x86_kernel accepts a bzImage or a PVH vmlinux and names an arm64 kernel with its --arch") {
+  CHECK(check_x86_kernel(bzimage_bytes(bzimage_payload(Compression::xz, pvh_elf()))).has_value());
+  CHECK(check_x86_kernel(pvh_elf()).has_value());
+  check_error(check_x86_kernel(arm64_image()),
+              "an arm64 Image, not an x86 bzImage or vmlinux: boot it with --arch arm64");
+  check_error(check_x86_kernel(elf_executable("", EM_AARCH64)),
+              "an arm64 ELF (a vmlinux), not x86_64: boot the arm64 Image with --arch arm64");
+  check_error(check_x86_kernel(elf_executable("")), "an ELF without a PVH entry note");
+  check_error(
+      check_x86_kernel(gzip_bytes(arm64_image())),
+      "neither a vmlinux ELF nor a bzImage (gzip data; for a compressed arm64 Image pass --arch arm64)");
+  check_error(check_x86_kernel(std::string(0x300, 'x')),
+              "neither a vmlinux ELF nor a bzImage: bzImage: no \"HdrS\"");
+}
