@@ -185,7 +185,8 @@ Result<std::optional<std::string>> arm64_boot_image(std::string_view file, std::
 
 Status check_x86_kernel(std::string_view file) {
   const std::string what = describe_kernel_file(file);
-  const bool arm64 = what.find("arm64") != std::string::npos;
+  auto eh = read_at<Elf64_Ehdr>(file, 0);
+  const bool arm64 = is_arm64_image(file) || (is_elf(file) && eh && eh->e_machine == EM_AARCH64);
   if (is_elf(file)) {
     if (has_pvh_entry(file)) return {};
     if (arm64)
