@@ -153,16 +153,6 @@ int cmd_gates(int argc, char** argv) {
 
   install_interrupt_handlers();
   std::optional<gate::GroupLock> group;
-  if (args.count("concurrency-group")) {
-    auto g = gate::GroupLock::take(gate::default_group_dir(), args["concurrency-group"].as<std::string>(),
-                                   Deadline(std::chrono::seconds(90)));
-    if (!g) {
-      std::cerr << "kgate: " << g.error().describe() << "\n";
-      return exit_code(g.error().cls());
-    }
-    group.emplace(std::move(*g));
-  }
-
   gate::ExecOptions eo;
   eo.jobs = jobs;
   eo.out_dir = args.count("out")
@@ -185,10 +175,25 @@ int cmd_gates(int argc, char** argv) {
   std::cerr << strprintf("kgate: %zu gates from %s, at most %d at once; output in %s\n", selected->size(),
                          pipeline->file.c_str(), jobs, eo.out_dir.c_str());
 
+  // The group is taken once the output directory exists: a run that never gets it (a
+  // signal while waiting, an older run that will not end) still writes its receipt.
+  std::optional<Error> not_started;
+  if (args.count("concurrency-group")) {
+    auto g = gate::GroupLock::take(gate::default_group_dir(), args["concurrency-group"].as<std::string>(),
+                                   Deadline(std::chrono::seconds(90)));
+    if (g) {
+      group.emplace(std::move(*g));
+    } else {
+      not_started = g.error();
+      std::cerr << "kgate: " << g.error().describe() << "\n";
+    }
+  }
   auto where = gate::collect_provenance(pipeline->file);
-  auto ex = gate::execute(*pipeline, *selected, eo, [&](const Gate& g, const GateResult& r, bool done) {
-    print_event(g, r, done, eo.out_dir);
-  });
+  auto ex = not_started
+                ? gate::not_run(*pipeline, *selected, not_started->describe())
+                : gate::execute(*pipeline, *selected, eo, [&](const Gate& g, const GateResult& r, bool done) {
+                    print_event(g, r, done, eo.out_dir);
+                  });
 
   auto summary = gate::summary_json(*pipeline, ex, where, jobs, only);
   const fs::path summary_path = eo.out_dir / "verify-all-summary.json";
@@ -214,7 +219,9 @@ int cmd_gates(int argc, char** argv) {
     code = exit_code(FailureClass::infra);
   } else {
     std::cout << "receipt: " << summary_path.string() << "\n";
-    if (ex.cancelled) {
+    if (not_started) {
+      code = exit_code(not_started->cls());
+    } else if (ex.cancelled) {
       code = exit_code(FailureClass::interrupted);
     } else if (gate::count(ex).non_green() > 0) {
       code = exit_code(FailureClass::gate_failed);

@@ -429,4 +429,19 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
   return ex;
 }
 
+Execution not_run(const Pipeline& p, const std::vector<size_t>& selected, const std::string& why) {
+  Execution ex;
+  ex.started = ex.ended = std::chrono::system_clock::now();
+  ex.cancelled = true;
+  ex.cancel_reason = why;
+  for (size_t i : selected) {
+    GateResult r;
+    r.name = p.gates[i].name;
+    r.status = GateStatus::cancelled;
+    r.reason = "cancelled before it started";
+    ex.results.push_back(std::move(r));
+  }
+  return ex;
+}
+
 }  // namespace kgate::gate

@@ -56,4 +56,8 @@ using GateEvent = std::function<void(const Gate&, const GateResult&, bool done)>
 Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const ExecOptions& opts,
                   const GateEvent& event);
 
+// A run that never started (a concurrency group that could not be taken): every selected
+// gate cancelled before it started, for `why`, so the receipt is still written.
+Execution not_run(const Pipeline& p, const std::vector<size_t>& selected, const std::string& why);
+
 }  // namespace kgate::gate

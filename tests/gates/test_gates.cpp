@@ -402,3 +402,44 @@ TEST_CASE("an ebpf-matrix gate whose entries select nothing fails with the reaso
   CHECK(gate_of(r.summary, "kernels")["reason"].get<std::string>().find("no-such-entry*") !=
         std::string::npos);
 }
+
+TEST_CASE("a run interrupted while it waits for its concurrency group still writes its receipt") {
+  TempDir tmp = make_tmp();
+  const fs::path runtime = tmp.path() / "runtime";
+  REQUIRE(make_dirs(runtime).has_value());
+  ::setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+  // The older run's gate ignores SIGTERM, so the older run takes its 5 s grace to end.
+  fs::path old_file = tmp.path() / "old.json";
+  REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
+    {"name": "stubborn", "command": ["sh", "-c", "trap '' TERM; echo $$ > stubborn.pgid; sleep 300"]}]})")
+              .has_value());
+  auto older = Child::spawn(gates_argv(old_file, tmp.path() / "old-out", {"--concurrency-group", "k"}),
+                            {tmp.path() / "old.stdout", tmp.path() / "old.stderr", {}});
+  REQUIRE(older.has_value());
+  pid_t stubborn = wait_for_pid_file(tmp.path() / "stubborn.pgid");
+  fs::path quick = write_pipeline(tmp.path(), R"({"name": "quick", "command": ["touch", "quick.ran"]})");
+  auto newer = Child::spawn(gates_argv(quick, tmp.path() / "new-out", {"--concurrency-group", "k"}),
+                            {tmp.path() / "new.stdout", tmp.path() / "new.stderr", {}});
+  REQUIRE(newer.has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ::kill(newer->pid(), SIGINT);
+  auto st = newer->wait(Deadline(std::chrono::seconds(10)), false);
+  REQUIRE(st.has_value());
+  CHECK(exit_of(*st) == 130);
+  CHECK_FALSE(path_exists(tmp.path() / "quick.ran"));
+  auto text = read_file(tmp.path() / "new-out" / "verify-all-summary.json");
+  REQUIRE(text.has_value());
+  json s = json::parse(*text);
+  CHECK(s["cancelled"] == true);
+  CHECK(s["cancel_reason"].get<std::string>().find("interrupted while waiting") != std::string::npos);
+  CHECK(gate_of(s, "quick")["status"] == "cancelled");
+  auto stdout_text = read_file(tmp.path() / "new.stdout");
+  REQUIRE(stdout_text.has_value());
+  CHECK(last_line(*stdout_text) == "verify-all: 0 passed, 1 failed");
+  // The older run was still told to stop, and ends with its stubborn gate killed.
+  auto old_st = older->wait(Deadline(std::chrono::seconds(20)), false);
+  REQUIRE(old_st.has_value());
+  CHECK(exit_of(*old_st) == 130);
+  CHECK_FALSE(group_alive(stubborn));
+  ::unsetenv("XDG_RUNTIME_DIR");
+}
