@@ -29,6 +29,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)has_pvh_entry(*elf);
   }
   (void)has_pvh_entry(input);
+  // The arm64 Image check and the x86 kernel check: a verdict or a usage error, never more.
+  if (auto image = arm64_boot_image(input, cap)) {
+    if (*image) KGATE_FUZZ_CHECK((*image)->size() <= cap);
+  } else {
+    KGATE_FUZZ_CHECK(image.error().cls() == kgate::FailureClass::usage);
+  }
+  if (auto x86 = check_x86_kernel(input); !x86)
+    KGATE_FUZZ_CHECK(x86.error().cls() == kgate::FailureClass::usage);
+  KGATE_FUZZ_CHECK(!describe_kernel_file(input).empty());
   auto out = kgate::decompress(input, cap);
   if (out)
     KGATE_FUZZ_CHECK(out->size() <= cap);
@@ -57,6 +66,11 @@ std::vector<std::string> kgate_fuzz_seeds() {
   }
   seeds.push_back(bzimage_bytes(bzimage_payload(Compression::zstd, elf), 0));  // setup_sects 0 means 4
   seeds.push_back(elf);                                                        // has_pvh_entry on its own
+  // An arm64 Image header (magic "ARM\x64" at 56), bare and gzip-compressed.
+  std::string image(64, '\0');
+  image.replace(56, 4, "ARM\x64");
+  seeds.push_back(image);
+  seeds.push_back(kgate::testing::bzimage_payload(Compression::gzip, image));
   // Payloads that decompress to the wrong kind of ELF.
   seeds.push_back(bzimage_bytes(bzimage_payload(Compression::gzip, pvh_elf(EM_AARCH64))));
   seeds.push_back(bzimage_bytes(bzimage_payload(Compression::gzip, pvh_elf(EM_X86_64, ET_DYN))));
