@@ -4,9 +4,7 @@
  * reports "unknown func bpf_probe_write_user#36" and the kernel logs a
  * "Lockdown: ... use of bpf to write user RAM is restricted" line. With no
  * lockdown it loads. kgate only loads it, never attaches it. */
-#include <linux/types.h>
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
+#include "kgate_bpf.h"
 
 SEC("tracepoint/syscalls/sys_enter_getppid")
 int canary_write_user(void *ctx)

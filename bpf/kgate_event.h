@@ -3,7 +3,13 @@
  * forwards the records to the host as JSON. */
 #pragma once
 
+/* The fixed-width types: a BPF program has them from kgate_bpf.h, since it includes no system
+ * header; the agent from the uapi. */
+#ifdef __bpf__
+#include "kgate_bpf.h"
+#else
 #include <linux/types.h>
+#endif
 
 #define KGATE_PROG_NAME_LEN 16
 

@@ -8,11 +8,7 @@
  *    `kgate_nonce` map, which the agent fills with the host's nonce before triggering.
  *  - on_uprobe: uprobe on the agent's own kgate_uprobe_target(nonce); the nonce is
  *    the function's first argument. */
-#include <linux/types.h>
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-
+#include "kgate_bpf.h"
 #include "kgate_event.h"
 
 struct task_struct {
@@ -65,7 +61,7 @@ static __always_inline int emit(const char *name, __u64 nonce, __s32 nr)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->nonce = nonce;
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->core_tgid = BPF_CORE_READ(task, tgid);
+	e->core_tgid = KGATE_CORE_READ(task, tgid);
 	e->syscall_nr = nr;
 	e->reserved = 0;
 	__builtin_memset(e->prog, 0, sizeof(e->prog));
