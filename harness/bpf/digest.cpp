@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "core/strings.hpp"
+#include "core/subprocess.hpp"
 
 namespace kgate::bpf {
 
@@ -65,15 +66,34 @@ std::vector<fs::path> object_files(const fs::path& dir, std::error_code& ec) {
   return out;
 }
 
-Result<std::vector<std::string>> select_arches(const DigestLock& lock, std::vector<std::string> arches) {
+// The gate arches named (aliases allowed), by their own names, each once, in gate_arches order.
+Result<std::vector<std::string>> select_arches(const DigestLock& lock,
+                                               const std::vector<std::string>& arches) {
   if (arches.empty()) return lock.arches();
-  std::ranges::sort(arches);
-  arches.erase(std::ranges::unique(arches).begin(), arches.end());
+  std::set<std::string_view> named;
   for (const std::string& a : arches) {
-    if (find_gate_arch(a) == nullptr)
-      return fail(FailureClass::usage, "unknown arch '" + a + "' (x86, arm64)");
+    const GateArch* arch = parse_gate_arch(a);
+    if (arch == nullptr)
+      return fail(FailureClass::usage, "unknown arch '" + a + "' (" + std::string(gate_arch_choices) + ")");
+    named.insert(arch->name);
   }
-  return arches;
+  std::vector<std::string> out;
+  for (const GateArch& a : gate_arches)
+    if (named.contains(a.name)) out.emplace_back(a.name);
+  return out;
+}
+
+// Why a section name of the object at `path` cannot go into the lock; nullopt when none.
+std::optional<std::string> unlockable_section_name(const fs::path& path, const ObjectInfo& info) {
+  for (std::size_t i = 0; i < info.sections.size(); ++i) {
+    const std::string& name = info.sections[i].name;
+    if (!valid_utf8(name))
+      return strprintf(
+          "%s: not locked: section %zu's name \"%s\" is not valid UTF-8, which the lock (JSON text) "
+          "cannot hold as it is",
+          path.string().c_str(), i + 1, escape_bytes(name).c_str());
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -151,9 +171,38 @@ Result<std::optional<std::string>> read_clang_version(const fs::path& dir) {
   return line;
 }
 
+Result<std::optional<std::string>> installed_clang_version() {
+  fs::path clang = find_program("clang");
+  if (clang.empty()) return std::nullopt;
+  auto run = run_capture({clang.string(), "--version"}, Deadline(std::chrono::seconds(30)));
+  if (!run) return std::unexpected(std::move(run.error()).context(clang.string() + " --version"));
+  if (run->status != 0)
+    return fail(FailureClass::infra, clang.string() + " --version " + describe_status(run->status));
+  std::string line = run->out.substr(0, run->out.find('\n'));
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.empty()) return fail(FailureClass::infra, clang.string() + " --version printed nothing");
+  return line;
+}
+
+std::optional<std::string> installed_clang_note(const std::optional<std::string>& built,
+                                                const Result<std::optional<std::string>>& installed) {
+  if (!built) return std::nullopt;
+  if (!installed)
+    return "cannot tell whether the clang installed now built these objects: " + installed.error().describe();
+  if (!*installed)
+    return "no clang is installed (none on PATH): cannot tell whether the clang that built these objects "
+           "is still the installed one";
+  if (**installed == *built) return std::nullopt;
+  return "the objects were built by " + *built + ", another clang than the one installed now (" +
+         **installed +
+         "); ninja does not rebuild them for that (it compares mtimes, and a package update keeps the "
+         "package's build times). Rebuild from clean (`ninja -C build -t clean && ninja -C build`) before "
+         "trusting or updating them";
+}
+
 Result<DigestReport> check_objects(const DigestLock& lock, const fs::path& dir,
                                    std::vector<std::string> arches) {
-  auto selected = select_arches(lock, std::move(arches));
+  auto selected = select_arches(lock, arches);
   if (!selected) return std::unexpected(selected.error());
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -210,19 +259,20 @@ Result<DigestReport> check_objects(const DigestLock& lock, const fs::path& dir,
 Result<DigestLock> update_lock(DigestLock lock, const fs::path& dir, std::vector<std::string> arches) {
   if (arches.empty())
     for (const GateArch& a : gate_arches) arches.emplace_back(a.name);
-  auto selected = select_arches(DigestLock{}, std::move(arches));
+  auto selected = select_arches(DigestLock{}, arches);
   if (!selected) return std::unexpected(selected.error());
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return fail(FailureClass::usage, dir.string() + ": not a directory of BPF objects");
   auto clang = read_clang_version(dir);
   if (!clang) return std::unexpected(std::move(clang).error());
   if (!*clang)
     return fail(FailureClass::usage, (dir / clang_version_file).string() +
                                          " is missing: the lock records the clang that built the objects, "
                                          "which the build writes there");
-  std::error_code ec;
+  // A directory that exists but cannot be listed is the host's problem (infra), as in check_objects.
   auto files = object_files(dir, ec);
-  if (ec)
-    return std::unexpected(
-        fail_errno("list " + dir.string(), ec.value()).error().reclass(FailureClass::usage));
+  if (ec) return fail_errno("list " + dir.string(), ec.value());
 
   // Entries of the selected arches are replaced as a whole: an object that is gone leaves the lock.
   for (auto& [_, entries] : lock.objects)
@@ -235,6 +285,7 @@ Result<DigestLock> update_lock(DigestLock lock, const fs::path& dir, std::vector
     if (!bytes) return std::unexpected(std::move(bytes.error()).reclass(FailureClass::usage));
     auto info = inspect_object(*bytes);
     if (!info) return std::unexpected(std::move(info.error()).context(p.string()));
+    if (auto why = unlockable_section_name(p, *info)) return fail(FailureClass::usage, *why);
     std::vector<std::string> problems = arch_problems(*info, *find_gate_arch(arch));
     for (const std::string& q : info->problems) problems.push_back(q);
     if (!problems.empty()) {

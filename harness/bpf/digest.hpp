@@ -50,6 +50,19 @@ struct DigestReport {
 // when there is none.
 Result<std::optional<std::string>> read_clang_version(const fs::path& dir);
 
+// The first line of `clang --version` of the clang on PATH now; nullopt when there is none.
+// Fails (class infra) when it cannot be run or exits non-zero.
+Result<std::optional<std::string>> installed_clang_version();
+
+// Whether built objects are stale: ninja rebuilds them when the clang binary's mtime changes, and
+// a distribution update keeps the package's build time, so objects built by a replaced clang stay.
+// `built` is their clang-version.txt, `installed` what installed_clang_version() gave. Nothing to
+// say when they agree or the build recorded no clang; else a note that the objects were built by
+// another clang than the installed one, and need a clean rebuild before they are trusted or locked,
+// or that the installed clang could not be asked.
+std::optional<std::string> installed_clang_note(const std::optional<std::string>& built,
+                                                const Result<std::optional<std::string>>& installed);
+
 // Checks DIR's <name>.<arch>.bpf.o against every lock entry of `arches` (all of the lock's when
 // empty). A locked object missing from DIR cannot be checked (bad input); an object in DIR that
 // the lock lacks is a mismatch. Fails (usage) for an arch that is not a gate arch or has no entry.
@@ -64,7 +77,7 @@ Result<DigestLock> update_lock(DigestLock lock, const fs::path& dir, std::vector
 // The report as text, one "FILE: yes" or "FILE: no" line per object with its details indented.
 std::string render_report(const DigestReport& report);
 
-// What inspect_object() and open_object() found in one file, for `kgate digest --inspect`.
+// What inspect_object() and open_inspected_object() found in one file, for `kgate digest --inspect`.
 std::string render_inspection(const ObjectInfo& info, const Result<ObjectLayout>& layout);
 
 }  // namespace kgate::bpf

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_checks.hpp"
+#include "core/strings.hpp"
 
 namespace kgate::bpf {
 
@@ -165,6 +166,40 @@ LockEntry lock_entry(const ObjectInfo& info, std::string clang) {
   LockEntry e{info.sha256, info.size, std::move(clang), {}};
   for (const Section& s : info.sections) e.sections.push_back({s.name, s.size, s.sha256});
   return e;
+}
+
+bool valid_utf8(std::string_view s) {
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  for (std::size_t i = 0; i < s.size();) {
+    unsigned c = byte(i);
+    std::size_t n = c < 0x80             ? 0
+                    : (c & 0xe0) == 0xc0 ? 1
+                    : (c & 0xf0) == 0xe0 ? 2
+                    : (c & 0xf8) == 0xf0 ? 3
+                                         : 4;
+    if (n == 4 || n > s.size() - i - 1) return false;
+    std::uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+    for (std::size_t k = 1; k <= n; ++k) {
+      if ((byte(i + k) & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (byte(i + k) & 0x3f);
+    }
+    constexpr std::uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+std::string escape_bytes(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\')
+      out += ch;
+    else
+      out += strprintf("\\x%02x", c);
+  }
+  return out;
 }
 
 std::string object_file_name(std::string_view name, std::string_view arch) {

@@ -53,6 +53,13 @@ std::string write_lock(const DigestLock& lock);
 
 LockEntry lock_entry(const ObjectInfo& info, std::string clang);
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+// The lock is JSON text: a section name that is not could not be written as itself, and its
+// object would never match its own entry.
+bool valid_utf8(std::string_view s);
+// `s` with every byte outside printable ASCII as \xNN, for messages about names that are not text.
+std::string escape_bytes(std::string_view s);
+
 // Gate object files are named <name>.<arch>.bpf.o.
 std::string object_file_name(std::string_view name, std::string_view arch);
 // The name and gate arch of such a file name; nullopt for any other.

@@ -219,6 +219,12 @@ const GateArch* find_gate_arch(std::string_view name) {
   return nullptr;
 }
 
+const GateArch* parse_gate_arch(std::string_view name) {
+  if (name == "x86_64" || name == "amd64") return find_gate_arch("x86");
+  if (name == "aarch64") return find_gate_arch("arm64");
+  return find_gate_arch(name);
+}
+
 std::string register_arch(const ObjectInfo& info) {
   std::set<std::string_view> named;
   for (const CoreRelo& r : info.core_relos)

@@ -61,6 +61,11 @@ struct GateArch {
 };
 inline constexpr GateArch gate_arches[] = {{"x86", "pt_regs"}, {"arm64", "user_pt_regs"}};
 const GateArch* find_gate_arch(std::string_view name);
+// The gate arch a command line names: its own name, or x86_64 or amd64 for x86, aarch64 for arm64
+// (the names kgate run, the matrix and receipts use); nullptr for any other.
+const GateArch* parse_gate_arch(std::string_view name);
+// "x86 (x86_64, amd64), arm64 (aarch64)": what parse_gate_arch() accepts, for messages.
+inline constexpr std::string_view gate_arch_choices = "x86 (x86_64, amd64), arm64 (aarch64)";
 
 // The gate arch whose register type the object's CO-RE relocations name: "" when they name none
 // (an object that reads no registers fits every arch) or more than one.

@@ -3,7 +3,6 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
-#include <cstring>
 #include <memory>
 
 #include "bpf/libbpf_log.hpp"
@@ -36,10 +35,11 @@ Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name
     int err = errno;
     std::string why = log.text();
     while (!why.empty() && why.back() == '\n') why.pop_back();
-    return fail(
-        FailureClass::usage,
-        "libbpf cannot open " + name + ": " + std::strerror(err) + (why.empty() ? "" : " (" + why + ")"),
-        err);
+    // libbpf's own codes (LIBBPF_ERRNO__FORMAT is 4001, ...) are beyond strerror's table.
+    char what[256] = "unknown error";
+    if (err != 0) libbpf_strerror(err, what, sizeof what);
+    return fail(FailureClass::usage,
+                "libbpf cannot open " + name + ": " + what + (why.empty() ? "" : " (" + why + ")"), err);
   }
   ObjectLayout layout;
   bpf_program* prog = nullptr;
@@ -54,6 +54,19 @@ Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name
                            or_empty(libbpf_bpf_map_type_str(bpf_map__type(map))), bpf_map__max_entries(map)});
   }
   return layout;
+}
+
+Result<ObjectLayout> open_inspected_object(std::string_view bytes, const ObjectInfo& info,
+                                           const std::string& name) {
+  if (!info.problems.empty())
+    return fail(FailureClass::usage, "not opened: kgate found problems in the file");
+  std::string why;
+  for (const GateArch& arch : gate_arches) {
+    std::vector<std::string> problems = arch_problems(info, arch);
+    if (problems.empty()) return open_object(bytes, name);
+    why += (why.empty() ? "" : "; ") + std::string(arch.name) + ": " + problems.front();
+  }
+  return fail(FailureClass::usage, "not opened: not a BPF object for any gate arch (" + why + ")");
 }
 
 }  // namespace kgate::bpf

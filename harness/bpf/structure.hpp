@@ -1,7 +1,9 @@
 // The structural check without a boot: libbpf opens an object from memory, as the agent will,
 // and lists its programs and maps. Nothing is loaded, so a foreign arch's object opens on any host.
-// libbpf's ELF reader is less defensive than kgate's own: call this on a file that
-// inspect_object() has read without problems.
+// libbpf's ELF reader (1.1's bpf_object__open_mem) is less defensive than kgate's own and trusts
+// what it reads: hand it untrusted bytes only through open_inspected_object(), which first
+// requires that inspect_object() found no problems and that the file is a BPF object for a gate
+// arch (EM_BPF, ELF64, relocatable, little-endian, .BTF and .BTF.ext).
 #pragma once
 
 #include <cstddef>
@@ -10,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bpf/object.hpp"
 #include "core/error.hpp"
 
 namespace kgate::bpf {
@@ -33,7 +36,14 @@ struct ObjectLayout {
 };
 
 // Opens the object with bpf_object__open_mem and no load; `name` names it in messages. Fails
-// (class usage) with libbpf's warnings in the message when libbpf refuses it.
+// (class usage) with libbpf's error and warnings in the message when libbpf refuses it. For bytes
+// kgate built itself; see above.
 Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name);
+
+// open_object() for bytes that inspect_object() read as `info`, only when kgate found no problems
+// in them and arch_problems() finds none for at least one gate arch. Otherwise fails (class usage)
+// without calling libbpf, saying why.
+Result<ObjectLayout> open_inspected_object(std::string_view bytes, const ObjectInfo& info,
+                                           const std::string& name);
 
 }  // namespace kgate::bpf

@@ -18,14 +18,24 @@ int failed(const Error& e) {
   return exit_code(e.cls());
 }
 
-int check(const fs::path& lock_path, const fs::path& dir, const std::vector<std::string>& arches) {
+// Built objects (not a release directory) may be older than the clang installed now.
+enum class Objects { built, release };
+
+void note_installed_clang(const std::optional<std::string>& built) {
+  if (auto note = bpf::installed_clang_note(built, bpf::installed_clang_version()))
+    std::cout << "note: " << *note << "\n";
+}
+
+int check(const fs::path& lock_path, const fs::path& dir, const std::vector<std::string>& arches,
+          Objects objects) {
   auto lock = bpf::load_lock(lock_path);
   if (!lock) return failed(lock.error());
   auto report = bpf::check_objects(*lock, dir, arches);
   if (!report) return failed(report.error());
   std::cout << "objects in " << dir.string() << " ("
-            << (report->clang ? "built by " + *report->clang : std::string("clang not recorded")) << ")\n"
-            << bpf::render_report(*report);
+            << (report->clang ? "built by " + *report->clang : std::string("clang not recorded")) << ")\n";
+  if (objects == Objects::built) note_installed_clang(report->clang);
+  std::cout << bpf::render_report(*report);
   FailureClass outcome = report->outcome();
   std::cout << "kgate digest: " << report->summary(lock_path.string()) << "\n";
   return exit_code(outcome);
@@ -40,6 +50,8 @@ int update(const fs::path& lock_path, const fs::path& dir, const std::vector<std
   }
   auto lock = bpf::update_lock(std::move(old), dir, arches);
   if (!lock) return failed(lock.error());
+  // update_lock() has read clang-version.txt; this second read only feeds the note.
+  if (auto built = bpf::read_clang_version(dir)) note_installed_clang(*built);
   if (auto ok = write_file_atomic(lock_path, bpf::write_lock(*lock)); !ok) return failed(ok.error());
   std::size_t n = 0;
   for (const auto& [_, entries] : lock->objects) n += entries.size();
@@ -53,10 +65,8 @@ int inspect(const fs::path& file) {
   if (!bytes) return failed(std::move(bytes.error()).reclass(FailureClass::usage));
   auto info = bpf::inspect_object(*bytes);
   if (!info) return failed(std::move(info.error()).context(file.string()));
-  // libbpf's own ELF reader sees only what kgate's reader found sound.
-  Result<bpf::ObjectLayout> layout =
-      info->problems.empty() ? bpf::open_object(*bytes, file.filename().string())
-                             : fail(FailureClass::usage, "not opened: kgate found problems in the file");
+  // libbpf's own ELF reader sees only what kgate's reader found sound and a BPF object.
+  Result<bpf::ObjectLayout> layout = bpf::open_inspected_object(*bytes, *info, file.filename().string());
   std::cout << file.string() << ": " << bpf::render_inspection(*info, layout);
   return 0;
 }
@@ -77,7 +87,7 @@ int cmd_digest(int argc, char** argv) {
       "LOCK");
   add("inspect", "show one object's sections, programs, maps and CO-RE relocations",
       cxxopts::value<std::string>(), "FILE");
-  add("arch", "x86 or arm64, repeatable (default: every arch in the lock)",
+  add("arch", "x86 (or x86_64, amd64) or arm64 (or aarch64), repeatable (default: every arch in the lock)",
       cxxopts::value<std::vector<std::string>>(), "ARCH");
   add("objects", "the built objects (default: bpf/ beside the kgate executable)",
       cxxopts::value<std::string>(), "DIR");
@@ -94,17 +104,20 @@ int cmd_digest(int argc, char** argv) {
     return usage_error("digest: --objects goes with --check and --update");
   std::vector<std::string> arches;
   if (args.count("arch")) arches = args["arch"].as<std::vector<std::string>>();
-  for (const std::string& a : arches)
-    if (bpf::find_gate_arch(a) == nullptr)
-      return usage_error("digest: unknown arch '" + a + "' (x86, arm64)");
+  for (std::string& a : arches) {
+    const bpf::GateArch* arch = bpf::parse_gate_arch(a);
+    if (arch == nullptr)
+      return usage_error("digest: unknown arch '" + a + "' (" + std::string(bpf::gate_arch_choices) + ")");
+    a = arch->name;
+  }
 
   if (args.count("inspect")) return inspect(args["inspect"].as<std::string>());
   fs::path objects = args.count("objects") ? fs::path(args["objects"].as<std::string>()) : self_dir() / "bpf";
-  if (args.count("check")) return check(args["check"].as<std::string>(), objects, arches);
+  if (args.count("check")) return check(args["check"].as<std::string>(), objects, arches, Objects::built);
   if (args.count("update")) return update(args["update"].as<std::string>(), objects, arches);
   std::string lock = args.count("lock") ? args["lock"].as<std::string>() : "";
   return check(find_project_file(lock, "KGATE_DIGESTS_LOCK", fs::path("bpf") / "digests.lock"),
-               args["verify-release"].as<std::string>(), arches);
+               args["verify-release"].as<std::string>(), arches, Objects::release);
 }
 
 }  // namespace kgate::cli

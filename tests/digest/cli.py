@@ -23,8 +23,11 @@ def fail(msg):
     sys.exit(1)
 
 
-def run(kgate, *args):
-    r = subprocess.run([kgate, "digest", *args], capture_output=True, text=True)
+def run(kgate, *args, path=None):
+    env = None
+    if path is not None:
+        env = dict(os.environ, PATH=path)
+    r = subprocess.run([kgate, "digest", *args], capture_output=True, text=True, env=env)
     print(f"$ kgate digest {' '.join(args)}  -> exit {r.returncode}\n{r.stdout}{r.stderr}")
     return r.returncode, r.stdout + r.stderr
 
@@ -59,6 +62,15 @@ def copy_objects(src, dst, clang=True):
         shutil.copy(os.path.join(src, "clang-version.txt"), dst)
 
 
+def fake_clang(directory, version):
+    """A `clang` on PATH that says it is `version`."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "clang")
+    with open(path, "w") as f:
+        f.write(f"#!/bin/sh\necho '{version}'\necho 'Target: bpf'\n")
+    os.chmod(path, 0o755)
+
+
 def flip_byte_in(path, section):
     with open(path, "rb") as f:
         data = bytearray(f.read())
@@ -77,6 +89,25 @@ def main():
         if case == "check_clean":
             rc, out = run(kgate, "--check", lock)
             expect(rc, out, 0, *[f"{n}.{a}.bpf.o: yes" for n in NAMES for a in ARCHES], "all 4 objects match")
+            if "note:" in out:
+                fail("a check by the clang installed now has a note")
+            # ninja does not rebuild the objects when a package update replaces clang: the check
+            # compares the installed clang with the one that built them, and says so.
+            bin_dir = os.path.join(tmp, "bin")
+            fake_clang(bin_dir, "Debian clang version 99.0.0")
+            rc, out = run(kgate, "--check", lock, path=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+            expect(rc, out, 0, "note: the objects were built by Debian clang version",
+                   "another clang than the one installed now (Debian clang version 99.0.0)",
+                   "ninja -C build -t clean && ninja -C build", "all 4 objects match")
+            rc, out = run(kgate, "--check", lock, path=os.path.join(tmp, "empty"))
+            expect(rc, out, 0, "note: no clang is installed", "all 4 objects match")
+            # A release directory is not a build: no note.
+            copy_objects(objects, work)
+            rc, out = run(kgate, "--verify-release", work, "--lock", lock,
+                          path=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+            expect(rc, out, 0, "all 4 objects match")
+            if "note:" in out:
+                fail("--verify-release compared the installed clang")
         elif case == "flipped_byte":
             copy_objects(objects, work)
             flip_byte_in(os.path.join(work, "probe.arm64.bpf.o"), UPROBE)
@@ -87,6 +118,10 @@ def main():
                 fail("--arch arm64 checked x86 objects")
             rc, out = run(kgate, "--arch", "x86", "--check", lock, "--objects", work)
             expect(rc, out, 0, "probe.x86.bpf.o: yes")
+            # The names kgate run, the matrix and receipts use.
+            for alias, arch in (("x86_64", "x86"), ("amd64", "x86"), ("aarch64", "arm64")):
+                rc, out = run(kgate, "--arch", alias, "--check", lock, "--objects", work)
+                expect(rc, out, 0 if arch == "x86" else 7, f"probe.{arch}.bpf.o: ")
         elif case == "wrong_arch":
             # A release directory whose arm64 probe is the x86 one.
             copy_objects(objects, work, clang=False)
@@ -152,6 +187,12 @@ def main():
             os.remove(os.path.join(work, "clang-version.txt"))
             rc, out = run(kgate, "--update", fresh, "--objects", work)
             expect(rc, out, 2, "clang-version.txt is missing")
+            # A lock that cannot be written is the host's failure: infra.
+            not_a_dir = os.path.join(tmp, "a-file")
+            with open(not_a_dir, "w") as f:
+                f.write("a file, not a directory\n")
+            rc, out = run(kgate, "--update", os.path.join(not_a_dir, "digests.lock"))
+            expect(rc, out, 6, "a-file")
         elif case == "inspect":
             rc, out = run(kgate, "--inspect", os.path.join(objects, "probe.arm64.bpf.o"))
             expect(rc, out, 0, "EM_BPF", "register type: user_pt_regs (arm64)", "on_uprobe", "events  ringbuf",
@@ -160,11 +201,16 @@ def main():
             expect(rc, out, 0, "register type: pt_regs (x86)", "pt_regs.di")
             rc, out = run(kgate, "--inspect", lock)
             expect(rc, out, 2, "not an ELF file")
+            # An ELF file that is no BPF object is described, and never handed to libbpf.
+            rc, out = run(kgate, "--inspect", kgate)
+            expect(rc, out, 0, "libbpf: not opened: not a BPF object for any gate arch")
+            if "programs (libbpf" in out:
+                fail("libbpf opened a file that is not a BPF object")
         elif case == "usage":
             rc, out = run(kgate, "--check", lock, "--update", lock)
             expect(rc, out, 2, "give one of")
             rc, out = run(kgate, "--check", lock, "--arch", "riscv")
-            expect(rc, out, 2, "unknown arch 'riscv'")
+            expect(rc, out, 2, "unknown arch 'riscv' (x86 (x86_64, amd64), arm64 (aarch64))")
             rc, out = run(kgate, "--help")
             expect(rc, out, 0, "--verify-release")
         else:

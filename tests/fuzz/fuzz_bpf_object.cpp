@@ -49,6 +49,12 @@ void check_info(std::string_view input, const ObjectInfo& info) {
   auto again = parse_lock(text, "fuzz.lock");
   KGATE_FUZZ_CHECK(again.has_value());
   KGATE_FUZZ_CHECK(write_lock(*again) == text);
+  // Section names that are UTF-8 come back from the lock's text as they were (update_lock refuses
+  // the others).
+  const LockEntry& back = again->objects.at("fuzz").at("x86");
+  KGATE_FUZZ_CHECK(back.sections.size() == info.sections.size());
+  for (std::size_t i = 0; i < info.sections.size() && i < back.sections.size(); ++i)
+    if (valid_utf8(info.sections[i].name)) KGATE_FUZZ_CHECK(back.sections[i].name == info.sections[i].name);
   for (const GateArch& a : gate_arches) {
     std::vector<std::string> problems = arch_problems(info, a);
     ObjectCheck c = compare_object("fuzz.o", a, info, lock.objects["fuzz"][std::string(a.name)], "clang");

@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "bpf/btf_ext.hpp"
@@ -146,6 +148,50 @@ TEST_CASE("libbpf opens the arm64 object from memory and lists its programs and 
   REQUIRE_FALSE(junk.has_value());
   CHECK(junk.error().cls() == FailureClass::usage);
   CHECK(junk.error().describe().find("libbpf cannot open junk") != std::string::npos);
+  // libbpf's own error codes are named by libbpf_strerror, not left as numbers.
+  CHECK(junk.error().describe().find("Unknown error") == std::string::npos);
+}
+
+TEST_CASE("open_inspected_object hands libbpf only sound BPF objects") {
+  const std::string& probe = built("probe.arm64.bpf.o");
+  auto layout = open_inspected_object(probe, inspect(probe), "probe.arm64");
+  REQUIRE_MESSAGE(layout.has_value(), (layout ? "" : layout.error().describe()));
+  CHECK(layout->programs.size() == 2);
+
+  // An x86-64 executable: kgate reads it, libbpf never sees it.
+  std::string exe = kgate::testing::pvh_elf();
+  auto refused = open_inspected_object(exe, inspect(exe), "pvh");
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().cls() == FailureClass::usage);
+  CHECK(refused.error().describe().find("not a BPF object for any gate arch (x86: not a BPF object: machine "
+                                        "EM_X86_64 (62)") != std::string::npos);
+
+  // A BPF object whose relocations name both arches' register types fits neither.
+  ObjectInfo both = inspect(probe);
+  CoreRelo x86 = both.core_relos.front();
+  x86.type_name = "pt_regs";
+  both.core_relos.push_back(x86);
+  auto mixed = open_inspected_object(probe, both, "mixed");
+  REQUIRE_FALSE(mixed.has_value());
+  CHECK(mixed.error().describe().find("built for") != std::string::npos);
+
+  ObjectInfo damaged = inspect(probe);
+  damaged.problems.push_back(".BTF: libbpf cannot read it");
+  auto not_opened = open_inspected_object(probe, damaged, "damaged");
+  REQUIRE_FALSE(not_opened.has_value());
+  CHECK(not_opened.error().describe().find("kgate found problems") != std::string::npos);
+}
+
+TEST_CASE("gate arches by the names the rest of kgate uses") {
+  CHECK(parse_gate_arch("x86")->name == "x86");
+  CHECK(parse_gate_arch("x86_64")->name == "x86");
+  CHECK(parse_gate_arch("amd64")->name == "x86");
+  CHECK(parse_gate_arch("arm64")->name == "arm64");
+  CHECK(parse_gate_arch("aarch64")->name == "arm64");
+  for (std::string_view bad : {"", "riscv", "X86", "i386", "arm"}) CHECK(parse_gate_arch(bad) == nullptr);
+  // Only the gate arches' own names are file names and lock keys.
+  CHECK(find_gate_arch("x86_64") == nullptr);
+  CHECK_FALSE(split_object_file_name("probe.aarch64.bpf.o").has_value());
 }
 
 TEST_CASE("inspect_object refuses what is not ELF, and reads a foreign ELF without judging it") {
@@ -293,6 +339,85 @@ TEST_CASE("object file names") {
   for (std::string_view bad :
        {"probe.bpf.o", "probe.riscv.bpf.o", "probe.arm64.o", ".arm64.bpf.o", "a b.x86.bpf.o"})
     CHECK_FALSE(split_object_file_name(bad).has_value());
+}
+
+TEST_CASE("valid_utf8 and escape_bytes") {
+  for (std::string_view good : {""sv, "license"sv, "uprobe//proc/self/exe:f"sv, "caf\xc3\xa9"sv,
+                                "\xe2\x82\xac"sv, "\xf0\x9f\x98\x80"sv, "\xf4\x8f\xbf\xbf"sv, "\x7f"sv})
+    CHECK_MESSAGE(valid_utf8(good), escape_bytes(good));
+  for (std::string_view bad :
+       {"\xff"sv, "lic\x80nse"sv, "\xc3"sv, "\xc0\xaf"sv, "\xe0\x80\xaf"sv, "\xed\xa0\x80"sv,
+        "\xf4\x90\x80\x80"sv, "\xf8\x88\x80\x80\x80"sv, "\xe2\x82"sv, "\xe2\x28\xa1"sv})
+    CHECK_FALSE_MESSAGE(valid_utf8(bad), escape_bytes(bad));
+  CHECK(escape_bytes("lic\xffnse\n\\") == "lic\\xffnse\\x0a\\x5c");
+}
+
+TEST_CASE("update_lock refuses a section name that is not UTF-8, which no lock could match") {
+  // The "license" section's name, found through the section headers (ELF64, little-endian).
+  std::string bytes = built("probe.arm64.bpf.o");
+  auto u16 = [&](std::size_t at) {
+    std::uint16_t v;
+    std::memcpy(&v, &bytes[at], 2);
+    return v;
+  };
+  auto u64 = [&](std::size_t at) {
+    std::uint64_t v;
+    std::memcpy(&v, &bytes[at], 8);
+    return v;
+  };
+  std::uint64_t shoff = u64(0x28);
+  std::uint16_t shentsize = u16(0x3a), shnum = u16(0x3c), shstrndx = u16(0x3e);
+  std::uint64_t strtab = u64(shoff + shstrndx * shentsize + 0x18);
+  bool renamed = false;
+  for (std::uint16_t i = 1; i < shnum && !renamed; ++i) {
+    std::uint32_t name_off;
+    std::memcpy(&name_off, &bytes[shoff + i * shentsize], 4);
+    if (std::string_view(&bytes[strtab + name_off]) == "license") {
+      bytes[strtab + name_off + 3] = '\xff';
+      renamed = true;
+    }
+  }
+  REQUIRE(renamed);
+  ObjectInfo info = inspect(bytes);
+  CHECK(std::ranges::any_of(info.sections, [](const Section& s) { return s.name == "lic\xffnse"; }));
+
+  auto dir = kgate::TempDir::create("kgate-test-lock-");
+  REQUIRE(dir.has_value());
+  REQUIRE(kgate::write_file_atomic(dir->path() / "probe.arm64.bpf.o", bytes).has_value());
+  REQUIRE(kgate::write_file_atomic(dir->path() / "clang-version.txt", "clang version 14\n").has_value());
+  auto lock = update_lock(DigestLock{}, dir->path(), {"arm64"});
+  REQUIRE_FALSE(lock.has_value());
+  CHECK(lock.error().cls() == FailureClass::usage);
+  CHECK(lock.error().describe().find("name \"lic\\xffnse\" is not valid UTF-8") != std::string::npos);
+
+  // The same directory with the section's own name locks, and the alias names the arch.
+  REQUIRE(
+      kgate::write_file_atomic(dir->path() / "probe.arm64.bpf.o", built("probe.arm64.bpf.o")).has_value());
+  auto good = update_lock(DigestLock{}, dir->path(), {"aarch64"});
+  REQUIRE_MESSAGE(good.has_value(), (good ? "" : good.error().describe()));
+  CHECK(good->arches() == std::vector<std::string>{"arm64"});
+}
+
+TEST_CASE("installed_clang_note names objects built by another clang than the installed one") {
+  using kgate::Result;
+  std::optional<std::string> v14 = "Debian clang version 14.0.6";
+  Result<std::optional<std::string>> same = v14;
+  CHECK_FALSE(installed_clang_note(v14, same).has_value());
+  // A release directory records no clang: nothing to compare.
+  CHECK_FALSE(installed_clang_note(std::nullopt, same).has_value());
+  Result<std::optional<std::string>> newer = std::optional<std::string>("Debian clang version 15.0.7");
+  auto note = installed_clang_note(v14, newer);
+  REQUIRE(note.has_value());
+  CHECK(note->find("built by Debian clang version 14.0.6, another clang than the one installed now "
+                   "(Debian clang version 15.0.7)") != std::string::npos);
+  CHECK(note->find("ninja -C build -t clean && ninja -C build") != std::string::npos);
+  Result<std::optional<std::string>> none = std::optional<std::string>();
+  auto absent = installed_clang_note(v14, none);
+  REQUIRE(absent.has_value());
+  CHECK(absent->find("no clang is installed") != std::string::npos);
+  Result<std::optional<std::string>> broken =
+      kgate::fail(FailureClass::infra, "clang --version exited with 1");
+  REQUIRE(installed_clang_note(v14, broken).has_value());
 }
 
 TEST_CASE("compare_object names the section that differs, the arch and the clang") {
