@@ -64,6 +64,13 @@ int line_of_name(std::string_view text, const std::string& name) {
   }
 }
 
+// A NUL byte would cut an argv element, an environment value or a path short where the
+// kernel reads it: a different command from the one the file shows.
+constexpr const char* nul_message = "must not contain a NUL byte (\\u0000)";
+bool has_nul(const json& v) {
+  return v.get_ref<const std::string&>().find('\0') != std::string::npos;
+}
+
 // Reads one gate's (or the defaults') fields; `where` names it in messages.
 class Reader {
  public:
@@ -77,6 +84,7 @@ class Reader {
     if (!obj_.contains(key)) return std::nullopt;
     const json& v = obj_[key];
     if (!v.is_string()) return std::unexpected(bad(key, "must be a string").error());
+    if (has_nul(v)) return std::unexpected(bad(key, nul_message).error());
     return v.get<std::string>();
   }
   Result<std::optional<bool>> boolean(const std::string& key) const {
@@ -103,6 +111,8 @@ class Reader {
     for (size_t i = 0; i < v.size(); ++i) {
       if (!v[i].is_string())
         return std::unexpected(bad(strprintf("%s[%zu]", key.c_str(), i), "must be a string").error());
+      if (has_nul(v[i]))
+        return std::unexpected(bad(strprintf("%s[%zu]", key.c_str(), i), nul_message).error());
       out.push_back(v[i].get<std::string>());
     }
     return out;
@@ -116,6 +126,7 @@ class Reader {
       if (!valid_env_name(k))
         return std::unexpected(bad(key + "." + k, "is not a variable name ([A-Za-z_][A-Za-z0-9_]*)").error());
       if (!val.is_string()) return std::unexpected(bad(key + "." + k, "must be a string").error());
+      if (has_nul(val)) return std::unexpected(bad(key + "." + k, nul_message).error());
       out[k] = val.get<std::string>();
     }
     return out;
@@ -230,6 +241,17 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
       return std::unexpected(r.bad("command[0]", "must name a program").error());
   } else {
     if (*command) return std::unexpected(r.bad("command", "an ebpf-matrix gate runs no command").error());
+    // Its entries run as `kgate run` children of kgate itself, in kgate's directory and
+    // environment; and a matrix that fails for want of a file must never pass as a refusal.
+    for (const char* key : {"cwd", "env", "expect_exit"}) {
+      if (g.contains(key))
+        return std::unexpected(r.bad(key, "an ebpf-matrix gate does not take this").error());
+    }
+    if (gate.expect == Expect::fail)
+      return std::unexpected(r.bad("expect",
+                                   "an ebpf-matrix gate must pass: write a negative control as a command "
+                                   "gate (`kgate run ...` with expect_exit)")
+                                 .error());
     if (!*entries || (*entries)->empty())
       return std::unexpected(
           r.bad("entries", "an ebpf-matrix gate needs entries (globs, \"*\" for all)").error());
@@ -311,7 +333,24 @@ Result<std::vector<Gate>> order(std::vector<Gate> gates, const std::string& orig
 
 Result<Pipeline> parse_pipeline(std::string_view text, const fs::path& file, const fs::path& base_dir) {
   const std::string origin = file.string();
-  json doc = json::parse(text, nullptr, false);
+  // nlohmann keeps the last of duplicate keys silently; two "command"s in one gate would run
+  // one the reader did not see. The callback tracks each open object's keys.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  auto check_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end && !open_objects.empty()) {
+      open_objects.pop_back();
+    } else if (event == json::parse_event_t::key && !open_objects.empty() && parsed.is_string()) {
+      if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
+        duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json doc = json::parse(text, check_keys, false);
+  if (!doc.is_discarded() && !duplicate.empty())
+    return fail(FailureClass::usage, origin + ": the key \"" + duplicate + "\" appears twice in one object");
   if (doc.is_discarded()) {
     // nlohmann's own message carries the line and column; parse again to get it.
     try {

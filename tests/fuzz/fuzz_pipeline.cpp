@@ -33,6 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       KGATE_FUZZ_CHECK(g.command.empty() && !g.entries.empty() && g.jobs >= 1 && g.jobs <= 64);
     }
     for (int c : g.expect_exit) KGATE_FUZZ_CHECK(c >= 1 && c <= 255);
+    for (const auto& a : g.command) KGATE_FUZZ_CHECK(a.find('\0') == std::string::npos);
+    for (const auto& [k, v] : g.env) KGATE_FUZZ_CHECK(v.find('\0') == std::string::npos);
+    KGATE_FUZZ_CHECK(g.cwd.string().find('\0') == std::string::npos);
+    if (g.kind == kgate::gate::GateKind::ebpf_matrix) KGATE_FUZZ_CHECK(g.expect == kgate::gate::Expect::pass);
     KGATE_FUZZ_CHECK(g.expect_exit.empty() || g.expect == kgate::gate::Expect::fail);
     before.insert(g.name);
   }
