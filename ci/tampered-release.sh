@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prepares the negative control of the digest check: a copy of the built BPF objects laid
 # out as a release ships them, with one byte of the arm64 probe's program text flipped.
-# ci/gates.json's digest-tampered gate must then see `kgate digest --verify-release`
+# ci/gates.json's digest-refuses-tampering gate must then see `kgate digest --verify-release`
 # refuse it with the digest-mismatch exit code (7).
 set -eu
 cd "$(dirname "$0")/.."

@@ -5,7 +5,8 @@
 # the last line printed is kgate's "verify-all: N passed, M failed".
 #
 # A VM test whose prerequisites are missing is skipped (exit 77) unless KGATE_REQUIRE_VM=1,
-# which CI sets. Arguments go to kgate gates run: `scripts/test.sh --only unit`, `-j 1`.
+# which CI sets; the `kernels` gate (kernel-matrix entries run natively) always needs QEMU
+# and the Debian kernels, which scripts/setup.sh installs, and fails without them. Arguments go to kgate gates run: `scripts/test.sh --only unit`, `-j 1`.
 # `meson test -C build` runs the same tests without kgate.
 set -eu
 cd "$(dirname "$0")/.."

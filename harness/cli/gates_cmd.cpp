@@ -99,10 +99,11 @@ void print_event(const Gate& g, const GateResult& r, bool done, const fs::path& 
       break;
     default: break;
   }
-  std::cerr << "kgate: " << g.name << ": " << (r.status == GateStatus::failed ? "FAILED" : "TIMED OUT")
-            << ": " << r.reason << strprintf(" (%.1f s)", r.duration_s);
-  if (r.status == GateStatus::cancelled) std::cerr << " [cancelled]";
-  std::cerr << "\n";
+  const char* label = r.status == GateStatus::failed      ? "FAILED"
+                      : r.status == GateStatus::timed_out ? "TIMED OUT"
+                                                          : "CANCELLED";
+  std::cerr << "kgate: " << g.name << ": " << label << ": " << r.reason
+            << strprintf(" (%.1f s)", r.duration_s) << "\n";
   auto lines = gate::tail_lines(out_dir / r.log, 15);
   if (!lines.empty()) std::cerr << "  last lines of " << (out_dir / r.log).string() << ":\n";
   for (const auto& l : lines) std::cerr << "  | " << l << "\n";
@@ -132,8 +133,8 @@ int cmd_gates(int argc, char** argv) {
   if (!args.count("verb") || args["verb"].as<std::string>() != "run")
     return usage_error("gates: say 'kgate gates run FILE'");
   if (!args.count("file")) return usage_error("gates run: which gates file? (e.g. ci/gates.json)");
-  int jobs =
-      args.count("jobs") ? args["jobs"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
+  int jobs = args.count("jobs") ? args["jobs"].as<int>()
+                                : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   if (jobs < 1 || jobs > 1024) return usage_error("--jobs must be from 1 to 1024");
   const std::vector<std::string> only =
       args.count("only") ? args["only"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -167,11 +168,6 @@ int cmd_gates(int argc, char** argv) {
     std::cerr << "kgate: " << st.error().describe() << "\n";
     return exit_code(FailureClass::infra);
   }
-  // Old logs would be read as this run's tails: a reused --out starts clean.
-  for (const char* stale : {"logs", "matrix"}) {
-    std::error_code ec;
-    fs::remove_all(eo.out_dir / stale, ec);
-  }
   std::cerr << strprintf("kgate: %zu gates from %s, at most %d at once; output in %s\n", selected->size(),
                          pipeline->file.c_str(), jobs, eo.out_dir.c_str());
 
@@ -186,6 +182,14 @@ int cmd_gates(int argc, char** argv) {
     } else {
       not_started = g.error();
       std::cerr << "kgate: " << g.error().describe() << "\n";
+    }
+  }
+  if (!not_started) {
+    // Old logs would be read as this run's tails: a reused --out starts clean, but only once
+    // the group is this run's, so an older run of it still writing there keeps its logs.
+    for (const char* stale : {"logs", "matrix"}) {
+      std::error_code ec;
+      fs::remove_all(eo.out_dir / stale, ec);
     }
   }
   auto where = gate::collect_provenance(pipeline->file);

@@ -55,6 +55,7 @@ Result<Child> Child::spawn_with(const std::vector<std::string>& argv, const Spaw
     if (!err.valid()) return fail_errno("open " + opts.stderr_path.string(), errno);
   }
   UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devnull.valid()) return fail_errno("open /dev/null", errno);
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);

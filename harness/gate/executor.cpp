@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -104,8 +106,32 @@ std::vector<std::string> resolve_argv(const Gate& g) {
   return argv;
 }
 
+// A gate's log, written by kgate itself (an ebpf-matrix gate's progress, a command that
+// cannot start). O_CLOEXEC: the matrix thread writes while the main thread starts other
+// gates' commands, which must not inherit it.
+class LogFile {
+ public:
+  LogFile(const fs::path& path, bool append)
+      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644)) {}
+  LogFile& operator<<(std::string_view text) {
+    while (fd_.valid() && !text.empty()) {
+      ssize_t n = ::write(fd_.get(), text.data(), text.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.remove_prefix(static_cast<size_t>(n));
+    }
+    return *this;
+  }
+  LogFile& operator<<(size_t n) { return *this << std::string_view(std::to_string(n)); }
+  LogFile& operator<<(int n) { return *this << std::string_view(std::to_string(n)); }
+  void flush() {}
+
+ private:
+  UniqueFd fd_;
+};
+
 void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, const fs::path& log_path) {
-  std::ofstream log(log_path, std::ios::trunc);
+  LogFile log(log_path, false);
   auto finish = [&](bool ok, std::string reason) {
     job.ok = ok;
     job.reason = std::move(reason);
@@ -124,6 +150,7 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
   ro.run_args = {"--matrix", absolute_path(matrix_file).string()};
   ro.run_args.insert(ro.run_args.end(), g.run_args.begin(), g.run_args.end());
   ro.stop_fd = job.stop_r.get();
+  ro.stop_grace = opts.kill_grace;
   if (auto st = make_dirs(ro.out_dir); !st) return finish(false, st.error().describe());
   log << "kgate: matrix " << matrix_file.string() << ", entries " << g.entries << ", " << entries->size()
       << " to run, -j " << g.jobs << "\n";
@@ -162,6 +189,37 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
   job.interrupted = run.interrupted;
   if (run.results.empty()) return finish(false, "no entries ran");
   finish(matrix::overall(run) == FailureClass::pass, failed.empty() ? "" : "entries not passed: " + failed);
+}
+
+// The processes kgate adopted as a child subreaper: descendants of gates whose own parent
+// ended (a daemon that called setsid left its gate's process group, and the group kill does
+// not reach it). Each is killed and reaped when the run ends, until none is left.
+void end_adopted(const std::vector<pid_t>& own) {
+  const pid_t self = ::getpid();
+  for (int round = 0; round < 50; ++round) {
+    std::vector<pid_t> adopted;
+    std::error_code ec;
+    for (const auto& ent : fs::directory_iterator("/proc", ec)) {
+      const std::string name = ent.path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      auto stat = read_file(ent.path() / "stat");
+      if (!stat) continue;
+      auto close = stat->rfind(')');
+      char state = 0;
+      int ppid = 0;
+      if (close == std::string::npos || std::sscanf(stat->c_str() + close + 1, " %c %d", &state, &ppid) != 2)
+        continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(name));
+      if (ppid == self && std::find(own.begin(), own.end(), pid) == own.end()) adopted.push_back(pid);
+    }
+    if (adopted.empty()) return;
+    for (pid_t pid : adopted) ::kill(pid, SIGKILL);
+    for (pid_t pid : adopted) {
+      int st = 0;
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
 }
 
 // Settles a finished command gate: its status from the exit status, its expectation and
@@ -264,7 +322,7 @@ void start(Slot& s, const ExecOptions& opts, Clock::time_point run_start) {
     // refusal it exists to prove.
     r.status = GateStatus::failed;
     r.reason = "cannot start: " + child.error().describe();
-    std::ofstream(log, std::ios::app) << "kgate: " << r.reason << "\n";
+    LogFile(log, true) << "kgate: " << r.reason << "\n";
     return;
   }
   s.child.emplace(std::move(*child));
@@ -285,6 +343,9 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
     slot_of[slots[i].gate->name] = i;
   }
   (void)make_dirs(opts.out_dir / "logs");
+  // Descendants whose parent ends are re-parented to kgate rather than to init, so that none
+  // outlives the run (end_adopted).
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   auto finish = [&](Slot& s) {
     s.state = Slot::done;
     s.result.duration_s = seconds_since(s.started);
@@ -294,7 +355,31 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
   };
   const int jobs = std::max(1, opts.jobs);
 
+  // Cancels the run: running gates are told to stop (a command's process group gets SIGTERM,
+  // then SIGKILL after the grace; a matrix is asked through its stop pipe), and nothing else
+  // starts.
+  auto cancel = [&](Clock::time_point now, const std::vector<bool>& exited) {
+    ex.cancelled = true;
+    ex.cancel_reason = opts.cancel_reason ? opts.cancel_reason() : "";
+    if (ex.cancel_reason.empty()) ex.cancel_reason = std::string("SIG") + ::sigabbrev_np(interrupt_signal());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      Slot& s = slots[i];
+      if (s.state != Slot::running || exited[i]) continue;
+      s.stopping = Stopping::cancel;
+      if (s.child) {
+        ::kill(-s.child->pid(), SIGTERM);
+        s.kill_at = now + opts.kill_grace;
+      } else {
+        [[maybe_unused]] auto n = ::write(s.matrix->stop_w.get(), "x", 1);
+      }
+    }
+  };
+
   for (;;) {
+    // A signal that arrived while gates were being started or settled cancels before anything
+    // more starts.
+    if (!ex.cancelled && interrupt_signal() != 0)
+      cancel(Clock::now(), std::vector<bool>(slots.size(), false));
     // Gates whose needs have all ended either run or are skipped.
     std::vector<size_t> ready;
     if (!ex.cancelled) {
@@ -366,20 +451,10 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
     const auto now = Clock::now();
 
     if (!ex.cancelled && interrupt_signal() != 0) {
-      ex.cancelled = true;
-      ex.cancel_reason = opts.cancel_reason ? opts.cancel_reason() : "";
-      if (ex.cancel_reason.empty())
-        ex.cancel_reason = std::string("SIG") + ::sigabbrev_np(interrupt_signal());
-      for (auto& s : slots) {
-        if (s.state != Slot::running) continue;
-        s.stopping = Stopping::cancel;
-        if (s.child) {
-          ::kill(-s.child->pid(), SIGTERM);
-          s.kill_at = now + opts.kill_grace;
-        } else {
-          [[maybe_unused]] auto n = ::write(s.matrix->stop_w.get(), "x", 1);
-        }
-      }
+      // A gate whose command has already exited is settled below as it ended, not cancelled.
+      std::vector<bool> exited(slots.size(), false);
+      for (size_t k = 0; k < fd_slot.size(); ++k) exited[fd_slot[k]] = (fds[k].revents & POLLIN) != 0;
+      cancel(now, exited);
     }
     for (size_t k = 0; k < fd_slot.size(); ++k) {
       Slot& s = slots[fd_slot[k]];
@@ -424,6 +499,7 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
     if (event) event(*s.gate, s.result, true);
   }
   for (auto& s : slots) ex.results.push_back(std::move(s.result));
+  end_adopted({});
   ex.ended = std::chrono::system_clock::now();
   ex.wall_s = seconds_since(run_start);
   return ex;

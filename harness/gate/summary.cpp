@@ -189,6 +189,10 @@ std::string junit_xml(const Execution& ex, const fs::path& out_dir) {
                          xml_escape(e.value("name", "")).c_str());
       if (pass) {
         cases += "/>\n";
+      } else if (e.value("verdict", "") == "cancelled") {
+        ++errors;
+        cases += strprintf(">\n      <error type=\"cancelled\" message=\"%s\"/>\n    </testcase>\n",
+                           xml_escape(e.value("message", "")).c_str());
       } else {
         ++failures;
         cases +=

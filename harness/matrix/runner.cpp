@@ -129,7 +129,7 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
       run.interrupted = true;
       // Each child stops its own QEMU and writes an interrupted receipt.
       for (auto& job : running) ::kill(job.child.pid(), SIGTERM);
-      grace.emplace(std::chrono::seconds(15));
+      grace.emplace(opts.stop_grace);
     }
     for (auto it = running.begin(); it != running.end();) {
       auto& job = *it;
@@ -137,7 +137,8 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
       bool over_limit = false;
       if (!status && run.interrupted) {
         if (auto st = job.child.wait(grace ? *grace : Deadline(std::chrono::seconds(0)), false)) status = *st;
-        if (!status) status = job.child.terminate(std::chrono::seconds(5));
+        // Past the shared grace: SIGKILL at once, so stragglers do not each add a wait.
+        if (!status) status = job.child.terminate(Millis(0));
       } else if (!status && Clock::now() - job.start > entry_limit) {
         over_limit = true;
         status = job.child.terminate(std::chrono::seconds(5));

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/deadline.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "matrix/matrix.hpp"
@@ -36,6 +37,9 @@ struct RunnerOptions {
   int jobs = 1;                       // VMs at once
   std::vector<std::string> run_args;  // passed to every `kgate run` (--count, --catalog, ...)
   int stop_fd = -1;                   // readable: stop as on SIGTERM (the gate executor's timeout or cancel)
+  // From SIGTERM to SIGKILL for the running entries, once stopped: time for each `kgate run`
+  // to stop its QEMU and write its interrupted receipt.
+  Clock::duration stop_grace = std::chrono::seconds(15);
 };
 
 // Called when an entry starts (done == false) and when it ends (done == true).

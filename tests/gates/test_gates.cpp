@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -113,6 +114,28 @@ bool group_alive(pid_t pgid) {
   }
   return false;
 }
+// A process SIGKILLed a moment ago may not have been scheduled to die yet: poll a while.
+bool group_gone(pid_t pgid) {
+  Deadline d(std::chrono::seconds(5));
+  while (group_alive(pgid)) {
+    if (d.expired()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// Sets $XDG_RUNTIME_DIR for the test's kgate runs (their concurrency groups stay apart from
+// any other run on the machine), and unsets it however the test ends.
+struct RuntimeDir {
+  explicit RuntimeDir(const fs::path& dir) {
+    REQUIRE(make_dirs(dir).has_value());
+    ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+  }
+  ~RuntimeDir() { ::unsetenv("XDG_RUNTIME_DIR"); }
+  RuntimeDir(const RuntimeDir&) = delete;
+  RuntimeDir& operator=(const RuntimeDir&) = delete;
+};
+
 bool process_alive(pid_t pid) {
   // A zombie still answers kill(0); only a running or sleeping process counts.
   auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
@@ -138,7 +161,7 @@ json normalised(json s) {
 const char* const outcome_gates = R"(
   {"name": "ok", "command": ["sh", "-c", "echo all good"]},
   {"name": "bad", "command": ["sh", "-c", "echo line one; echo the reason it failed >&2; exit 3"]},
-  {"name": "slow", "command": ["sh", "-c", "echo $$ > slow.pgid; sleep 30"], "timeout_s": 0.5},
+  {"name": "slow", "command": ["sh", "-c", "echo $$ > slow.pgid; sleep 30"], "timeout_s": 2},
   {"name": "after-bad", "command": ["sh", "-c", "touch after-bad.ran"], "needs": ["bad"]},
   {"name": "after-skip", "command": ["true"], "needs": ["after-bad"]},
   {"name": "umbrella", "command": ["sh", "-c", "echo umbrella ran"], "needs": ["bad", "ok", "slow"], "always": true},
@@ -205,7 +228,7 @@ TEST_CASE("a DAG with passing, failing, timing-out, skipped, always-run and expe
   // The timed-out gate was stopped promptly, its whole process group with it.
   CHECK(gate_of(s, "slow")["duration_s"].get<double>() < 8);
   pid_t slow = wait_for_pid_file(tmp.path() / "slow.pgid");
-  CHECK_FALSE(group_alive(slow));
+  CHECK(group_gone(slow));
   // The JUnit file and the Markdown summary are written beside it.
   auto junit = read_file(tmp.path() / "out" / "verify-all.junit.xml");
   REQUIRE(junit.has_value());
@@ -293,8 +316,8 @@ TEST_CASE("SIGINT and SIGTERM cancel the run: process groups killed, receipt wri
     auto st = child->wait(Deadline(std::chrono::seconds(20)), false);
     REQUIRE(st.has_value());
     CHECK(exit_of(*st) == 130);
-    CHECK_FALSE(group_alive(one));
-    CHECK_FALSE(group_alive(two));
+    CHECK(group_gone(one));
+    CHECK(group_gone(two));
     auto text = read_file(out / "verify-all-summary.json");
     REQUIRE(text.has_value());
     json s = json::parse(*text);
@@ -314,8 +337,7 @@ TEST_CASE("SIGINT and SIGTERM cancel the run: process groups killed, receipt wri
 TEST_CASE("concurrency group: a newer run with the same key cancels the older one") {
   TempDir tmp = make_tmp();
   const fs::path runtime = tmp.path() / "runtime";
-  REQUIRE(make_dirs(runtime).has_value());
-  ::setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+  RuntimeDir runtime_dir(runtime);
   fs::path old_file = tmp.path() / "old.json";
   REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
     {"name": "long", "command": ["sh", "-c", "echo $$ > long.pgid; sleep 300"]}]})")
@@ -336,7 +358,7 @@ TEST_CASE("concurrency group: a newer run with the same key cancels the older on
   auto st = older->wait(Deadline(std::chrono::seconds(20)), false);
   REQUIRE(st.has_value());
   CHECK(exit_of(*st) == 130);
-  CHECK_FALSE(group_alive(long_pgid));
+  CHECK(group_gone(long_pgid));
   auto text = read_file(tmp.path() / "old-out" / "verify-all-summary.json");
   REQUIRE(text.has_value());
   json s = json::parse(*text);
@@ -344,7 +366,6 @@ TEST_CASE("concurrency group: a newer run with the same key cancels the older on
   CHECK(s["cancel_reason"].get<std::string>().find(
             "superseded by a newer run of concurrency group 'refs/heads/main'") == 0);
   CHECK(gate_of(s, "long")["status"] == "cancelled");
-  ::unsetenv("XDG_RUNTIME_DIR");
 }
 
 TEST_CASE("a bad gates file runs nothing and exits with the usage code") {
@@ -406,8 +427,7 @@ TEST_CASE("an ebpf-matrix gate whose entries select nothing fails with the reaso
 TEST_CASE("a run interrupted while it waits for its concurrency group still writes its receipt") {
   TempDir tmp = make_tmp();
   const fs::path runtime = tmp.path() / "runtime";
-  REQUIRE(make_dirs(runtime).has_value());
-  ::setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+  RuntimeDir runtime_dir(runtime);
   // The older run's gate ignores SIGTERM, so the older run takes its 5 s grace to end.
   fs::path old_file = tmp.path() / "old.json";
   REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
@@ -421,7 +441,16 @@ TEST_CASE("a run interrupted while it waits for its concurrency group still writ
   auto newer = Child::spawn(gates_argv(quick, tmp.path() / "new-out", {"--concurrency-group", "k"}),
                             {tmp.path() / "new.stdout", tmp.path() / "new.stderr", {}});
   REQUIRE(newer.has_value());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  // The newer run leaves the older a note before it signals it, then waits: interrupt it then.
+  Deadline noted(std::chrono::seconds(20));
+  auto has_note = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(runtime, ec))
+      if (e.path().extension() == ".superseded") return true;
+    return false;
+  };
+  while (!has_note() && !noted.expired()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(has_note());
   ::kill(newer->pid(), SIGINT);
   auto st = newer->wait(Deadline(std::chrono::seconds(10)), false);
   REQUIRE(st.has_value());
@@ -440,6 +469,66 @@ TEST_CASE("a run interrupted while it waits for its concurrency group still writ
   auto old_st = older->wait(Deadline(std::chrono::seconds(20)), false);
   REQUIRE(old_st.has_value());
   CHECK(exit_of(*old_st) == 130);
-  CHECK_FALSE(group_alive(stubborn));
-  ::unsetenv("XDG_RUNTIME_DIR");
+  CHECK(group_gone(stubborn));
+}
+
+TEST_CASE(
+    "concurrency group: when the holder changes while a run waits, the newest holder is cancelled too") {
+  TempDir tmp = make_tmp();
+  RuntimeDir runtime_dir(tmp.path() / "runtime");
+  // A holds the group; its gate ignores SIGTERM, so A takes its 5 s grace to end, and B and C
+  // both tell A to stop while it does. One of them gets the group next; the other must then
+  // tell that one to stop, and run.
+  fs::path a_file = tmp.path() / "a.json";
+  REQUIRE(write_file_atomic(a_file, R"({"schema": "kgate.gates/1", "gates": [
+    {"name": "a", "command": ["sh", "-c", "trap '' TERM; echo $$ > a.pgid; sleep 300"]}]})")
+              .has_value());
+  auto a = Child::spawn(gates_argv(a_file, tmp.path() / "a-out", {"--concurrency-group", "g"}),
+                        {tmp.path() / "a.stdout", tmp.path() / "a.stderr", {}});
+  REQUIRE(a.has_value());
+  wait_for_pid_file(tmp.path() / "a.pgid");
+  std::vector<Child> waiting;
+  for (const char* name : {"b", "c"}) {
+    fs::path file = tmp.path() / (std::string(name) + ".json");
+    REQUIRE(write_file_atomic(file, strprintf(R"({"schema": "kgate.gates/1", "gates": [
+      {"name": "%s", "command": ["sh", "-c", "sleep 2; touch %s.done"]}]})",
+                                              name, name))
+                .has_value());
+    auto c = Child::spawn(
+        gates_argv(file, tmp.path() / (std::string(name) + "-out"), {"--concurrency-group", "g"}),
+        {tmp.path() / (std::string(name) + ".stdout"), tmp.path() / (std::string(name) + ".stderr"), {}});
+    REQUIRE(c.has_value());
+    waiting.push_back(std::move(*c));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  std::vector<int> codes;
+  for (auto& c : waiting) {
+    auto st = c.wait(Deadline(std::chrono::seconds(60)), false);
+    REQUIRE(st.has_value());
+    codes.push_back(exit_of(*st));
+  }
+  auto a_st = a->wait(Deadline(std::chrono::seconds(20)), false);
+  REQUIRE(a_st.has_value());
+  CHECK(exit_of(*a_st) == 130);
+  // One of B and C ran to the end; the other was cancelled by it, and says so.
+  std::sort(codes.begin(), codes.end());
+  CHECK(codes == std::vector<int>{0, 130});
+  const bool b_done = path_exists(tmp.path() / "b.done"), c_done = path_exists(tmp.path() / "c.done");
+  CHECK(b_done != c_done);
+  json cancelled = json::parse(
+      read_file(tmp.path() / (b_done ? "c-out" : "b-out") / "verify-all-summary.json").value_or("null"),
+      nullptr, false);
+  REQUIRE(cancelled.is_object());
+  CHECK(cancelled["cancel_reason"].get<std::string>().find("superseded by a newer run") == 0);
+}
+
+TEST_CASE("a daemon that leaves its gate's process group is stopped when the run ends") {
+  TempDir tmp = make_tmp();
+  auto r = run_gates(write_pipeline(tmp.path(), R"(
+    {"name": "starts-daemon", "command": ["sh", "-c", "setsid sleep 300 & echo $! > daemon.pid"]},
+    {"name": "after", "command": ["sleep", "0.2"], "needs": ["starts-daemon"]})"),
+                     tmp.path() / "out");
+  CHECK(r.exit_code == 0);
+  pid_t daemon = wait_for_pid_file(tmp.path() / "daemon.pid");
+  CHECK_FALSE(process_alive(daemon));
 }
