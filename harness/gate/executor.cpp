@@ -86,24 +86,27 @@ std::vector<std::string> environment_for(const Gate& g, const ExecOptions& opts)
   return out;
 }
 
-// A command gate's argv[0], looked up on the gate's own PATH when the gate sets one
-// (execvpe searches kgate's).
-std::vector<std::string> resolve_argv(const Gate& g) {
+// A command gate's argv[0], looked up on the gate's own PATH when the gate sets one (execvpe
+// would search kgate's); relative PATH entries are relative to the gate's directory, as they
+// would be for a shell started there. Not found there is an error, never kgate's PATH instead.
+Result<std::vector<std::string>> resolve_argv(const Gate& g) {
   std::vector<std::string> argv = g.command;
   auto path = g.env.find("PATH");
   if (path == g.env.end() || argv[0].find('/') != std::string::npos) return argv;
   std::string_view rest = path->second;
-  while (!rest.empty()) {
+  for (;;) {
     auto colon = rest.find(':');
-    fs::path candidate = fs::path(std::string(rest.substr(0, colon))) / argv[0];
+    fs::path dir(std::string(rest.substr(0, colon)));
+    if (dir.empty()) dir = ".";
+    fs::path candidate = (dir.is_absolute() ? dir : g.cwd / dir) / argv[0];
     if (::access(candidate.c_str(), X_OK) == 0) {
       argv[0] = candidate.string();
-      break;
+      return argv;
     }
     if (colon == std::string_view::npos) break;
     rest.remove_prefix(colon + 1);
   }
-  return argv;
+  return fail(FailureClass::usage, "'" + argv[0] + "' is not on the gate's PATH (" + path->second + ")");
 }
 
 // A gate's log, written by kgate itself (an ebpf-matrix gate's progress, a command that
@@ -313,7 +316,9 @@ void start(Slot& s, const ExecOptions& opts, Clock::time_point run_start) {
   SpawnOptions so;
   so.stdout_path = log;
   so.cwd = g.cwd;
-  auto child = Child::spawn(resolve_argv(g), so, environment_for(g, opts));
+  auto argv = resolve_argv(g);
+  auto child =
+      argv ? Child::spawn(*argv, so, environment_for(g, opts)) : Result<Child>(std::unexpected(argv.error()));
   if (!child) {
     s.state = Slot::done;
     r.exit_code = 127;

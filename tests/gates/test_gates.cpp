@@ -532,3 +532,22 @@ TEST_CASE("a daemon that leaves its gate's process group is stopped when the run
   pid_t daemon = wait_for_pid_file(tmp.path() / "daemon.pid");
   CHECK_FALSE(process_alive(daemon));
 }
+
+TEST_CASE("a gate's own PATH finds its program, relative entries from the gate's directory") {
+  TempDir tmp = make_tmp();
+  REQUIRE(make_dirs(tmp.path() / "bin").has_value());
+  REQUIRE(write_file_atomic(tmp.path() / "bin" / "mytool", "#!/bin/sh\necho mytool ran\n").has_value());
+  fs::permissions(tmp.path() / "bin" / "mytool", fs::perms::owner_all);
+  auto r = run_gates(write_pipeline(tmp.path(), R"(
+    {"name": "relative", "command": ["mytool"], "env": {"PATH": "bin:/usr/bin:/bin"}},
+    {"name": "not-there", "command": ["ls"], "env": {"PATH": "nowhere"}})"),
+                     tmp.path() / "out");
+  CHECK(r.exit_code == 1);
+  REQUIRE(r.summary.is_object());
+  CHECK(gate_of(r.summary, "relative")["status"] == "passed");
+  CHECK(read_file(tmp.path() / "out" / "logs" / "relative.log").value_or("") == "mytool ran\n");
+  // Not on the gate's PATH is a failure, never a fallback to kgate's own PATH.
+  CHECK(gate_of(r.summary, "not-there")["status"] == "failed");
+  CHECK(gate_of(r.summary, "not-there")["reason"] ==
+        "cannot start: 'ls' is not on the gate's PATH (nowhere)");
+}
