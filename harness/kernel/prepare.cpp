@@ -1,6 +1,7 @@
 #include "kernel/prepare.hpp"
 
 #include <cerrno>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -13,10 +14,13 @@ namespace {
 
 using nlohmann::json;
 
-// The boot image for an image blob: a bzImage's vmlinux is extracted once and
-// cached (it boots through PVH in 2.2 s against 5.2 s for the bzImage under TCG).
-Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha, bool refresh) {
-  auto ref = cache.get_ref("vmlinux", image_sha);
+// The boot image derived from an image blob, derived once and then found by its cache ref
+// `kind`: `derive` returns the bytes to boot instead of the image (nullopt: the image boots
+// as it is) or refuses the image.
+using DeriveBoot = std::function<Result<std::optional<std::string>>(const std::string& image)>;
+Result<std::string> derived_boot_blob(Cache& cache, const char* kind, const std::string& image_sha,
+                                      bool refresh, const DeriveBoot& derive) {
+  auto ref = cache.get_ref(kind, image_sha);
   if (!ref) return std::unexpected(ref.error());
   // A ref whose blob was pruned is as good as absent: derive it again.
   if (*ref && !refresh && path_exists(cache.blob_path(**ref))) return **ref;
@@ -24,51 +28,43 @@ Result<std::string> boot_blob_for(Cache& cache, const std::string& image_sha, bo
   if (!path) return std::unexpected(path.error());
   auto bytes = read_file(*path);
   if (!bytes) return std::unexpected(bytes.error());
+  auto derived = derive(*bytes);
+  if (!derived) return std::unexpected(derived.error());
   std::string boot_sha = image_sha;
-  if (!is_elf(*bytes)) {
-    // A payload kgate cannot unpack (lz4, lzo, bzip2, lzma; Debian's cloud kernel
-    // is lz4) still boots: QEMU boots the bzImage itself, only slower.
-    auto vmlinux = extract_vmlinux(*bytes);
-    if (vmlinux && has_pvh_entry(*vmlinux)) {
-      auto sha = cache.put_blob(*vmlinux);
-      if (!sha) return std::unexpected(sha.error());
-      boot_sha = *sha;
-    }
-  }
-  if (auto s = cache.set_ref("vmlinux", image_sha, boot_sha); !s) return std::unexpected(s.error());
-  return boot_sha;
-}
-
-// The boot image for an arm64 kernel blob, whatever its source (catalog package, OCI image, --kernel
-// file): an uncompressed Image boots as it is, a compressed one is decompressed once and cached, and
-// anything else is refused here, before a boot that would hang until its timeout. The ref records
-// that the check passed, so a warm run does not read the image again.
-Result<std::string> arm64_boot_blob_for(Cache& cache, const std::string& image_sha, bool refresh) {
-  auto ref = cache.get_ref("arm64-image", image_sha);
-  if (!ref) return std::unexpected(ref.error());
-  if (*ref && !refresh && path_exists(cache.blob_path(**ref))) return **ref;
-  auto path = cache.verified_blob(image_sha);
-  if (!path) return std::unexpected(path.error());
-  auto bytes = read_file(*path);
-  if (!bytes) return std::unexpected(bytes.error());
-  auto image = arm64_boot_image(*bytes);
-  if (!image) return std::unexpected(image.error());
-  std::string boot_sha = image_sha;
-  if (*image) {
-    auto sha = cache.put_blob(**image);
+  if (*derived) {
+    auto sha = cache.put_blob(**derived);
     if (!sha) return std::unexpected(sha.error());
     boot_sha = *sha;
   }
-  if (auto s = cache.set_ref("arm64-image", image_sha, boot_sha); !s) return std::unexpected(s.error());
+  if (auto s = cache.set_ref(kind, image_sha, boot_sha); !s) return std::unexpected(s.error());
   return boot_sha;
+}
+
+// x86_64: a bzImage's vmlinux is extracted once and cached (it boots through PVH in 2.2 s
+// against 5.2 s for the bzImage under TCG). A payload kgate cannot unpack (lz4, lzo, bzip2,
+// lzma; Debian's cloud kernel is lz4) still boots: QEMU boots the bzImage itself, only slower.
+Result<std::optional<std::string>> x86_boot_image(const std::string& image) {
+  if (is_elf(image)) return std::nullopt;
+  auto vmlinux = extract_vmlinux(image);
+  if (vmlinux && has_pvh_entry(*vmlinux)) return std::optional<std::string>(std::move(*vmlinux));
+  return std::nullopt;
+}
+
+// arm64, whatever the source (catalog package, OCI image, --kernel file): an uncompressed
+// Image boots as it is, a compressed one is decompressed once, and anything else is refused
+// here, before a boot that would hang until its timeout. The ref records that the check
+// passed, so a warm run does not read the image again.
+Result<std::optional<std::string>> arm64_boot(const std::string& image) {
+  return arm64_boot_image(image);
 }
 
 Status fill_boot(Cache& cache, PreparedKernel& k, bool refresh, std::string_view arch) {
   auto image = cache.verified_blob(k.image_sha256);
   if (!image) return std::unexpected(image.error());
   k.image = *image;
-  auto boot_sha = arch == "arm64" ? arm64_boot_blob_for(cache, k.image_sha256, refresh)
-                                  : boot_blob_for(cache, k.image_sha256, refresh);
+  auto boot_sha = arch == "arm64"
+                      ? derived_boot_blob(cache, "arm64-image", k.image_sha256, refresh, arm64_boot)
+                      : derived_boot_blob(cache, "vmlinux", k.image_sha256, refresh, x86_boot_image);
   if (!boot_sha) return std::unexpected(std::move(boot_sha.error()).context(k.source));
   auto boot = cache.verified_blob(*boot_sha);
   if (!boot) return std::unexpected(boot.error());

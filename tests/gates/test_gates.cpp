@@ -144,6 +144,20 @@ bool process_alive(pid_t pid) {
   return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
 }
 
+// Starts, in the background, a run holding concurrency group `key` with one gate `name`
+// running `command` (in `dir`): name.json, its output in name-out/, name.stdout and .stderr.
+Child start_group_run(const fs::path& dir, const std::string& name, const std::string& command,
+                      const std::string& key) {
+  const fs::path file = dir / (name + ".json");
+  json doc = {{"schema", "kgate.gates/1"},
+              {"gates", json::array({{{"name", name}, {"command", {"sh", "-c", command}}}})}};
+  REQUIRE(write_file_atomic(file, doc.dump()).has_value());
+  auto child = Child::spawn(gates_argv(file, dir / (name + "-out"), {"--concurrency-group", key}),
+                            {dir / (name + ".stdout"), dir / (name + ".stderr"), {}});
+  REQUIRE_MESSAGE(child.has_value(), child.error().describe());
+  return std::move(*child);
+}
+
 // The receipt with everything that changes from run to run replaced, for the golden file.
 json normalised(json s) {
   for (const char* k : {"started_at", "ended_at", "wall_s", "kgate_version", "gates_file"}) s[k] = "<varies>";
@@ -338,28 +352,21 @@ TEST_CASE("concurrency group: a newer run with the same key cancels the older on
   TempDir tmp = make_tmp();
   const fs::path runtime = tmp.path() / "runtime";
   RuntimeDir runtime_dir(runtime);
-  fs::path old_file = tmp.path() / "old.json";
-  REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
-    {"name": "long", "command": ["sh", "-c", "echo $$ > long.pgid; sleep 300"]}]})")
-              .has_value());
-  auto older =
-      Child::spawn(gates_argv(old_file, tmp.path() / "old-out", {"--concurrency-group", "refs/heads/main"}),
-                   {tmp.path() / "old.stdout", tmp.path() / "old.stderr", {}});
-  REQUIRE(older.has_value());
+  auto older = start_group_run(tmp.path(), "long", "echo $$ > long.pgid; sleep 300", "refs/heads/main");
   pid_t long_pgid = wait_for_pid_file(tmp.path() / "long.pgid");
   // Another key does not touch it.
   fs::path quick = write_pipeline(tmp.path(), R"({"name": "quick", "command": ["true"]})");
   auto other = run_gates(quick, tmp.path() / "other-out", {"--concurrency-group", "refs/heads/other"});
   CHECK(other.exit_code == 0);
-  CHECK_FALSE(older->try_wait().has_value());
+  CHECK_FALSE(older.try_wait().has_value());
   // The same key cancels it, and then runs.
   auto newer = run_gates(quick, tmp.path() / "new-out", {"--concurrency-group", "refs/heads/main"});
   CHECK(newer.exit_code == 0);
-  auto st = older->wait(Deadline(std::chrono::seconds(20)), false);
+  auto st = older.wait(Deadline(std::chrono::seconds(20)), false);
   REQUIRE(st.has_value());
   CHECK(exit_of(*st) == 130);
   CHECK(group_gone(long_pgid));
-  auto text = read_file(tmp.path() / "old-out" / "verify-all-summary.json");
+  auto text = read_file(tmp.path() / "long-out" / "verify-all-summary.json");
   REQUIRE(text.has_value());
   json s = json::parse(*text);
   CHECK(s["cancelled"] == true);
@@ -429,13 +436,7 @@ TEST_CASE("a run interrupted while it waits for its concurrency group still writ
   const fs::path runtime = tmp.path() / "runtime";
   RuntimeDir runtime_dir(runtime);
   // The older run's gate ignores SIGTERM, so the older run takes its 5 s grace to end.
-  fs::path old_file = tmp.path() / "old.json";
-  REQUIRE(write_file_atomic(old_file, R"({"schema": "kgate.gates/1", "gates": [
-    {"name": "stubborn", "command": ["sh", "-c", "trap '' TERM; echo $$ > stubborn.pgid; sleep 300"]}]})")
-              .has_value());
-  auto older = Child::spawn(gates_argv(old_file, tmp.path() / "old-out", {"--concurrency-group", "k"}),
-                            {tmp.path() / "old.stdout", tmp.path() / "old.stderr", {}});
-  REQUIRE(older.has_value());
+  auto older = start_group_run(tmp.path(), "old", "trap '' TERM; echo $$ > stubborn.pgid; sleep 300", "k");
   pid_t stubborn = wait_for_pid_file(tmp.path() / "stubborn.pgid");
   fs::path quick = write_pipeline(tmp.path(), R"({"name": "quick", "command": ["touch", "quick.ran"]})");
   auto newer = Child::spawn(gates_argv(quick, tmp.path() / "new-out", {"--concurrency-group", "k"}),
@@ -466,7 +467,7 @@ TEST_CASE("a run interrupted while it waits for its concurrency group still writ
   REQUIRE(stdout_text.has_value());
   CHECK(last_line(*stdout_text) == "verify-all: 0 passed, 1 failed");
   // The older run was still told to stop, and ends with its stubborn gate killed.
-  auto old_st = older->wait(Deadline(std::chrono::seconds(20)), false);
+  auto old_st = older.wait(Deadline(std::chrono::seconds(20)), false);
   REQUIRE(old_st.has_value());
   CHECK(exit_of(*old_st) == 130);
   CHECK(group_gone(stubborn));
@@ -479,26 +480,11 @@ TEST_CASE(
   // A holds the group; its gate ignores SIGTERM, so A takes its 5 s grace to end, and B and C
   // both tell A to stop while it does. One of them gets the group next; the other must then
   // tell that one to stop, and run.
-  fs::path a_file = tmp.path() / "a.json";
-  REQUIRE(write_file_atomic(a_file, R"({"schema": "kgate.gates/1", "gates": [
-    {"name": "a", "command": ["sh", "-c", "trap '' TERM; echo $$ > a.pgid; sleep 300"]}]})")
-              .has_value());
-  auto a = Child::spawn(gates_argv(a_file, tmp.path() / "a-out", {"--concurrency-group", "g"}),
-                        {tmp.path() / "a.stdout", tmp.path() / "a.stderr", {}});
-  REQUIRE(a.has_value());
+  auto a = start_group_run(tmp.path(), "a", "trap '' TERM; echo $$ > a.pgid; sleep 300", "g");
   wait_for_pid_file(tmp.path() / "a.pgid");
   std::vector<Child> waiting;
   for (const char* name : {"b", "c"}) {
-    fs::path file = tmp.path() / (std::string(name) + ".json");
-    REQUIRE(write_file_atomic(file, strprintf(R"({"schema": "kgate.gates/1", "gates": [
-      {"name": "%s", "command": ["sh", "-c", "sleep 2; touch %s.done"]}]})",
-                                              name, name))
-                .has_value());
-    auto c = Child::spawn(
-        gates_argv(file, tmp.path() / (std::string(name) + "-out"), {"--concurrency-group", "g"}),
-        {tmp.path() / (std::string(name) + ".stdout"), tmp.path() / (std::string(name) + ".stderr"), {}});
-    REQUIRE(c.has_value());
-    waiting.push_back(std::move(*c));
+    waiting.push_back(start_group_run(tmp.path(), name, strprintf("sleep 2; touch %s.done", name), "g"));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   std::vector<int> codes;
@@ -507,7 +493,7 @@ TEST_CASE(
     REQUIRE(st.has_value());
     codes.push_back(exit_of(*st));
   }
-  auto a_st = a->wait(Deadline(std::chrono::seconds(20)), false);
+  auto a_st = a.wait(Deadline(std::chrono::seconds(20)), false);
   REQUIRE(a_st.has_value());
   CHECK(exit_of(*a_st) == 130);
   // One of B and C ran to the end; the other was cancelled by it, and says so.

@@ -47,6 +47,20 @@ KgateResult run_passing(const TempDir& tmp, const char* name, const std::vector<
 }
 }  // namespace
 
+namespace {
+// Both built-in programs loaded, attached and fired at least `times` times with the run's nonce.
+void check_programs_fired(const json& rc, int times) {
+  REQUIRE(rc["programs"].size() == 2);
+  for (const auto& p : rc["programs"]) {
+    CAPTURE(p.dump());
+    CHECK(p["loaded"] == true);
+    CHECK(p["attached"] == true);
+    CHECK(p["nonce_matched"].get<int>() >= times);
+    CHECK(p["passed"] == true);
+  }
+}
+}  // namespace
+
 TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on debian-6.1") {
   require_vm_prerequisites();
   auto tmp = out_root();
@@ -65,14 +79,7 @@ TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on de
   CHECK(rc["guest"]["btf"] == true);
   CHECK(rc["qemu"]["accel"].get<std::string>().size() > 0);
   CHECK(rc["nonce"].get<std::string>().size() == 16);
-  REQUIRE(rc["programs"].size() == 2);
-  for (const auto& p : rc["programs"]) {
-    CAPTURE(p.dump());
-    CHECK(p["loaded"] == true);
-    CHECK(p["attached"] == true);
-    CHECK(p["nonce_matched"].get<int>() >= 5);
-    CHECK(p["passed"] == true);
-  }
+  check_programs_fired(rc, 5);
   // No lockdown asked: the guest shows none and the write-user canary loads.
   CHECK(rc["lockdown"]["requested"] == "none");
   CHECK(rc["lockdown"]["observed"] == "none");
@@ -231,6 +238,7 @@ TEST_CASE("a cached kernel whose bytes changed is refused before any boot: diges
   CHECK_FALSE(fs::exists(second.dir / "console.log"));
 }
 
+namespace {
 // lockdown=integrity proven three ways: securityfs, the LSM list, and the canary refused by
 // the verifier while the kernel log names the lockdown reason.
 void check_integrity_proven(const json& l) {
@@ -246,6 +254,7 @@ void check_integrity_proven(const json& l) {
   CHECK(logged);
   CHECK(l["proven"] == true);
 }
+}  // namespace
 
 TEST_CASE("lockdown=integrity: the probe passes and the canary is refused, three ways proven") {
   require_vm_prerequisites();
@@ -279,14 +288,7 @@ TEST_CASE("arm64 pass: Debian's arm64 kernel under qemu-system-aarch64, the arm6
   CHECK(std::find(argv.begin(), argv.end(), json("cortex-a57")) != argv.end());
   CHECK(rc["cmdline"].get<std::string>().starts_with("console=ttyAMA0 "));
   CHECK(rc["initramfs"]["modules"].back() == "virtio_console");
-  REQUIRE(rc["programs"].size() == 2);
-  for (const auto& p : rc["programs"]) {
-    CAPTURE(p.dump());
-    CHECK(p["loaded"] == true);
-    CHECK(p["attached"] == true);
-    CHECK(p["nonce_matched"].get<int>() >= 5);
-    CHECK(p["passed"] == true);
-  }
+  check_programs_fired(rc, 5);
   CHECK(rc["nonce"].get<std::string>().size() == 16);
   CHECK(rc["lockdown"]["observed"] == "none");
   CHECK(rc["lockdown"]["canary"]["loaded"] == true);
