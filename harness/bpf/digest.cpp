@@ -111,8 +111,9 @@ ObjectCheck compare_object(std::string file, const GateArch& arch, const ObjectI
   }
   c.verdict = Verdict::mismatch;
   if (structure.empty() && actual.problems.empty()) {
-    std::string named =
-        register_arch(actual).empty() ? "name no register type" : "name " + std::string(arch.register_type);
+    std::vector<std::string> reads = register_reads(actual, arch);
+    std::string named = "read no registers";
+    for (std::size_t i = 0; i < reads.size(); ++i) named = (i == 0 ? "name " : named + ", ") + reads[i];
     c.details.push_back("a BPF object for " + std::string(arch.name) +
                         " (EM_BPF, little-endian, .BTF and .BTF.ext, CO-RE relocations " + named +
                         "), with other bytes than the lock's");
@@ -324,10 +325,19 @@ std::string render_inspection(const ObjectInfo& info, const Result<ObjectLayout>
                 info.little_endian ? "little-endian" : "big-endian",
                 info.elf_type == ET_REL ? "relocatable" : strprintf("type %u", info.elf_type).c_str());
   out += "sha256 " + info.sha256 + ", " + bytes_text(info.size) + "\n";
-  std::string arch = register_arch(info);
-  out += "register type: " +
-         (arch.empty() ? std::string("none named (fits any arch)")
-                       : std::string(find_gate_arch(arch)->register_type) + " (" + arch + ")") +
+  std::string registers;
+  std::size_t arches = 0;
+  for (const GateArch& a : gate_arches) {
+    std::vector<std::string> reads = register_reads(info, a);
+    if (reads.empty()) continue;
+    ++arches;
+    for (const std::string& r : reads) registers += (registers.empty() ? "" : ", ") + r;
+    registers += " (" + std::string(a.name) + ")";
+  }
+  out += "registers: " +
+         (arches == 0   ? std::string("none read (fits any arch)")
+          : arches == 1 ? registers
+                        : registers + ": both arches', so it fits neither") +
          "\n";
   out += "sections:\n";
   for (const Section& s : info.sections)

@@ -76,11 +76,16 @@ std::string name_at(const btf* b, std::uint32_t off) {
   return s != nullptr ? s : "";
 }
 
-// The access string "0:1:2" as a path from the root type: "root.member[2]". Empty where it leaves
-// the types (an index past a struct's members, a number that does not parse); only field
-// relocations have such a path.
-std::string access_path(const btf* b, const btf_type* root, std::string_view access) {
-  std::string path = name_at(b, root->name_off);
+// The access string "0:1:2" as a path from the root type, "root.member[2]", and the first named
+// member on it. Empty where it leaves the types (an index past a struct's members, a number that
+// does not parse); only field relocations have such a path.
+struct Access {
+  std::string path;
+  std::string field;
+};
+
+Access follow_access(const btf* b, const btf_type* root, std::string_view access) {
+  Access out{name_at(b, root->name_off), ""};
   const btf_type* t = root;
   bool first = true;
   for (std::size_t pos = 0; pos <= access.size();) {
@@ -88,28 +93,29 @@ std::string access_path(const btf* b, const btf_type* root, std::string_view acc
     std::string_view part = access.substr(pos, end - pos);
     std::uint32_t index = 0;
     auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
-    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) return "";
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) return {};
     pos = end + 1;
     if (first) {  // an index into an array of the root type, as in p[1]
       first = false;
-      if (index != 0) path += strprintf("[%u]", index);
+      if (index != 0) out.path += strprintf("[%u]", index);
       continue;
     }
-    if (t == nullptr) return "";
+    if (t == nullptr) return {};
     if (btf_is_composite(t)) {
-      if (index >= btf_vlen(t)) return "";
+      if (index >= btf_vlen(t)) return {};
       const btf_member* m = btf_members(t) + index;
       std::string member = name_at(b, m->name_off);
-      path += "." + (member.empty() ? strprintf("<anonymous %u>", index) : member);
+      out.path += "." + (member.empty() ? strprintf("<anonymous %u>", index) : member);
+      if (out.field.empty()) out.field = member;
       t = skip_modifiers(b, m->type, true);
     } else if (btf_is_array(t)) {
-      path += strprintf("[%u]", index);
+      out.path += strprintf("[%u]", index);
       t = skip_modifiers(b, btf_array(t)->type, true);
     } else {
-      return "";
+      return {};
     }
   }
-  return path;
+  return out;
 }
 
 // Resolves the records of .BTF.ext against .BTF with libbpf, which checks the BTF header, type
@@ -138,7 +144,11 @@ Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes
     if (const btf_type* root = skip_modifiers(b.get(), r.type_id, false)) {
       relo.type_name = name_at(b.get(), root->name_off);
       relo.type_kind = kind_name(root);
-      if (r.kind <= 5) relo.path = access_path(b.get(), root, relo.access);
+      if (r.kind <= 5) {
+        Access a = follow_access(b.get(), root, relo.access);
+        relo.path = std::move(a.path);
+        relo.field = std::move(a.field);
+      }
     } else {
       info.problems.push_back(strprintf(".BTF.ext: CO-RE relocation at %s+%u names type %u, not in .BTF",
                                         relo.section.c_str(), r.insn_off, r.type_id));
@@ -146,6 +156,39 @@ Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes
     info.core_relos.push_back(std::move(relo));
   }
   return {};
+}
+
+// The register structs a probe reads its arguments through, by the fields CO-RE accesses name.
+// x86-64's pt_regs (arch/x86/include/asm/ptrace.h; since 6.9 cs and ss sit in unions with csx,
+// fred_cs, ssx and fred_ss). arm64's pt_regs (arch/arm64/include/asm/ptrace.h: user_regs, or regs,
+// sp, pc and pstate, in an anonymous union, then fields that came and went over the releases) and
+// its uapi user_pt_regs, which bpf_tracing.h reads. sp is in both pt_regs, so it names no arch.
+// clang-format off
+constexpr std::string_view x86_pt_regs_fields[] = {
+    "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
+    "orig_ax", "ip", "cs", "csx", "fred_cs", "flags", "sp", "ss", "ssx", "fred_ss"};
+constexpr std::string_view arm64_pt_regs_fields[] = {
+    "user_regs", "regs", "sp", "pc", "pstate", "orig_x0", "syscallno", "unused2", "orig_addr_limit",
+    "pmr_save", "pmr", "stackframe", "sdei_ttbr1", "lockdep_hardirqs", "exit_rcu"};
+// clang-format on
+constexpr std::string_view arm64_user_pt_regs_fields[] = {"regs", "sp", "pc", "pstate"};
+
+template <std::size_t N>
+bool has_field(const std::string_view (&fields)[N], std::string_view field) {
+  return std::ranges::find(fields, field) != std::end(fields);
+}
+
+// "a", "a and b", "a, b and c", "a, b, c and 2 more".
+std::string list_text(const std::vector<std::string>& items) {
+  constexpr std::size_t shown = 3;
+  std::string out;
+  std::size_t n = std::min(items.size(), shown);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += (i + 1 == n && items.size() <= shown) ? " and " : ", ";
+    out += items[i];
+  }
+  if (items.size() > shown) out += strprintf(" and %zu more", items.size() - shown);
+  return out;
 }
 
 }  // namespace
@@ -225,11 +268,41 @@ const GateArch* parse_gate_arch(std::string_view name) {
   return find_gate_arch(name);
 }
 
+std::string_view essential_type_name(std::string_view name) {
+  // libbpf's bpf_core_essential_name_len: the last "___" with no underscore on either side.
+  for (std::size_t i = name.size() < 5 ? 0 : name.size() - 4; i-- > 0;)
+    if (name[i] != '_' && name.substr(i + 1, 3) == "___" && name[i + 4] != '_') return name.substr(0, i + 1);
+  return name;
+}
+
+const GateArch* relo_arch(const CoreRelo& relo) {
+  // Reads: field_byte_offset, field_byte_size, field_signed, field_lshift_u64, field_rshift_u64.
+  bool read = relo.kind.starts_with("field_") && relo.kind != "field_exists";
+  if (!read || relo.field.empty() || (relo.type_kind != "struct" && relo.type_kind != "union"))
+    return nullptr;
+  std::string_view type = essential_type_name(relo.type_name);
+  if (type == "user_pt_regs")
+    return has_field(arm64_user_pt_regs_fields, relo.field) ? find_gate_arch("arm64") : nullptr;
+  if (type != "pt_regs") return nullptr;
+  bool x86 = has_field(x86_pt_regs_fields, relo.field), arm64 = has_field(arm64_pt_regs_fields, relo.field);
+  if (x86 == arm64) return nullptr;
+  return find_gate_arch(x86 ? "x86" : "arm64");
+}
+
+std::vector<std::string> register_reads(const ObjectInfo& info, const GateArch& arch) {
+  std::vector<std::string> out;
+  for (const CoreRelo& r : info.core_relos) {
+    const GateArch* a = relo_arch(r);
+    if (a != nullptr && a->name == arch.name && std::ranges::find(out, r.path) == out.end())
+      out.push_back(r.path);
+  }
+  return out;
+}
+
 std::string register_arch(const ObjectInfo& info) {
   std::set<std::string_view> named;
   for (const CoreRelo& r : info.core_relos)
-    for (const GateArch& a : gate_arches)
-      if (r.type_name == a.register_type) named.insert(a.name);
+    if (const GateArch* a = relo_arch(r)) named.insert(a->name);
   return named.size() == 1 ? std::string(*named.begin()) : "";
 }
 
@@ -246,16 +319,16 @@ std::vector<std::string> arch_problems(const ObjectInfo& info, const GateArch& a
   if (!info.has_btf) out.push_back("no .BTF section: libbpf needs it for maps and CO-RE (build with -g)");
   if (!info.has_btf_ext)
     out.push_back("no .BTF.ext section: no CO-RE relocations or line info (build with -g)");
-  auto names = [&](std::string_view type) {
-    return std::ranges::any_of(info.core_relos, [&](const CoreRelo& r) { return r.type_name == type; });
-  };
+  std::vector<std::string> own = register_reads(info, arch);
   for (const GateArch& other : gate_arches) {
-    if (other.name == arch.name || !names(other.register_type)) continue;
-    std::string own(arch.name), theirs(other.name);
-    out.push_back("built for " + theirs + ", not " + own + ": its CO-RE relocations name " +
-                  std::string(other.register_type) + ", " + theirs + "'s register type, where " + own +
-                  " objects name " + std::string(arch.register_type) +
-                  (names(arch.register_type) ? " (it names both)" : ""));
+    if (other.name == arch.name) continue;
+    std::vector<std::string> theirs = register_reads(info, other);
+    if (theirs.empty()) continue;
+    std::string o(other.name);
+    out.push_back("built for " + o + ", not " + std::string(arch.name) + ": its CO-RE relocations name " +
+                  list_text(theirs) + ", " + o + (theirs.size() == 1 ? "'s register" : "'s registers") +
+                  ", where " + std::string(arch.name) + " objects read " + std::string(arch.registers) +
+                  (own.empty() ? "" : " (it reads both arches' registers: also " + list_text(own) + ")"));
   }
   return out;
 }

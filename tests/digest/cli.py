@@ -128,7 +128,7 @@ def main():
             shutil.copy(os.path.join(objects, "probe.x86.bpf.o"), os.path.join(work, "probe.arm64.bpf.o"))
             rc, out = run(kgate, "--verify-release", work, "--lock", lock)
             expect(rc, out, 7, "probe.arm64.bpf.o: no", "built for x86, not arm64",
-                   "name pt_regs, x86's register type", "arm64 objects name user_pt_regs", "probe.x86.bpf.o: yes")
+                   "name pt_regs.di, x86's register", "where arm64 objects read user_pt_regs", "probe.x86.bpf.o: yes")
         elif case == "not_elf":
             copy_objects(objects, work)
             with open(os.path.join(work, "probe.arm64.bpf.o"), "w") as f:
@@ -195,10 +195,10 @@ def main():
             expect(rc, out, 6, "a-file")
         elif case == "inspect":
             rc, out = run(kgate, "--inspect", os.path.join(objects, "probe.arm64.bpf.o"))
-            expect(rc, out, 0, "EM_BPF", "register type: user_pt_regs (arm64)", "on_uprobe", "events  ringbuf",
+            expect(rc, out, 0, "EM_BPF", "registers: user_pt_regs.regs[0] (arm64)", "on_uprobe", "events  ringbuf",
                    "user_pt_regs.regs[0]")
             rc, out = run(kgate, "--inspect", os.path.join(objects, "probe.x86.bpf.o"))
-            expect(rc, out, 0, "register type: pt_regs (x86)", "pt_regs.di")
+            expect(rc, out, 0, "registers: pt_regs.di (x86)", "pt_regs.di")
             rc, out = run(kgate, "--inspect", lock)
             expect(rc, out, 2, "not an ELF file")
             # An ELF file that is no BPF object is described, and never handed to libbpf.

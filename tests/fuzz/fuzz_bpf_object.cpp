@@ -3,7 +3,8 @@
 // .BTF with libbpf's btf__new, and parse_core_relos on its own, since a .BTF.ext inside an ELF file
 // is reached only past libelf. Objects come from release directories and downloads: untrusted.
 // Seeds are the build's own gate objects (bpf/ under $KGATE_BUILD_ROOT, which meson sets), their
-// .BTF.ext sections, a truncated object, a non-BPF ELF file and bytes that are no ELF at all.
+// .BTF.ext sections, two of tests/digest/registers.bpf.c's objects, a truncated object, a non-BPF ELF file
+// and bytes that are no ELF at all.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -37,9 +38,15 @@ void check_info(std::string_view input, const ObjectInfo& info) {
   KGATE_FUZZ_CHECK(info.sha256 == kgate::sha256_hex(input));
   for (const Section& s : info.sections) KGATE_FUZZ_CHECK(hex64(s.sha256));
   if (!info.has_btf || !info.has_btf_ext) KGATE_FUZZ_CHECK(info.core_relos.empty());
-  for (const CoreRelo& r : info.core_relos) KGATE_FUZZ_CHECK(!r.kind.empty());
+  for (const CoreRelo& r : info.core_relos) {
+    KGATE_FUZZ_CHECK(!r.kind.empty());
+    // A relocation that reads a register names the field it reads, on a path it can spell.
+    if (relo_arch(r) != nullptr) KGATE_FUZZ_CHECK(!r.field.empty() && !r.path.empty());
+    if (r.path.empty()) KGATE_FUZZ_CHECK(r.field.empty());
+  }
   std::string arch = register_arch(info);
   KGATE_FUZZ_CHECK(arch.empty() || find_gate_arch(arch) != nullptr);
+  if (!arch.empty()) KGATE_FUZZ_CHECK(!register_reads(info, *find_gate_arch(arch)).empty());
 
   // The lock of this object writes, reads back and writes the same text; the object matches it
   // exactly when it is a BPF object for the arch.
@@ -91,11 +98,12 @@ namespace {
   std::exit(1);
 }
 
-std::string built(const char* file) {
+// A file under the build directory: the gate objects in bpf/, tests/meson.build's test objects in tests/.
+std::string built(const char* file, const char* dir = "bpf") {
   const char* root = std::getenv("KGATE_BUILD_ROOT");
   if (root == nullptr || *root == '\0')
     die("KGATE_BUILD_ROOT is not set: run it through `meson test`, or set it to the build directory");
-  auto bytes = kgate::read_file(kgate::fs::path(root) / "bpf" / file);
+  auto bytes = kgate::read_file(kgate::fs::path(root) / dir / file);
   if (!bytes) die(bytes.error().describe() + " (build the gate objects first: ninja)");
   return *bytes;
 }
@@ -113,6 +121,9 @@ std::vector<std::string> kgate_fuzz_seeds() {
     seeds.push_back(object);
   }
   seeds.push_back(seeds[1].substr(0, seeds[1].size() / 2));
+  // Registers read under a ___flavor name, and through the kernel's anonymous unions.
+  for (const char* file : {"registers.x86_flavor.bpf.o", "registers.arm64_kernel_pt_regs.bpf.o"})
+    seeds.push_back(built(file, "tests"));
   seeds.push_back(kgate::testing::pvh_elf());
   seeds.push_back("not an object\n");
   return seeds;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -39,6 +40,18 @@ const std::string& built(const std::string& file) {
   return it->second;
 }
 
+// tests/digest/registers.bpf.c's objects, which tests/meson.build builds for this test.
+const std::string& test_object(const std::string& file) {
+  static std::map<std::string, std::string> cache;
+  auto [it, fresh] = cache.try_emplace(file);
+  if (fresh) {
+    auto bytes = kgate::read_file(kgate::fs::path(env_dir("KGATE_BUILD_ROOT")) / "tests" / file);
+    REQUIRE_MESSAGE(bytes.has_value(), (bytes ? "" : bytes.error().describe()));
+    it->second = std::move(*bytes);
+  }
+  return it->second;
+}
+
 ObjectInfo inspect(std::string_view bytes) {
   auto info = inspect_object(bytes);
   REQUIRE_MESSAGE(info.has_value(), (info ? "" : info.error().describe()));
@@ -54,6 +67,12 @@ std::vector<const CoreRelo*> uprobe_relos(const ObjectInfo& info) {
 
 bool names(const std::vector<const CoreRelo*>& relos, std::string_view type) {
   return std::ranges::any_of(relos, [&](const CoreRelo* r) { return r->type_name == type; });
+}
+
+const CoreRelo& relo(const ObjectInfo& info, std::string_view path) {
+  auto it = std::ranges::find_if(info.core_relos, [&](const CoreRelo& r) { return r.path == path; });
+  REQUIRE_MESSAGE(it != info.core_relos.end(), "no CO-RE relocation " << path);
+  return *it;
 }
 
 const Section& section(const ObjectInfo& info, std::string_view name) {
@@ -127,6 +146,91 @@ TEST_CASE("an x86 object is not an arm64 object, and says why") {
   CHECK(built("canary_write_user.x86.bpf.o") == built("canary_write_user.arm64.bpf.o"));
 }
 
+TEST_CASE("a relocation says which arch it is for by the register it reads, not the type's name alone") {
+  ObjectInfo pc = inspect(test_object("registers.arm64_pt_regs.bpf.o"));
+  REQUIRE(pc.problems.empty());
+  const CoreRelo& read_pc = relo(pc, "pt_regs.pc");
+  CHECK(read_pc.field == "pc");
+  REQUIRE(relo_arch(read_pc) != nullptr);
+  CHECK(relo_arch(read_pc)->name == "arm64");
+  CHECK(relo_arch(relo(pc, "pt_regs.sp")) == nullptr);  // both pt_regs have sp
+  CHECK(register_arch(pc) == "arm64");
+  CHECK(register_reads(pc, *find_gate_arch("arm64")) == std::vector<std::string>{"pt_regs.pc"});
+  CHECK(arch_problems(pc, *find_gate_arch("arm64")).empty());
+  auto problems = arch_problems(pc, *find_gate_arch("x86"));
+  REQUIRE(problems.size() == 1);
+  CHECK(
+      problems[0].starts_with("built for arm64, not x86: its CO-RE relocations name pt_regs.pc, arm64's "
+                              "register, where x86 objects read pt_regs with x86's fields (di, "));
+
+  // The kernel's own layout (vmlinux.h): pc sits in an anonymous struct in an anonymous union.
+  ObjectInfo kernel = inspect(test_object("registers.arm64_kernel_pt_regs.bpf.o"));
+  const CoreRelo& nested = relo(kernel, "pt_regs.<anonymous 0>.<anonymous 1>.pc");
+  CHECK(nested.field == "pc");
+  CHECK(register_arch(kernel) == "arm64");
+
+  // libbpf's ___flavor names are x86's pt_regs too; a field_exists check reads nothing.
+  ObjectInfo flavor = inspect(test_object("registers.x86_flavor.bpf.o"));
+  const CoreRelo& di = relo(flavor, "pt_regs___x86.di");
+  CHECK(di.type_name == "pt_regs___x86");
+  REQUIRE(relo_arch(di) != nullptr);
+  CHECK(relo_arch(di)->name == "x86");
+  const CoreRelo& exists = relo(flavor, "pt_regs___arm64.orig_x0");
+  CHECK(exists.kind == "field_exists");
+  CHECK(relo_arch(exists) == nullptr);
+  CHECK(register_arch(flavor) == "x86");
+  problems = arch_problems(flavor, *find_gate_arch("arm64"));
+  REQUIRE(problems.size() == 1);
+  CHECK(
+      problems[0].starts_with("built for x86, not arm64: its CO-RE relocations name pt_regs___x86.di, x86's "
+                              "register, where arm64 objects read user_pt_regs, or pt_regs with arm64's"));
+  CHECK(arch_problems(flavor, *find_gate_arch("x86")).empty());
+}
+
+TEST_CASE("relo_arch by struct, field and kind") {
+  auto arch_of = [](std::string type, std::string field, std::string kind = "field_byte_offset",
+                    std::string type_kind = "struct") {
+    CoreRelo r;
+    r.type_name = type;
+    r.type_kind = type_kind;
+    r.field = field;
+    r.path = type + "." + field;
+    r.kind = kind;
+    const GateArch* a = relo_arch(r);
+    return a == nullptr ? std::string("-") : std::string(a->name);
+  };
+  CHECK(arch_of("pt_regs", "di") == "x86");
+  CHECK(arch_of("pt_regs", "orig_ax") == "x86");
+  CHECK(arch_of("pt_regs", "r15") == "x86");
+  CHECK(arch_of("pt_regs", "pc") == "arm64");
+  CHECK(arch_of("pt_regs", "regs") == "arm64");
+  CHECK(arch_of("pt_regs", "orig_x0") == "arm64");
+  CHECK(arch_of("pt_regs", "syscallno") == "arm64");
+  CHECK(arch_of("pt_regs", "sp") == "-");
+  CHECK(arch_of("pt_regs", "gpr") == "-");  // s390's, or riscv's: neither gate arch
+  CHECK(arch_of("user_pt_regs", "regs") == "arm64");
+  CHECK(arch_of("user_pt_regs", "sp") == "arm64");  // only arm64 has user_pt_regs
+  CHECK(arch_of("user_pt_regs", "di") == "-");
+  CHECK(arch_of("pt_regs___x86", "di") == "x86");
+  CHECK(arch_of("pt_regs___arm64", "pc") == "arm64");
+  CHECK(arch_of("user_pt_regs___v2", "pstate") == "arm64");
+  CHECK(arch_of("pt_regs", "di", "field_byte_size") == "x86");
+  CHECK(arch_of("pt_regs", "di", "field_exists") == "-");
+  CHECK(arch_of("pt_regs", "", "type_exists") == "-");
+  CHECK(arch_of("pt_regs", "di", "field_byte_offset", "int") == "-");
+  CHECK(arch_of("task_struct", "pc") == "-");
+  CHECK(arch_of("my_pt_regs", "di") == "-");
+
+  CHECK(essential_type_name("pt_regs___x86") == "pt_regs");
+  CHECK(essential_type_name("pt_regs") == "pt_regs");
+  CHECK(essential_type_name("a___b___c") == "a___b");
+  CHECK(essential_type_name("pt_regs___") == "pt_regs___");
+  CHECK(essential_type_name("pt_regs____x86") == "pt_regs____x86");
+  CHECK(essential_type_name("___x") == "___x");
+  CHECK(essential_type_name("a___b") == "a");
+  CHECK(essential_type_name("") == "");
+}
+
 TEST_CASE("libbpf opens the arm64 object from memory and lists its programs and maps") {
   auto layout = open_object(built("probe.arm64.bpf.o"), "probe.arm64");
   REQUIRE_MESSAGE(layout.has_value(), (layout ? "" : layout.error().describe()));
@@ -166,11 +270,14 @@ TEST_CASE("open_inspected_object hands libbpf only sound BPF objects") {
   CHECK(refused.error().describe().find("not a BPF object for any gate arch (x86: not a BPF object: machine "
                                         "EM_X86_64 (62)") != std::string::npos);
 
-  // A BPF object whose relocations name both arches' register types fits neither.
+  // A BPF object whose relocations read both arches' registers fits neither.
   ObjectInfo both = inspect(probe);
-  CoreRelo x86 = both.core_relos.front();
+  CoreRelo x86 = *uprobe_relos(both).front();
   x86.type_name = "pt_regs";
+  x86.field = "di";
+  x86.path = "pt_regs.di";
   both.core_relos.push_back(x86);
+  CHECK(register_arch(both).empty());
   auto mixed = open_inspected_object(probe, both, "mixed");
   REQUIRE_FALSE(mixed.has_value());
   CHECK(mixed.error().describe().find("built for") != std::string::npos);
