@@ -3,7 +3,9 @@
 directory. Copies the source tree (git's file list: tracked and untracked files that are not
 ignored, as they are in the working tree) into two temporary directories at different paths and
 depths, configures and builds the objects in each (one build directory inside its tree, one
-outside), compares them byte for byte, and checks them against bpf/digests.lock with kgate.
+outside), compares them byte for byte, checks that their BTF line info names each source relative to
+the source root and carries its lines' text, and checks them against bpf/digests.lock with
+kgate.
 
     reproducible.py SOURCE_ROOT KGATE
 """
@@ -51,6 +53,24 @@ def build(src, builddir):
             fail(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
 
 
+# A line of each source that the .BTF.ext line info must carry as text, under the file name it
+# must carry: clang reads the text back from the source by that name, which it finds only when it
+# runs in the source root (bpf/meson.build). Without it a verifier log shows no source lines.
+SOURCE_LINES = {
+    "probe": ("bpf/probe.bpf.c", '\treturn emit("on_uprobe", KGATE_ARG1(regs), -1);'),
+    "canary_write_user": ("bpf/canary_write_user.bpf.c", "int canary_write_user(void *ctx)"),
+}
+
+
+def check_line_info(path, data):
+    name = os.path.basename(path).split(".")[0]
+    source, line = SOURCE_LINES[name]
+    for s in (source, line):
+        if b"\0" + s.encode() + b"\0" not in data:
+            fail(f"{path}: its BTF strings lack {s!r}: the line info does not name the source as "
+                 f"{source} with its text")
+
+
 def main():
     if len(sys.argv) != 3:
         fail("usage: reproducible.py SOURCE_ROOT KGATE")
@@ -73,6 +93,8 @@ def main():
                 at = next(i for i in range(min(len(a), len(b)) + 1) if i == min(len(a), len(b)) or a[i] != b[i])
                 fail(f"{t} differs between {a_src} and {b_src}: {len(a)} and {len(b)} bytes, first at offset {at}")
             print(f"{t}: same bytes in both trees ({len(a)} bytes)")
+            if t in OBJECTS:
+                check_line_info(t, a)
         lock = os.path.join(root, "bpf", "digests.lock")
         r = subprocess.run([kgate, "digest", "--check", lock, "--objects", os.path.join(b_build, "bpf")],
                            capture_output=True, text=True)
