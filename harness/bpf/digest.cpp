@@ -201,14 +201,21 @@ std::optional<std::string> installed_clang_note(const std::optional<std::string>
          "trusting or updating them";
 }
 
+namespace {
+// A directory of built or shipped objects, and the clang recorded there (nullopt: none).
+Result<std::optional<std::string>> objects_dir_clang(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return fail(FailureClass::usage, dir.string() + ": not a directory of BPF objects");
+  return read_clang_version(dir);
+}
+}  // namespace
+
 Result<DigestReport> check_objects(const DigestLock& lock, const fs::path& dir,
                                    std::vector<std::string> arches) {
   auto selected = select_arches(lock, arches);
   if (!selected) return std::unexpected(selected.error());
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    return fail(FailureClass::usage, dir.string() + ": not a directory of BPF objects");
-  auto clang = read_clang_version(dir);
+  auto clang = objects_dir_clang(dir);
   if (!clang) return std::unexpected(std::move(clang).error());
 
   DigestReport report;
@@ -240,6 +247,7 @@ Result<DigestReport> check_objects(const DigestLock& lock, const fs::path& dir,
     if (!any) return fail(FailureClass::usage, "the lock has no " + arch_name + " objects");
   }
   // Objects of the selected arches that the lock does not know: a new gate, or a stale lock.
+  std::error_code ec;
   auto files = object_files(dir, ec);
   if (ec) return fail_errno("list " + dir.string(), ec.value());
   for (const fs::path& p : files) {
@@ -262,16 +270,14 @@ Result<DigestLock> update_lock(DigestLock lock, const fs::path& dir, std::vector
     for (const GateArch& a : gate_arches) arches.emplace_back(a.name);
   auto selected = select_arches(DigestLock{}, arches);
   if (!selected) return std::unexpected(selected.error());
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    return fail(FailureClass::usage, dir.string() + ": not a directory of BPF objects");
-  auto clang = read_clang_version(dir);
+  auto clang = objects_dir_clang(dir);
   if (!clang) return std::unexpected(std::move(clang).error());
   if (!*clang)
     return fail(FailureClass::usage, (dir / clang_version_file).string() +
                                          " is missing: the lock records the clang that built the objects, "
                                          "which the build writes there");
   // A directory that exists but cannot be listed is the host's problem (infra), as in check_objects.
+  std::error_code ec;
   auto files = object_files(dir, ec);
   if (ec) return fail_errno("list " + dir.string(), ec.value());
 
