@@ -1,4 +1,5 @@
 // kgate's command line: parses argv into requests and hands them to run/.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -345,6 +346,11 @@ int cmd_fetch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Started with stdin, stdout or stderr closed, kgate's own first files would take those
+  // numbers, and a child's dup2 onto 0-2 would then overwrite them: hold them with /dev/null.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1 && ::open("/dev/null", O_RDWR) != fd) return 127;
+  }
   if (argc < 2) {
     std::cerr << usage_text;
     return kgate::exit_code(FailureClass::usage);
