@@ -4,9 +4,10 @@
 # `kgate gates run`. The umbrella receipt is build/verify-all/verify-all-summary.json, and
 # the last line printed is kgate's "verify-all: N passed, M failed".
 #
-# A VM test whose prerequisites are missing is skipped (exit 77) unless KGATE_REQUIRE_VM=1,
-# which CI sets; the `kernels` gate (kernel-matrix entries run natively) always needs QEMU
-# and the Debian kernels, which scripts/setup.sh installs, and fails without them. Arguments go to kgate gates run: `scripts/test.sh --only unit`, `-j 1`.
+# The `vm` and `kernels` gates need QEMU and the Debian kernels (scripts/setup.sh installs
+# them) and fail without them: the vm gate sets KGATE_REQUIRE_VM=1, so a receipt never
+# calls skipped VM tests passed. A plain `meson test -C build` skips such tests (exit 77)
+# unless KGATE_REQUIRE_VM=1 is set, as CI does. Arguments go to kgate gates run: `scripts/test.sh --only unit`, `-j 1`.
 # `meson test -C build` runs the same tests without kgate.
 set -eu
 cd "$(dirname "$0")/.."
