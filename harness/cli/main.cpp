@@ -276,21 +276,10 @@ int cmd_matrix(int argc, char** argv) {
   std::mutex out_mu;
   auto run = kgate::matrix::run_matrix(*entries, ro, [&](const kgate::matrix::EntryResult& r, bool done) {
     std::lock_guard lock(out_mu);
-    if (!done) {
-      std::cerr << "kgate: " << r.entry.name << ": started\n";
-    } else {
-      std::cerr << "kgate: " << r.entry.name << ": "
-                << (r.verdict == FailureClass::pass
-                        ? std::string("pass")
-                        : "FAIL [" + std::string(kgate::class_name(r.verdict)) + "] " + r.message)
-                << kgate::strprintf(" (%.1f s)", r.wall_s) << "\n";
-    }
+    std::cerr << "kgate: " << kgate::matrix::event_line(r, done) << "\n";
   });
   auto summary = kgate::matrix::summary_json(run);
-  kgate::Status written =
-      kgate::write_file_atomic(ro.out_dir / "matrix-summary.json",
-                               summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (written) written = kgate::write_file_atomic(ro.out_dir / "junit.xml", kgate::matrix::junit_xml(run));
+  kgate::Status written = kgate::matrix::write_reports(run, ro.out_dir);
   std::cout << kgate::matrix::table(run);
   FailureClass all = kgate::matrix::overall(run);
   if (!written) {

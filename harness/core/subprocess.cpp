@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -212,6 +213,30 @@ Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadlin
   return cap;
 }
 
+std::optional<ProcStat> read_proc_stat(pid_t pid) {
+  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return std::nullopt;
+  // The command (field 2) is in parentheses and may hold anything: fields are counted after
+  // its last ')'. state is field 3, ppid 4, pgrp 5, starttime 22.
+  auto close = stat->rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  ProcStat p;
+  int ppid = 0, pgrp = 0;
+  const char* rest = stat->c_str() + close + 1;
+  int used = 0;
+  if (std::sscanf(rest, " %c %d %d%n", &p.state, &ppid, &pgrp, &used) != 3) return std::nullopt;
+  rest += used;
+  // Fields 6 to 21, then starttime.
+  for (int field = 6; field <= 21; ++field) {
+    rest = std::strchr(rest + 1, ' ');
+    if (!rest) return std::nullopt;
+  }
+  p.ppid = ppid;
+  p.pgrp = pgrp;
+  p.start_ticks = std::strtoull(rest + 1, nullptr, 10);
+  return p;
+}
+
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::sigabbrev_np(WTERMSIG(status));
@@ -219,18 +244,23 @@ std::string describe_status(int status) {
 }
 
 fs::path find_program(std::string_view name) {
-  if (name.find('/') != std::string_view::npos) return fs::path(name);
   const char* path = std::getenv("PATH");
-  std::string_view rest = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  while (!rest.empty()) {
+  return find_program(name, path ? path : "/usr/local/bin:/usr/bin:/bin", {});
+}
+
+fs::path find_program(std::string_view name, std::string_view search_path, const fs::path& relative_to) {
+  if (name.find('/') != std::string_view::npos) return fs::path(name);
+  std::string_view rest = search_path;
+  for (;;) {
     auto colon = rest.find(':');
-    std::string_view dir = rest.substr(0, colon);
-    fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+    fs::path dir(std::string(rest.substr(0, colon)));
+    if (dir.empty()) dir = ".";
+    if (dir.is_relative() && !relative_to.empty()) dir = relative_to / dir;
+    fs::path candidate = dir / name;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    if (colon == std::string_view::npos) break;
+    if (colon == std::string_view::npos) return {};
     rest.remove_prefix(colon + 1);
   }
-  return {};
 }
 
 }  // namespace kgate

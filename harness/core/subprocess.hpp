@@ -65,10 +65,22 @@ struct Captured {
 Result<Captured> run_capture(const std::vector<std::string>& argv, const Deadline& deadline,
                              const fs::path& cwd = {});
 
+// What /proc/<pid>/stat says of a process; nullopt when it is gone (or unreadable).
+struct ProcStat {
+  char state = 0;  // 'R', 'S', 'Z' (a zombie), ...
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  unsigned long long start_ticks = 0;  // clock ticks after boot: with the pid, names one process
+};
+std::optional<ProcStat> read_proc_stat(pid_t pid);
+
 // "exited with 3", "killed by signal 9".
 std::string describe_status(int status);
 
 // Looks a program up on PATH; empty if missing.
 fs::path find_program(std::string_view name);
+// The same on `search_path` (a PATH value), whose relative entries (and empty ones, meaning
+// ".") are taken from `relative_to`.
+fs::path find_program(std::string_view name, std::string_view search_path, const fs::path& relative_to);
 
 }  // namespace kgate

@@ -93,20 +93,11 @@ Result<std::vector<std::string>> resolve_argv(const Gate& g) {
   std::vector<std::string> argv = g.command;
   auto path = g.env.find("PATH");
   if (path == g.env.end() || argv[0].find('/') != std::string::npos) return argv;
-  std::string_view rest = path->second;
-  for (;;) {
-    auto colon = rest.find(':');
-    fs::path dir(std::string(rest.substr(0, colon)));
-    if (dir.empty()) dir = ".";
-    fs::path candidate = (dir.is_absolute() ? dir : g.cwd / dir) / argv[0];
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      argv[0] = candidate.string();
-      return argv;
-    }
-    if (colon == std::string_view::npos) break;
-    rest.remove_prefix(colon + 1);
-  }
-  return fail(FailureClass::usage, "'" + argv[0] + "' is not on the gate's PATH (" + path->second + ")");
+  fs::path found = find_program(argv[0], path->second, g.cwd);
+  if (found.empty())
+    return fail(FailureClass::usage, "'" + argv[0] + "' is not on the gate's PATH (" + path->second + ")");
+  argv[0] = found.string();
+  return argv;
 }
 
 // A gate's log, written by kgate itself (an ebpf-matrix gate's progress, a command that
@@ -127,7 +118,6 @@ class LogFile {
   }
   LogFile& operator<<(size_t n) { return *this << std::string_view(std::to_string(n)); }
   LogFile& operator<<(int n) { return *this << std::string_view(std::to_string(n)); }
-  void flush() {}
 
  private:
   UniqueFd fd_;
@@ -139,7 +129,6 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
     job.ok = ok;
     job.reason = std::move(reason);
     if (!job.reason.empty()) log << "kgate: " << job.reason << "\n";
-    log.flush();
   };
   fs::path matrix_file = g.matrix.empty() ? opts.default_matrix : g.matrix;
   auto m = matrix::load_matrix(matrix_file);
@@ -157,24 +146,12 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
   if (auto st = make_dirs(ro.out_dir); !st) return finish(false, st.error().describe());
   log << "kgate: matrix " << matrix_file.string() << ", entries " << g.entries << ", " << entries->size()
       << " to run, -j " << g.jobs << "\n";
-  log.flush();
   auto run = matrix::run_matrix(*entries, ro, [&](const matrix::EntryResult& r, bool done) {
-    if (!done) {
-      log << "kgate: " << r.entry.name << ": started\n";
-    } else {
-      log << "kgate: " << r.entry.name << ": "
-          << (r.verdict == FailureClass::pass
-                  ? std::string("pass")
-                  : "FAIL [" + std::string(class_name(r.verdict)) + "] " + r.message)
-          << strprintf(" (%.1f s)", r.wall_s) << "\n";
-    }
-    log.flush();
+    log << "kgate: " << matrix::event_line(r, done) << "\n";
   });
   log << matrix::table(run);
-  auto summary = matrix::summary_json(run);
-  (void)write_file_atomic(ro.out_dir / "matrix-summary.json",
-                          summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-  (void)write_file_atomic(ro.out_dir / "junit.xml", matrix::junit_xml(run));
+  if (auto st = matrix::write_reports(run, ro.out_dir); !st)
+    log << "kgate: " << st.error().describe() << "\n";
   std::string failed;
   for (const auto& r : run.results) {
     fs::path dir = fs::path("matrix") / g.name / r.dir;
@@ -205,15 +182,10 @@ void end_adopted(const std::vector<pid_t>& own) {
     for (const auto& ent : fs::directory_iterator("/proc", ec)) {
       const std::string name = ent.path().filename().string();
       if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-      auto stat = read_file(ent.path() / "stat");
-      if (!stat) continue;
-      auto close = stat->rfind(')');
-      char state = 0;
-      int ppid = 0;
-      if (close == std::string::npos || std::sscanf(stat->c_str() + close + 1, " %c %d", &state, &ppid) != 2)
-        continue;
       const pid_t pid = static_cast<pid_t>(std::stol(name));
-      if (ppid == self && std::find(own.begin(), own.end(), pid) == own.end()) adopted.push_back(pid);
+      auto stat = read_proc_stat(pid);
+      if (stat && stat->ppid == self && std::find(own.begin(), own.end(), pid) == own.end())
+        adopted.push_back(pid);
     }
     if (adopted.empty()) return;
     for (pid_t pid : adopted) ::kill(pid, SIGKILL);

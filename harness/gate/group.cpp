@@ -10,11 +10,11 @@
 #include <csignal>
 #include <cstdio>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
+#include "core/subprocess.hpp"
 
 namespace kgate::gate {
 
@@ -32,8 +32,8 @@ std::string file_stem(const std::string& key) {
   return readable + "-" + sha256_hex(key).substr(0, 16);
 }
 
-// A run in the lock file: its pid and its start time (clock ticks after boot, field 22 of
-// /proc/<pid>/stat), which tells it apart from a later process given the same pid.
+// A run in the lock file: its pid and its start time (clock ticks after boot), which tells it
+// apart from a later process given the same pid.
 struct Holder {
   pid_t pid = 0;
   unsigned long long start = 0;
@@ -41,17 +41,9 @@ struct Holder {
 };
 
 std::optional<unsigned long long> start_time(pid_t pid) {
-  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto stat = read_proc_stat(pid);
   if (!stat) return std::nullopt;
-  auto close = stat->rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  // After the command's closing parenthesis: state is field 3, starttime field 22.
-  std::istringstream rest(stat->substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(rest >> field)) return std::nullopt;
-  }
-  return std::strtoull(field.c_str(), nullptr, 10);
+  return stat->start_ticks;
 }
 
 Holder read_holder(int fd) {

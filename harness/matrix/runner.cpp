@@ -163,6 +163,23 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
   return run;
 }
 
+std::string event_line(const EntryResult& r, bool done) {
+  if (!done) return r.entry.name + ": started";
+  return r.entry.name + ": " +
+         (r.verdict == FailureClass::pass
+              ? std::string("pass")
+              : "FAIL [" + std::string(class_name(r.verdict)) + "] " + r.message) +
+         strprintf(" (%.1f s)", r.wall_s);
+}
+
+Status write_reports(const MatrixRun& run, const fs::path& out_dir) {
+  Status written =
+      write_file_atomic(out_dir / "matrix-summary.json",
+                        summary_json(run).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  if (written) written = write_file_atomic(out_dir / "junit.xml", junit_xml(run));
+  return written;
+}
+
 FailureClass overall(const MatrixRun& run) {
   if (run.interrupted) return FailureClass::interrupted;
   for (const auto& r : run.results) {

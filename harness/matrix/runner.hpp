@@ -52,6 +52,13 @@ using EntryEvent = std::function<void(const EntryResult&, bool done)>;
 // the ones not started.
 MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opts, const EntryEvent& event);
 
+// The line that says how an entry went, as `kgate matrix` and an ebpf-matrix gate print it:
+// "<entry>: started", "<entry>: pass (2.1 s)", "<entry>: FAIL [boot_hang] ... (90.0 s)".
+std::string event_line(const EntryResult& r, bool done);
+
+// Writes matrix-summary.json and junit.xml into `out_dir`.
+Status write_reports(const MatrixRun& run, const fs::path& out_dir);
+
 // Pure reports of a run.
 FailureClass overall(const MatrixRun& run);  // pass only if every entry passed
 nlohmann::json summary_json(const MatrixRun& run);

@@ -103,14 +103,8 @@ bool group_alive(pid_t pgid) {
   for (const auto& ent : fs::directory_iterator("/proc")) {
     const std::string name = ent.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto stat = read_file(ent.path() / "stat");
-    if (!stat) continue;
-    auto close = stat->rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    int ppid = 0, pgrp = 0;
-    if (std::sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
-    if (pgrp == pgid && state != 'Z') return true;
+    auto stat = read_proc_stat(static_cast<pid_t>(std::stol(name)));
+    if (stat && stat->pgrp == pgid && stat->state != 'Z') return true;
   }
   return false;
 }
@@ -137,11 +131,8 @@ struct RuntimeDir {
 };
 
 bool process_alive(pid_t pid) {
-  // A zombie still answers kill(0); only a running or sleeping process counts.
-  auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return false;
-  auto close = stat->rfind(')');
-  return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
+  auto stat = read_proc_stat(pid);
+  return stat && stat->state != 'Z';
 }
 
 // Starts, in the background, a run holding concurrency group `key` with one gate `name`
