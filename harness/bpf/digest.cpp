@@ -163,11 +163,10 @@ std::string DigestReport::summary(const std::string& lock_name) const {
 }
 
 Result<std::optional<std::string>> read_clang_version(const fs::path& dir) {
-  auto text = read_file(dir / clang_version_file);
-  if (!text && text.error().err() == ENOENT) return std::nullopt;
+  auto text = read_file_if_exists(dir / clang_version_file);
   if (!text) return std::unexpected(std::move(text).error());
-  std::string line = text->substr(0, text->find('\n'));
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (!*text) return std::nullopt;
+  std::string line = first_line(**text);
   if (line.empty()) return std::nullopt;
   return line;
 }
@@ -179,8 +178,7 @@ Result<std::optional<std::string>> installed_clang_version() {
   if (!run) return std::unexpected(std::move(run.error()).context(clang.string() + " --version"));
   if (run->status != 0)
     return fail(FailureClass::infra, clang.string() + " --version " + describe_status(run->status));
-  std::string line = run->out.substr(0, run->out.find('\n'));
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  std::string line = first_line(run->out);
   if (line.empty()) return fail(FailureClass::infra, clang.string() + " --version printed nothing");
   return line;
 }

@@ -13,10 +13,7 @@ namespace {
 using json = nlohmann::json;
 
 bool valid_sha256(const json& v) {
-  if (!v.is_string()) return false;
-  const auto& s = v.get_ref<const std::string&>();
-  return s.size() == 64 &&
-         std::ranges::all_of(s, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return v.is_string() && is_sha256_hex(v.get_ref<const std::string&>());
 }
 
 // An object name is the stem of a file name: letters, digits, '_' and '-'.

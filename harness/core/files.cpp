@@ -15,6 +15,13 @@
 
 namespace kgate {
 
+Result<std::optional<std::string>> read_file_if_exists(const fs::path& path) {
+  auto bytes = read_file(path);
+  if (!bytes && bytes.error().err() == ENOENT) return std::nullopt;
+  if (!bytes) return std::unexpected(std::move(bytes).error());
+  return std::move(*bytes);
+}
+
 Result<std::string> read_file(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail_errno("open " + path.string(), errno);

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -13,6 +14,8 @@ namespace kgate {
 namespace fs = std::filesystem;
 
 Result<std::string> read_file(const fs::path& path);
+// The same for a file that may be absent: nullopt when it does not exist.
+Result<std::optional<std::string>> read_file_if_exists(const fs::path& path);
 // Writes through a temporary file in the same directory and renames it into place,
 // so a reader never sees half a file.
 Status write_file_atomic(const fs::path& path, std::string_view data);

@@ -36,4 +36,20 @@ inline std::vector<std::string_view> split_lines(std::string_view text) {
   return lines;
 }
 
+// The first line of a text, without trailing spaces or '\r'.
+inline std::string first_line(std::string_view text) {
+  std::string_view line = text.substr(0, text.find('\n'));
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+  return std::string(line);
+}
+
+// 64 lowercase hex digits: a sha256 as kgate writes it (cache, lock files, OCI digests after "sha256:").
+inline bool is_sha256_hex(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace kgate

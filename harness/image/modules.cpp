@@ -71,14 +71,6 @@ struct Node {
   bool deps_known = false;
 };
 
-// Reads a file that may be absent: nullopt when it does not exist.
-Result<std::optional<std::string>> read_optional(const fs::path& path) {
-  auto bytes = read_file(path);
-  if (!bytes && bytes.error().err() == ENOENT) return std::nullopt;
-  if (!bytes) return std::unexpected(std::move(bytes).error());
-  return std::move(*bytes);
-}
-
 Result<std::map<std::string, Node>> parse_modules_dep(const fs::path& dir, std::string_view text) {
   std::map<std::string, Node> nodes;
   size_t lineno = 0;
@@ -220,7 +212,7 @@ Result<std::vector<std::string>> modinfo_depends(std::string_view ko_bytes) {
 
 Result<std::vector<ModuleFile>> resolve_closure(const fs::path& modules_dir,
                                                 const std::vector<std::string>& wanted) {
-  auto builtin_text = read_optional(modules_dir / "modules.builtin");
+  auto builtin_text = read_file_if_exists(modules_dir / "modules.builtin");
   if (!builtin_text) return std::unexpected(std::move(builtin_text).error());
   std::set<std::string> builtin;
   std::string_view text = *builtin_text ? std::string_view(**builtin_text) : std::string_view();
@@ -231,7 +223,7 @@ Result<std::vector<ModuleFile>> resolve_closure(const fs::path& modules_dir,
     pos = end + 1;
   }
 
-  auto dep_text = read_optional(modules_dir / "modules.dep");
+  auto dep_text = read_file_if_exists(modules_dir / "modules.dep");
   if (!dep_text) return std::unexpected(std::move(dep_text).error());
   auto nodes = *dep_text ? parse_modules_dep(modules_dir, **dep_text) : walk_kernel_dir(modules_dir);
   if (!nodes) return std::unexpected(std::move(nodes).error());

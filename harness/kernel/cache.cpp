@@ -21,14 +21,6 @@ std::optional<std::string> seal_of(const fs::path& p) {
                    intmax_t(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
 }
 
-bool is_hex_digest(std::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 fs::path Cache::default_root() {
@@ -66,7 +58,7 @@ Result<std::string> Cache::put_blob(std::string_view bytes) {
 }
 
 Result<fs::path> Cache::verified_blob(std::string_view sha) const {
-  if (!is_hex_digest(sha))
+  if (!is_sha256_hex(sha))
     return fail(FailureClass::usage, "not a sha256 digest: '" + std::string(sha) + "'");
   fs::path p = blob_path(sha);
   auto seal = seal_of(p);
@@ -105,14 +97,12 @@ Result<Cache::Lock> Cache::lock(std::string_view name, const Deadline& deadline)
 
 Result<std::optional<std::string>> Cache::get_ref(std::string_view kind, std::string_view key) const {
   fs::path p = root_ / "refs" / kind / key;
-  auto text = read_file(p);
-  if (!text) {
-    if (text.error().err() == ENOENT) return std::optional<std::string>{};
-    return std::unexpected(text.error());
-  }
-  std::string sha = *text;
+  auto text = read_file_if_exists(p);
+  if (!text) return std::unexpected(text.error());
+  if (!*text) return std::optional<std::string>{};
+  std::string sha = **text;
   while (!sha.empty() && sha.back() == '\n') sha.pop_back();
-  if (!is_hex_digest(sha)) return fail(FailureClass::usage, "corrupt cache ref " + p.string());
+  if (!is_sha256_hex(sha)) return fail(FailureClass::usage, "corrupt cache ref " + p.string());
   return std::optional<std::string>(sha);
 }
 

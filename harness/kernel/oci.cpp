@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "core/compress.hpp"
+#include "core/strings.hpp"
 #include "core/subprocess.hpp"
 
 namespace kgate::kernel {
@@ -80,9 +81,7 @@ const LayerType* layer_type(std::string_view media_type) {
 }
 
 bool is_sha256_digest(std::string_view d) {
-  if (d.size() != 71 || !d.starts_with("sha256:")) return false;
-  return std::all_of(d.begin() + 7, d.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return d.starts_with("sha256:") && is_sha256_hex(d.substr(7));
 }
 
 Status check_digest(std::string_view d, const std::string& where) {
