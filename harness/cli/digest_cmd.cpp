@@ -22,6 +22,7 @@ int failed(const Error& e) {
 enum class Objects { built, release };
 
 void note_installed_clang(const std::optional<std::string>& built) {
+  if (!built) return;  // nothing recorded to compare with: clang need not be run
   if (auto note = bpf::installed_clang_note(built, bpf::installed_clang_version()))
     std::cout << "note: " << *note << "\n";
 }
