@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The gate objects are reproducible: the same sources and clang give the same bytes in any
 directory. Copies the source tree (git's file list: tracked and untracked files that are not
-ignored, as they are in the working tree) into two temporary directories at different paths and
-depths, configures and builds the objects in each (one build directory inside its tree, one
-outside), compares them byte for byte, checks that their BTF line info names each source relative to
+ignored, as they are in the working tree) into a temporary directory at another path and depth,
+configures and builds the objects there with the build directory outside the tree, compares them
+byte for byte with those of the build kgate belongs to, checks that their BTF line info names each source relative to
 the source root and carries its lines' text, and checks them against bpf/digests.lock with
 kgate.
 
@@ -77,14 +77,12 @@ def main():
     root, kgate = sys.argv[1], sys.argv[2]
     files = source_files(root)
     with tempfile.TemporaryDirectory(prefix="kgate-repro-") as tmp:
-        # Different lengths and depths, and one build directory inside its tree, one outside.
-        a_src = os.path.join(tmp, "a")
+        # The build that kgate belongs to (its build directory, usually inside the source tree)
+        # against a copy at another path and depth, built outside its tree.
+        a_src, a_build = root, os.path.dirname(os.path.abspath(kgate))
         b_src = os.path.join(tmp, "elsewhere", "much", "deeper", "kgate-source-copy")
-        a_build = os.path.join(a_src, "build")
         b_build = os.path.join(tmp, "b-build")
-        copy_tree(root, files, a_src)
         copy_tree(root, files, b_src)
-        build(a_src, a_build)
         build(b_src, b_build)
         for t in TARGETS:
             with open(os.path.join(a_build, t), "rb") as fa, open(os.path.join(b_build, t), "rb") as fb:
