@@ -2,7 +2,6 @@
 
 #include <bpf/btf.h>
 #include <gelf.h>
-#include <libelf.h>
 
 #include <algorithm>
 #include <charconv>
@@ -12,6 +11,7 @@
 
 #include "bpf/btf_ext.hpp"
 #include "bpf/libbpf_log.hpp"
+#include "core/elf.hpp"
 #include "core/files.hpp"
 #include "core/strings.hpp"
 
@@ -23,16 +23,9 @@ namespace kgate::bpf {
 
 namespace {
 
-struct ElfEnd {
-  void operator()(Elf* e) const { elf_end(e); }
-};
 struct BtfFree {
   void operator()(btf* b) const { btf__free(b); }
 };
-
-std::unexpected<Error> bad_elf(const std::string& what) {
-  return fail(FailureClass::usage, "bad ELF: " + what + ": " + elf_errmsg(-1));
-}
 
 std::string_view kind_name(const btf_type* t) {
   switch (btf_kind(t)) {
@@ -194,57 +187,24 @@ std::string list_text(const std::vector<std::string>& items) {
 }  // namespace
 
 Result<ObjectInfo> inspect_object(std::string_view bytes) {
-  static const bool ready = elf_version(EV_CURRENT) != EV_NONE;
-  if (!ready) return fail(FailureClass::infra, "libelf: elf_version failed");
-  if (bytes.size() < EI_NIDENT || bytes.substr(0, SELFMAG) != ELFMAG)
-    return fail(FailureClass::usage, "not an ELF file (no \\x7fELF magic)");
+  auto elf = read_elf(bytes);
+  if (!elf) return std::unexpected(elf.error());
   ObjectInfo info;
   info.size = bytes.size();
   info.sha256 = sha256_hex(bytes);
-
-  // libelf may convert headers in place (foreign byte order), so it reads a private copy.
-  std::string image(bytes);
-  std::unique_ptr<Elf, ElfEnd> elf(elf_memory(image.data(), image.size()));
-  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return bad_elf("not an ELF object");
-  GElf_Ehdr ehdr;
-  if (gelf_getehdr(elf.get(), &ehdr) == nullptr) return bad_elf("ELF header");
-  info.elf64 = ehdr.e_ident[EI_CLASS] == ELFCLASS64;
-  info.little_endian = ehdr.e_ident[EI_DATA] == ELFDATA2LSB;
-  info.elf_type = ehdr.e_type;
-  info.machine = ehdr.e_machine;
-
-  // libelf takes a section table past the end of the file for no sections at all: a truncated
-  // object would pass for an empty one.
-  size_t shnum = 0;
-  if (elf_getshdrnum(elf.get(), &shnum) != 0) return bad_elf("section count");
-  shnum = std::max<size_t>(shnum, ehdr.e_shnum);
-  std::uint64_t table = std::uint64_t{shnum} * (info.elf64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr));
-  if (ehdr.e_shoff > bytes.size() || table > bytes.size() - ehdr.e_shoff || (shnum > 0 && ehdr.e_shoff == 0))
-    return fail(FailureClass::usage,
-                strprintf("bad ELF: the section header table (%zu sections at offset %llu) "
-                          "runs past the end of the file's %zu bytes: truncated?",
-                          shnum, static_cast<unsigned long long>(ehdr.e_shoff), bytes.size()));
-  size_t shstrndx = 0;
-  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) return bad_elf("section name table");
+  info.elf64 = elf->elf64;
+  info.little_endian = elf->little_endian;
+  info.elf_type = elf->type;
+  info.machine = elf->machine;
   std::optional<std::string_view> btf_data, ext_data;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
-    GElf_Shdr shdr;
-    if (gelf_getshdr(scn, &shdr) == nullptr) return bad_elf("section header");
+  for (const ElfSection& e : elf->sections) {
     Section s;
-    const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
-    s.name = name != nullptr ? name : strprintf("[section %zu, unnamed]", elf_ndxscn(scn));
-    s.type = shdr.sh_type;
-    s.size = shdr.sh_size;
-    std::string_view content;
-    if (shdr.sh_type != SHT_NOBITS && shdr.sh_size > 0) {
-      Elf_Data* data = elf_rawdata(scn, nullptr);
-      if (data == nullptr) return bad_elf("section " + s.name);
-      if (data->d_buf != nullptr)
-        content = std::string_view(static_cast<const char*>(data->d_buf), data->d_size);
-    }
-    s.sha256 = sha256_hex(content);
-    if (s.name == ".BTF" && !btf_data) btf_data = content;
-    if (s.name == ".BTF.ext" && !ext_data) ext_data = content;
+    s.name = e.name;
+    s.type = e.type;
+    s.size = e.size;
+    s.sha256 = sha256_hex(e.content);
+    if (s.name == ".BTF" && !btf_data) btf_data = e.content;
+    if (s.name == ".BTF.ext" && !ext_data) ext_data = e.content;
     info.sections.push_back(std::move(s));
   }
   info.has_btf = btf_data.has_value();

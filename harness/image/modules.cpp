@@ -1,8 +1,5 @@
 #include "image/modules.hpp"
 
-#include <gelf.h>
-#include <libelf.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -12,6 +9,7 @@
 #include <set>
 
 #include "core/compress.hpp"
+#include "core/elf.hpp"
 #include "core/files.hpp"
 
 namespace kgate::image {
@@ -24,31 +22,11 @@ bool is_module_file(std::string_view file) {
   return std::ranges::any_of(ko_suffixes, [&](std::string_view s) { return file.ends_with(s); });
 }
 
-struct ElfEnd {
-  void operator()(Elf* e) const { elf_end(e); }
-};
-
 Result<std::string> modinfo_section(std::string_view ko) {
-  static const bool ready = elf_version(EV_CURRENT) != EV_NONE;
-  if (!ready) return fail(FailureClass::infra, "libelf: elf_version failed");
-  // libelf may convert headers in place (foreign byte order), so it reads a private copy.
-  std::string image(ko);
-  std::unique_ptr<Elf, ElfEnd> elf(elf_memory(image.data(), image.size()));
-  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return fail(FailureClass::usage, "not an ELF file");
-  size_t shstrndx = 0;
-  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0)
-    return fail(FailureClass::usage, std::string("bad ELF: ") + elf_errmsg(-1));
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
-    GElf_Shdr shdr;
-    if (gelf_getshdr(scn, &shdr) == nullptr)
-      return fail(FailureClass::usage, std::string("bad ELF: ") + elf_errmsg(-1));
-    const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
-    if (name == nullptr || std::string_view(name) != ".modinfo") continue;
-    if (shdr.sh_type == SHT_NOBITS) return std::string();
-    Elf_Data* data = elf_rawdata(scn, nullptr);
-    if (data == nullptr) return fail(FailureClass::usage, std::string("bad ELF: ") + elf_errmsg(-1));
-    if (data->d_buf == nullptr) return std::string();
-    return std::string(static_cast<const char*>(data->d_buf), data->d_size);
+  auto elf = read_elf(ko);
+  if (!elf) return std::unexpected(elf.error());
+  for (auto& s : elf->sections) {
+    if (s.name == ".modinfo") return std::move(s.content);
   }
   return fail(FailureClass::usage, "no .modinfo section");
 }
