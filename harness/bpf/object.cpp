@@ -11,6 +11,7 @@
 
 #include "bpf/btf_ext.hpp"
 #include "bpf/libbpf_log.hpp"
+#include "core/arch.hpp"
 #include "core/elf.hpp"
 #include "core/files.hpp"
 #include "core/strings.hpp"
@@ -223,9 +224,10 @@ const GateArch* find_gate_arch(std::string_view name) {
 }
 
 const GateArch* parse_gate_arch(std::string_view name) {
-  if (name == "x86_64" || name == "amd64") return find_gate_arch("x86");
-  if (name == "aarch64") return find_gate_arch("arm64");
-  return find_gate_arch(name);
+  // Any of kgate's spellings of an arch (core/arch.hpp); the lock and file names say "x86".
+  auto a = parse_arch(name);
+  if (!a) return nullptr;
+  return find_gate_arch(*a == Arch::x86_64 ? "x86" : "arm64");
 }
 
 std::string_view essential_type_name(std::string_view name) {

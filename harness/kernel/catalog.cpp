@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/arch.hpp"
 #include "core/json_checks.hpp"
 
 namespace kgate::kernel {
@@ -114,7 +115,7 @@ Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const
 }  // namespace
 
 bool known_arch(std::string_view arch) {
-  return arch == "x86_64" || arch == "arm64";
+  return parse_canonical_arch(arch).has_value();
 }
 
 Result<std::string> Catalog::default_for(std::string_view arch) const {

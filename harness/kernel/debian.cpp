@@ -1,5 +1,6 @@
 #include "kernel/debian.hpp"
 
+#include "core/arch.hpp"
 #include "core/subprocess.hpp"
 
 namespace kgate::kernel {
@@ -54,7 +55,8 @@ std::string depends_with_prefix(std::string_view depends, std::string_view prefi
 }
 
 std::string debian_arch(std::string_view arch) {
-  return arch == "x86_64" ? "amd64" : std::string(arch);
+  auto a = parse_arch(arch);
+  return a ? std::string(kgate::debian_arch(*a)) : std::string(arch);
 }
 
 Result<DebianPackage> resolve_package(const DebianPackageSource& source, std::string_view deb_arch,

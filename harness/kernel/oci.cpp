@@ -11,6 +11,7 @@
 #include <optional>
 #include <system_error>
 
+#include "core/arch.hpp"
 #include "core/compress.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
@@ -307,10 +308,10 @@ Result<Descriptor> choose_entry(const json& index, std::string_view ref, const s
               where + " names " + std::to_string(named.size()) + " images '" + std::string(ref) + "'");
 }
 
+// Go's (and so OCI's) arch names are Debian's.
 std::string_view goarch_of(std::string_view arch) {
-  if (arch == "x86_64" || arch == "amd64") return "amd64";
-  if (arch == "arm64" || arch == "aarch64") return "arm64";
-  return {};
+  auto a = parse_arch(arch);
+  return a ? debian_arch(*a) : std::string_view();
 }
 
 // What the manifest and its config say about the layers.

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "core/arch.hpp"
+
 namespace kgate::matrix {
 
 using nlohmann::json;
@@ -56,7 +58,7 @@ Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
     // The catalog kernel's arch, said again here so that --github and the summary carry it
     // without the catalog; kgate run refuses an entry whose kernel is of another arch.
     if (auto it = e.find("arch"); it != e.end()) {
-      if (!it->is_string() || (*it != "x86_64" && *it != "arm64"))
+      if (!it->is_string() || !parse_canonical_arch(it->get<std::string>()))
         return fail(FailureClass::usage, at + ": 'arch' must be \"x86_64\" or \"arm64\"");
       entry.arch = it->get<std::string>();
     }

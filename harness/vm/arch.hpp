@@ -1,20 +1,16 @@
 #pragma once
 
-#include <optional>
 #include <string_view>
+
+#include "core/arch.hpp"
 
 namespace kgate::vm {
 
-// A guest architecture kgate boots. The arch picks the QEMU binary, machine, TCG CPU
-// model, console and virtio transport, and (in run/) the agent and BPF objects.
-enum class Arch { x86_64, arm64 };
-
-// "x86_64" or "arm64": the names of the catalog's "arch", --arch and the receipt.
-std::string_view arch_name(Arch a);
-// The catalog names, and the other common spellings of each (x86, amd64; aarch64).
-std::optional<Arch> parse_arch(std::string_view name);
-// The arch kgate itself was built for: the only one KVM can run.
-Arch host_arch();
+// The arch and its names live in core (core/arch.hpp); here, what QEMU needs of each.
+using kgate::Arch;
+using kgate::arch_name;
+using kgate::host_arch;
+using kgate::parse_arch;
 
 // Per-arch QEMU facts, plain data.
 struct ArchTraits {
