@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,6 +57,26 @@ Status make_dirs(const fs::path& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) return fail_errno("create directory " + path.string(), ec.value());
+  return {};
+}
+
+Status install_dir(const fs::path& staged, const fs::path& dest, bool replace) {
+  if (::rename(staged.c_str(), dest.c_str()) == 0) return {};
+  if (errno != EEXIST && errno != ENOTEMPTY) return fail_errno("rename into " + dest.string(), errno);
+  if (!replace) return {};
+  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, dest.c_str(), RENAME_EXCHANGE) == 0) return {};
+  if (errno != EINVAL) return fail_errno("swap " + staged.string() + " into " + dest.string(), errno);
+  // A file system without RENAME_EXCHANGE: the old tree is moved aside first, which leaves a moment
+  // with neither.
+  fs::path aside = staged;
+  aside += ".old";
+  if (::rename(dest.c_str(), aside.c_str()) != 0) return fail_errno("rename " + dest.string(), errno);
+  if (::rename(staged.c_str(), dest.c_str()) != 0) {
+    const int e = errno;
+    ::rename(aside.c_str(), dest.c_str());
+    return fail_errno("rename into " + dest.string(), e);
+  }
+  ::rename(aside.c_str(), staged.c_str());
   return {};
 }
 

@@ -20,6 +20,11 @@ Result<std::optional<std::string>> read_file_if_exists(const fs::path& path);
 // so a reader never sees half a file.
 Status write_file_atomic(const fs::path& path, std::string_view data);
 Status make_dirs(const fs::path& path);
+// Moves the directory `staged` (made beside `dest`, on the same file system) to `dest`. When `dest`
+// already exists: with `replace`, the two are swapped in one step (renameat2 RENAME_EXCHANGE), so
+// that a reader finds the old tree or the new one and never neither, and the old one is left at
+// `staged` for the caller to remove; without, `dest` is kept (another process made it first).
+Status install_dir(const fs::path& staged, const fs::path& dest, bool replace);
 // std::filesystem's throwing calls, made quiet: a path that cannot be checked
 // does not exist, and a path that cannot be made absolute stays as given.
 bool path_exists(const fs::path& path) noexcept;

@@ -99,6 +99,10 @@ Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh, 
   const std::string tree = field(rec, "tree", k.package_sha256);
   const std::string modules_rel = field(rec, "modules_rel", "lib/modules/" + k.release);
   if (!tree.empty() && !modules_rel.empty()) {
+    // A tree removed from the cache by hand is pruned like a blob (ENOENT: fetched again), not
+    // left for the module closure to report as a missing module.
+    if (!path_exists(cache.tree_path(tree)))
+      return fail(FailureClass::infra, "cached tree " + cache.tree_path(tree).string() + " is gone", ENOENT);
     k.modules_dir = cache.tree_path(tree) / modules_rel;
     k.modules_id = tree;
   }
@@ -127,29 +131,27 @@ Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, co
     layout = cache.root() / "oci" / hex;
     ref = oci_layout_ref(*parsed);
     origin = "oci " + src.reference + "@" + src.digest;
-    std::error_code ec;
-    if (refresh) fs::remove_all(layout, ec);
-    if (!path_exists(layout / "index.json")) {
-      fs::remove_all(layout, ec);
+    // Pulled beside the cached layout and swapped in whole: a refresh that fails (offline,
+    // interrupted) leaves the layout it was refreshing as it was.
+    if (refresh || !path_exists(layout / "index.json")) {
       if (auto s = make_dirs(layout.parent_path()); !s) return std::unexpected(s.error());
-      auto pulled = pull_oci(src.reference + "@" + src.digest, layout, deadline);
+      auto pulling = TempDir::create("pull", layout.parent_path());
+      if (!pulling) return std::unexpected(pulling.error());
+      auto pulled = pull_oci(src.reference + "@" + src.digest, pulling->path() / "layout", deadline);
       if (!pulled) return std::unexpected(pulled.error());
+      if (auto s = install_dir(*pulled, layout, true); !s) return std::unexpected(s.error());
     }
   } else {
     origin = "oci-layout " + src.path.string() + "@" + src.digest;
   }
-  // Unpacked into a fresh directory, then renamed into place: a tree is complete or absent.
+  // Unpacked into a fresh directory, then renamed into place: a tree is complete or absent, and
+  // a refresh replaces it only once the new one is complete.
   fs::path tree = cache.tree_path(hex);
-  std::error_code ec;
-  if (refresh) fs::remove_all(tree, ec);
   auto staging = TempDir::create("oci", cache.root() / "trees");
   if (!staging) return std::unexpected(staging.error());
   auto image = import_oci_layout(layout, ref, src.digest, entry.arch, staging->path() / "root", deadline);
   if (!image) return std::unexpected(image.error());
-  if (!path_exists(tree)) {
-    fs::rename(staging->path() / "root", tree, ec);
-    if (ec && !path_exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
-  }
+  if (auto s = install_dir(staging->path() / "root", tree, refresh); !s) return std::unexpected(s.error());
   auto rel = [&](const fs::path& p) {
     return p.empty() ? std::string() : fs::relative(p, image->root).string();
   };
@@ -178,21 +180,20 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh,
   auto pkg = resolve_package(entry.source, debian_arch(entry.arch), deadline);
   if (!pkg) return std::unexpected(pkg.error());
   fs::path tree = cache.tree_path(pkg->sha256);
-  std::error_code ec;
-  // The unpacked tree was checked only when it was unpacked: a refresh unpacks
-  // a freshly downloaded and verified package again.
-  if (refresh) fs::remove_all(tree, ec);
-  if (!path_exists(tree)) {
-    // Unpack beside the final place and rename: a half-unpacked tree is never seen.
+  // The unpacked tree was checked only when it was unpacked: a refresh unpacks a freshly
+  // downloaded and verified package again. It is unpacked beside the final place and then
+  // renamed (or, on a refresh, swapped) into it: a half-unpacked tree is never seen, and a
+  // refresh that fails (offline, Ctrl-C, ENOSPC) leaves the tree it was refreshing usable.
+  if (refresh || !path_exists(tree)) {
     auto tmp = TempDir::create("unpack", cache.root() / "trees");
     if (!tmp) return std::unexpected(tmp.error());
     auto deb = download_package(*pkg, tmp->path(), deadline);
     if (!deb) return std::unexpected(deb.error());
     fs::path root = tmp->path() / "root";
     if (auto s = unpack_package(*deb, root, deadline); !s) return std::unexpected(s.error());
-    fs::rename(root, tree, ec);
-    if (ec && !path_exists(tree)) return fail_errno("rename into " + tree.string(), ec.value());
+    if (auto s = install_dir(root, tree, refresh); !s) return std::unexpected(s.error());
   }
+  std::error_code ec;
   std::vector<std::string> releases;
   for (const auto& ent : fs::directory_iterator(tree / "boot", ec)) {
     std::string name = ent.path().filename().string();

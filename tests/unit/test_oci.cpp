@@ -845,3 +845,51 @@ TEST_CASE("pull_oci refuses an unpinned reference and says how to do without sko
               " oci:" + layout.string() + ":6.1\n");
   }
 }
+
+TEST_CASE("a refresh that fails leaves the cached kernel as it was") {
+  Fixture f;
+  auto cache = Cache::open(f.base / "cache");
+  REQUIRE(cache.has_value());
+  LayerSpec layer = gz_layer(kernel_tar(f.base, "6.1.0-test"));
+  json man = f.layout.image({layer});
+  f.layout.index({named(man, "6.1")});
+  CatalogEntry e;
+  e.name = "oci-refresh";
+  e.arch = "x86_64";
+  e.source.type = "oci-layout";
+  e.source.path = f.layout.dir();
+  e.source.ref = "6.1";
+  e.source.digest = man["digest"];
+  auto usable = [&](const Result<PreparedKernel>& k) {
+    REQUIRE_MESSAGE(k.has_value(), k.error().describe());
+    CHECK(read_file(k->boot).value_or("") == "kernel bytes for 6.1.0-test");
+    CHECK(read_file(k->modules_dir / "kernel" / "x.ko").value_or("(absent)") == "module x");
+  };
+  usable(prepare_entry(*cache, e, false, deadline()));
+  const std::string record = read_file(cache->entry_path(e.name)).value();
+
+  // The source goes bad (as an interrupted or offline download would): the refresh fails...
+  fs::path blob = f.layout.dir() / "blobs" / "sha256" / sha256_hex(layer.blob);
+  std::string bytes = read_file(blob).value();
+  bytes[bytes.size() / 2] ^= 0x01;
+  write(blob, bytes);
+  auto refreshed = prepare_entry(*cache, e, true, deadline());
+  REQUIRE_FALSE(refreshed.has_value());
+  CHECK(refreshed.error().cls() == FailureClass::digest_mismatch);
+
+  // ...and the entry it was refreshing is whole: the next run boots it, modules and all.
+  CHECK(read_file(cache->entry_path(e.name)).value() == record);
+  usable(prepare_entry(*cache, e, false, deadline()));
+  for (const auto& ent : fs::directory_iterator(cache->root() / "trees"))
+    CHECK_MESSAGE(ent.path().filename() == man["digest"].get<std::string>().substr(7), ent.path());
+
+  // A tree removed by hand is fetched again rather than booted without its modules.
+  fs::remove_all(cache->tree_path(man["digest"].get<std::string>().substr(7)));
+  bytes[bytes.size() / 2] ^= 0x01;
+  write(blob, bytes);
+  usable(prepare_entry(*cache, e, false, deadline()));
+
+  // A refresh that succeeds replaces the tree in one step.
+  usable(prepare_entry(*cache, e, true, deadline()));
+  usable(prepare_entry(*cache, e, false, deadline()));
+}
