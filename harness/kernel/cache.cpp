@@ -102,7 +102,13 @@ Result<std::optional<std::string>> Cache::get_ref(std::string_view kind, std::st
   if (!*text) return std::optional<std::string>{};
   std::string sha = **text;
   while (!sha.empty() && sha.back() == '\n') sha.pop_back();
-  if (!is_sha256_hex(sha)) return fail(FailureClass::usage, "corrupt cache ref " + p.string());
+  // The cache's own file, damaged (by hand, a full disk, another tool): a problem of the cache,
+  // not of the user's input, and one a refresh, which writes the ref again, repairs.
+  if (!is_sha256_hex(sha)) {
+    return fail(FailureClass::digest_mismatch,
+                "corrupt cache file " + p.string() +
+                    " (it should hold one sha256 digest): rerun with --refresh to rebuild it, or delete it");
+  }
   return std::optional<std::string>(sha);
 }
 

@@ -46,6 +46,8 @@ class Cache {
   };
   Result<Lock> lock(std::string_view name, const Deadline& deadline) const;
 
+  // The digest a ref holds, nullopt when there is none; a ref that holds anything else is
+  // class digest_mismatch, naming the file.
   Result<std::optional<std::string>> get_ref(std::string_view kind, std::string_view key) const;
   Status set_ref(std::string_view kind, std::string_view key, std::string_view sha);
 

@@ -20,10 +20,14 @@ using nlohmann::json;
 using DeriveBoot = std::function<Result<std::optional<std::string>>(const std::string& image)>;
 Result<std::string> derived_boot_blob(Cache& cache, const char* kind, const std::string& image_sha,
                                       bool refresh, const DeriveBoot& derive) {
-  auto ref = cache.get_ref(kind, image_sha);
-  if (!ref) return std::unexpected(ref.error());
-  // A ref whose blob was pruned is as good as absent: derive it again.
-  if (*ref && !refresh && path_exists(cache.blob_path(**ref))) return **ref;
+  // A refresh derives the boot image again without reading the ref, which may be the corrupt
+  // file it was asked to repair.
+  if (!refresh) {
+    auto ref = cache.get_ref(kind, image_sha);
+    if (!ref) return std::unexpected(ref.error());
+    // A ref whose blob was pruned is as good as absent: derive it again.
+    if (*ref && path_exists(cache.blob_path(**ref))) return **ref;
+  }
   auto path = cache.verified_blob(image_sha);
   if (!path) return std::unexpected(path.error());
   auto bytes = read_file(*path);

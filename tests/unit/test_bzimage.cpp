@@ -5,7 +5,10 @@
 #include <cstring>
 #include <string>
 
+#include "core/files.hpp"
 #include "kernel/bzimage.hpp"
+#include "kernel/cache.hpp"
+#include "kernel/prepare.hpp"
 #include "support/synthetic.hpp"
 
 using kgate::Compression;
@@ -261,4 +264,35 @@ TEST_CASE("check_x86_kernel accepts a bzImage or a PVH vmlinux and names an arm6
       "neither a vmlinux ELF nor a bzImage (gzip data; for a compressed arm64 Image pass --arch arm64)");
   check_error(check_x86_kernel(std::string(0x300, 'x')),
               "neither a vmlinux ELF nor a bzImage: bzImage: no \"HdrS\"");
+}
+
+TEST_CASE("a corrupt cache ref names its file and how to repair it, and --refresh repairs it") {
+  auto tmp = kgate::TempDir::create("kgate-test-ref");
+  REQUIRE(tmp.has_value());
+  auto cache = Cache::open(tmp->path() / "cache");
+  REQUIRE(cache.has_value());
+  const kgate::fs::path kernel = tmp->path() / "bzImage";
+  const std::string vmlinux = pvh_elf();
+  REQUIRE(kgate::write_file_atomic(kernel, bzimage_bytes(bzimage_payload(Compression::gzip, vmlinux))));
+  auto k = prepare_file(*cache, kernel, {});
+  REQUIRE_MESSAGE(k.has_value(), k.error().describe());
+  CHECK(k->boot_sha256 == kgate::sha256_hex(vmlinux));
+
+  const kgate::fs::path ref = cache->root() / "refs" / "vmlinux" / k->image_sha256;
+  REQUIRE(kgate::write_file_atomic(ref, "overwritten\n"));
+  auto corrupt = prepare_file(*cache, kernel, {});
+  REQUIRE_FALSE(corrupt.has_value());
+  CHECK(corrupt.error().cls() == kgate::FailureClass::digest_mismatch);
+  const std::string msg = corrupt.error().describe();
+  INFO(msg);
+  CHECK(msg.find("corrupt cache file " + ref.string()) != std::string::npos);
+  CHECK(msg.find("--refresh") != std::string::npos);
+  CHECK(msg.find("delete it") != std::string::npos);
+
+  auto repaired = prepare_file(*cache, kernel, {}, true);
+  REQUIRE_MESSAGE(repaired.has_value(), repaired.error().describe());
+  CHECK(repaired->boot_sha256 == kgate::sha256_hex(vmlinux));
+  auto warm = prepare_file(*cache, kernel, {});
+  REQUIRE_MESSAGE(warm.has_value(), warm.error().describe());
+  CHECK(warm->boot_sha256 == kgate::sha256_hex(vmlinux));
 }
