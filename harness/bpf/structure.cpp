@@ -1,5 +1,6 @@
 #include "bpf/structure.hpp"
 
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -52,6 +53,22 @@ Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name
   bpf_object__for_each_map(map, obj.get()) {
     layout.maps.push_back({or_empty(bpf_map__name(map)),
                            or_empty(libbpf_bpf_map_type_str(bpf_map__type(map))), bpf_map__max_entries(map)});
+  }
+  // libbpf has checked the BTF while opening; the DATASECs list each section's variables.
+  if (const btf* types = bpf_object__btf(obj.get()); types != nullptr) {
+    for (std::uint32_t id = 1; id < btf__type_cnt(types); ++id) {
+      const btf_type* t = btf__type_by_id(types, id);
+      if (t == nullptr || !btf_is_datasec(t)) continue;
+      std::string section = or_empty(btf__name_by_offset(types, t->name_off));
+      if (section == ".maps") continue;  // map definitions, listed in `maps`
+      const btf_var_secinfo* vars = btf_var_secinfos(t);
+      for (std::uint16_t i = 0; i < btf_vlen(t); ++i) {
+        const btf_type* var = btf__type_by_id(types, vars[i].type);
+        if (var == nullptr || !btf_is_var(var)) continue;
+        layout.globals.push_back(
+            {or_empty(btf__name_by_offset(types, var->name_off)), section, vars[i].size});
+      }
+    }
   }
   return layout;
 }

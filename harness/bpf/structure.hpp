@@ -30,9 +30,18 @@ struct MapInfo {
   std::uint32_t max_entries = 0;
 };
 
+// A global variable the object's BTF places in a data section: ".rodata" for `const volatile`
+// (set before load), ".data", ".bss", or a named ".rodata.*"/".data.*" section.
+struct GlobalInfo {
+  std::string name;
+  std::string section;
+  std::uint32_t size = 0;
+};
+
 struct ObjectLayout {
   std::vector<ProgramInfo> programs;
   std::vector<MapInfo> maps;
+  std::vector<GlobalInfo> globals;
 };
 
 // Opens the object with bpf_object__open_mem and no load; `name` names it in messages. Fails
