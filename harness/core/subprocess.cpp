@@ -127,9 +127,17 @@ Child::~Child() {
 
 std::optional<int> Child::try_wait() {
   if (status_ || pid_ <= 0) return status_;
+  // Seen exited but not reaped (WNOWAIT): the zombie still holds its pid, so -pid names its
+  // group and no other. Whatever the child left running there (a QEMU wrapper's QEMU, a
+  // backgrounded helper) is killed before the reap, after which the pid, and with it the
+  // group's id, could name another process.
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      info.si_pid != pid_)
+    return status_;
+  ::kill(-pid_, SIGKILL);
   int st = 0;
-  pid_t r = ::waitpid(pid_, &st, WNOHANG);
-  if (r == pid_) status_ = st;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
   return status_;
 }
 
@@ -162,6 +170,7 @@ int Child::terminate(Clock::duration grace) {
   int st = 0;
   while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
   }
+  // The leader was alive when the group was signalled, so the group is gone with it.
   status_ = st;
   return st;
 }

@@ -21,8 +21,10 @@ struct SpawnOptions {
 
 // A child process held by pidfd. It runs in its own process group (a terminal's
 // Ctrl-C reaches kgate, which then stops it) and dies with kgate (PDEATHSIG), so
-// it is never orphaned. The destructor terminates it with a deadline, then kills
-// it, and always reaps it.
+// it is never orphaned. Its group ends with it: when the child is seen to exit
+// (try_wait, wait, terminate, the destructor), whatever it left in its group
+// (a wrapper's QEMU, a backgrounded helper) is killed before the child is reaped.
+// The destructor terminates it with a deadline, then kills it, and always reaps it.
 class Child {
  public:
   static Result<Child> spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {});
@@ -37,7 +39,8 @@ class Child {
   pid_t pid() const { return pid_; }
   // Readable once the child has exited.
   int pidfd() const { return pidfd_.get(); }
-  // The wait status once the child has exited (reaps it), else nullopt.
+  // The wait status once the child has exited (kills what is left of its group and
+  // reaps it), else nullopt.
   std::optional<int> try_wait();
   // Waits until the child exits or the deadline passes (class timeout), or,
   // when `interruptible`, until SIGINT/SIGTERM arrives (class interrupted).

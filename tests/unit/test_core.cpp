@@ -1,9 +1,11 @@
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <sys/wait.h>
 
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -71,6 +73,61 @@ TEST_CASE("a Child that ignores SIGTERM is killed after its grace period and rea
   int status = child->terminate(std::chrono::milliseconds(200));
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGKILL);
+}
+
+namespace {
+
+// The live members of process group `pgrp`, read from /proc (a zombie is dead: it only waits to be
+// reaped, by init once its parent is gone).
+std::vector<pid_t> live_members(pid_t pgrp) {
+  std::vector<pid_t> found;
+  for (const auto& ent : fs::directory_iterator("/proc")) {
+    const std::string name = ent.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (auto st = read_proc_stat(pid); st && st->pgrp == pgrp && st->state != 'Z') found.push_back(pid);
+  }
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("a Child's process group ends with it, even when its leader has already exited") {
+  // A QEMU wrapper that starts QEMU in the background and exits: the leader is gone (and, once
+  // waited for, reaped) before anything signals its group.
+  auto tmp = TempDir::create("kgate-test");
+  REQUIRE(tmp.has_value());
+  const fs::path pidfile = tmp->path() / "sleeper";
+  auto child = Child::spawn({"sh", "-c",
+                             "sleep 300 & echo $! > " + pidfile.string() + ".tmp && mv " + pidfile.string() +
+                                 ".tmp " + pidfile.string() + "; exit 0"});
+  REQUIRE(child.has_value());
+  const pid_t pgrp = child->pid();
+  SUBCASE("waited for") {
+    auto st = child->wait(Deadline(std::chrono::seconds(30)));
+    REQUIRE(st.has_value());
+    CHECK(WIFEXITED(*st));
+  }
+  SUBCASE("destroyed once exited") {
+    pollfd p = {child->pidfd(), POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 30000) == 1);
+    Child gone = std::move(*child);
+  }
+  SUBCASE("terminated once exited") {
+    pollfd p = {child->pidfd(), POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 30000) == 1);
+    CHECK(WIFEXITED(child->terminate(std::chrono::seconds(2))));
+  }
+  const std::string sleeper = read_file(pidfile).value_or("");
+  REQUIRE_FALSE(sleeper.empty());
+  // SIGKILL takes effect asynchronously: allow it a generous moment, as a loaded machine needs.
+  std::vector<pid_t> left = live_members(pgrp);
+  for (int i = 0; i < 500 && !left.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = live_members(pgrp);
+  }
+  CHECK_MESSAGE(left.empty(), "process group " << pgrp << " still has " << left.size() << " live member(s)");
+  for (pid_t pid : left) ::kill(pid, SIGKILL);  // the test's own sleeper, by its pid
 }
 
 TEST_CASE("cache: a blob whose bytes changed is refused as digest_mismatch") {
