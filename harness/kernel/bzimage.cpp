@@ -8,6 +8,8 @@
 #include <optional>
 #include <type_traits>
 
+#include "core/strings.hpp"
+
 namespace kgate::kernel {
 
 using namespace std::literals;
@@ -65,6 +67,7 @@ Status check_vmlinux(std::string_view elf) {
     return bad("the payload ELF is for machine " + std::to_string(eh->e_machine) + ", not x86-64");
   if (eh->e_type != ET_EXEC)
     return bad("the payload ELF has type " + std::to_string(eh->e_type) + ", not executable");
+  if (auto s = check_elf_segments(elf); !s) return bad("the payload ELF is " + s.error().describe());
   return {};
 }
 
@@ -132,6 +135,34 @@ bool is_elf(std::string_view data) {
   return data.starts_with(ELFMAG);
 }
 
+Status check_elf_segments(std::string_view elf) {
+  auto eh = read_at<Elf64_Ehdr>(elf, 0);
+  if (!is_elf(elf) || !eh || eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB)
+    return fail(FailureClass::usage, "not a little-endian ELF64 file");
+  if (eh->e_phnum == 0) return {};
+  if (eh->e_phentsize < sizeof(Elf64_Phdr))
+    return fail(FailureClass::usage, "program headers of " + std::to_string(eh->e_phentsize) +
+                                         " bytes, smaller than an Elf64_Phdr");
+  // e_phnum and e_phentsize are 16-bit: their product cannot wrap.
+  const std::uint64_t table = std::uint64_t{eh->e_phnum} * eh->e_phentsize;
+  if (eh->e_phoff > elf.size() || table > elf.size() - eh->e_phoff)
+    return fail(FailureClass::usage,
+                strprintf("truncated: its program header table (%u entries at offset %ju) runs past the end "
+                          "of the file (%zu bytes)",
+                          unsigned{eh->e_phnum}, std::uintmax_t{eh->e_phoff}, elf.size()));
+  for (unsigned i = 0; i < eh->e_phnum; ++i) {
+    auto ph = *read_at<Elf64_Phdr>(elf, eh->e_phoff + std::uint64_t{i} * eh->e_phentsize);
+    if (ph.p_type != PT_LOAD) continue;
+    if (ph.p_offset > elf.size() || ph.p_filesz > elf.size() - ph.p_offset)
+      return fail(
+          FailureClass::usage,
+          strprintf("truncated: its PT_LOAD segment %u (%ju bytes at offset %ju) runs past the end of "
+                    "the file (%zu bytes)",
+                    i, std::uintmax_t{ph.p_filesz}, std::uintmax_t{ph.p_offset}, elf.size()));
+  }
+  return {};
+}
+
 bool has_pvh_entry(std::string_view elf) {
   auto eh = read_at<Elf64_Ehdr>(elf, 0);
   if (!is_elf(elf) || !eh || eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB ||
@@ -188,6 +219,8 @@ Status check_x86_kernel(std::string_view file) {
   auto eh = read_at<Elf64_Ehdr>(file, 0);
   const bool arm64 = is_arm64_image(file) || (is_elf(file) && eh && eh->e_machine == EM_AARCH64);
   if (is_elf(file)) {
+    if (auto s = check_elf_segments(file); !s)
+      return fail(FailureClass::usage, what + ", " + s.error().describe());
     if (has_pvh_entry(file)) return {};
     if (arm64)
       return fail(FailureClass::usage, what + ", not x86_64: boot the arm64 Image with --arch arm64");

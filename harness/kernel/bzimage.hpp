@@ -29,6 +29,12 @@ Result<std::string> extract_vmlinux(std::string_view image, std::size_t max_outp
 
 bool is_elf(std::string_view data);
 
+// Checks that a little-endian ELF64's program header table and every PT_LOAD segment lie inside
+// the file: a truncated vmlinux (a short copy, a full disk) is refused here rather than by QEMU's
+// loader after boot. Class usage: "truncated: its PT_LOAD segment 2 (N bytes at offset M) runs
+// past the end of the file (S bytes)".
+Status check_elf_segments(std::string_view elf);
+
 // True if a little-endian ELF64 has a PT_NOTE with the Xen note XEN_ELFNOTE_PHYS32_ENTRY (type 18):
 // QEMU can then boot it with -kernel through PVH. False for anything malformed.
 bool has_pvh_entry(std::string_view elf);

@@ -48,7 +48,11 @@ Result<std::string> derived_boot_blob(Cache& cache, const char* kind, const std:
 // against 5.2 s for the bzImage under TCG). A payload kgate cannot unpack (lz4, lzo, bzip2,
 // lzma; Debian's cloud kernel is lz4) still boots: QEMU boots the bzImage itself, only slower.
 Result<std::optional<std::string>> x86_boot_image(const std::string& image) {
-  if (is_elf(image)) return std::nullopt;
+  if (is_elf(image)) {
+    if (auto s = check_elf_segments(image); !s)
+      return std::unexpected(std::move(s.error()).context("vmlinux"));
+    return std::nullopt;
+  }
   auto vmlinux = extract_vmlinux(image);
   if (vmlinux && has_pvh_entry(*vmlinux)) return std::optional<std::string>(std::move(*vmlinux));
   return std::nullopt;

@@ -296,3 +296,35 @@ TEST_CASE("a corrupt cache ref names its file and how to repair it, and --refres
   REQUIRE_MESSAGE(warm.has_value(), warm.error().describe());
   CHECK(warm->boot_sha256 == kgate::sha256_hex(vmlinux));
 }
+
+TEST_CASE("a vmlinux whose loadable segments run past its end is refused before it boots") {
+  // A PVH vmlinux with a body: its PT_LOAD covers the whole file, notes and all.
+  std::string elf = pvh_elf() + std::string(4096, '\x90');
+  const std::size_t load_at = sizeof(Elf64_Ehdr);
+  put<std::uint64_t>(elf, load_at + offsetof(Elf64_Phdr, p_filesz), elf.size());
+  put<std::uint64_t>(elf, load_at + offsetof(Elf64_Phdr, p_memsz), elf.size());
+  REQUIRE(check_x86_kernel(elf).has_value());
+  const std::string truncated = elf.substr(0, elf.size() - 1000);
+  REQUIRE(has_pvh_entry(truncated));  // the notes survive the cut: only the segment check tells
+  check_error(check_x86_kernel(truncated), "truncated: its PT_LOAD segment 0 (" + std::to_string(elf.size()) +
+                                               " bytes at offset 0) runs past " + "the end of the file (" +
+                                               std::to_string(truncated.size()) + " bytes)");
+  // A segment whose offset and size wrap around is refused too, not read.
+  std::string wrapped = elf;
+  put<std::uint64_t>(wrapped, load_at + offsetof(Elf64_Phdr, p_offset), ~std::uint64_t{0} - 10);
+  check_error(check_x86_kernel(wrapped), "runs past the end of the file");
+  // A program header table cut short is named as such.
+  std::string no_headers = elf;
+  put<std::uint16_t>(no_headers, offsetof(Elf64_Ehdr, e_phnum), 0xfff0);
+  check_error(check_x86_kernel(no_headers), "program header table");
+
+  // Through --kernel: a usage error naming the file, before anything is cached or booted.
+  auto tmp = kgate::TempDir::create("kgate-test-elf");
+  REQUIRE(tmp.has_value());
+  auto cache = Cache::open(tmp->path() / "cache");
+  REQUIRE(cache.has_value());
+  const kgate::fs::path file = tmp->path() / "vmlinux";
+  REQUIRE(kgate::write_file_atomic(file, truncated));
+  auto k = prepare_file(*cache, file, {});
+  check_error(k, file.string() + ": an x86-64 ELF (a vmlinux), truncated");
+}
