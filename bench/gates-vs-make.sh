@@ -8,11 +8,12 @@
 # its own (`true >logs/$@.log 2>&1`, which costs it a shell per recipe), the same files
 # kgate creates. All output goes under one directory ($BENCH_DIR, default: a new one under
 # $TMPDIR), so both pay the same file system.
-#   bench/gates-vs-make.sh [ROUNDS]     (default 11; needs a built tree: scripts/setup.sh)
+#   bench/gates-vs-make.sh [ROUNDS]     (default 11; needs a built tree: scripts/setup.sh; KGATE=PATH
+#   benches another kgate binary than build/kgate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-11}
-kgate=$PWD/build/kgate
+kgate=${KGATE:-$PWD/build/kgate}
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/kgate-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 python3 - "$work" <<'PY'

@@ -19,6 +19,7 @@
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "gate/capped_log.hpp"
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
 
@@ -64,6 +65,8 @@ struct Slot {
   enum { waiting, running, done } state = waiting;
   Clock::time_point started;
   std::optional<Child> child;
+  UniqueFd output;               // a command's stdout and stderr, read by kgate (non-blocking)
+  std::optional<CappedLog> log;  // where `output` goes
   std::unique_ptr<MatrixJob> matrix;
   Clock::time_point deadline;
   Stopping stopping = Stopping::no;
@@ -253,6 +256,25 @@ void settle_matrix(Slot& s) {
   }
 }
 
+// Moves what a command wrote from its pipe to its log: a bounded number of reads while it runs,
+// so that one chatty gate does not hold up the others; once it has exited, what is left in
+// the pipe (a descendant that left its group may still hold the pipe open: the reads stop
+// when it is empty, not at end of file).
+void pump(Slot& s, bool exited) {
+  static char buf[1 << 16];  // the executor's thread only
+  for (int i = 0; s.output.valid() && i < (exited ? 1024 : 16); ++i) {
+    ssize_t n = ::read(s.output.get(), buf, sizeof buf);
+    if (n > 0) {
+      s.log->write(std::string_view(buf, static_cast<size_t>(n)));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (n == 0) s.output.reset();
+      break;
+    }
+  }
+}
+
 void start(Slot& s, const ExecOptions& opts, Clock::time_point run_start) {
   const Gate& g = *s.gate;
   GateResult& r = s.result;
@@ -285,13 +307,30 @@ void start(Slot& s, const ExecOptions& opts, Clock::time_point run_start) {
     s.matrix = std::move(job);
     return;
   }
-  SpawnOptions so;
-  so.stdout_path = log;
-  so.cwd = g.cwd;
-  auto argv = resolve_argv(g);
-  auto child =
-      argv ? Child::spawn(*argv, so, environment_for(g, opts)) : Result<Child>(std::unexpected(argv.error()));
+  // The command writes to a pipe that kgate reads into the log, which keeps the log under the
+  // gate's log_limit_mb. Both ends O_CLOEXEC, so that no other gate's command inherits them;
+  // the child gets its end through /proc/self/fd, as run_capture does.
+  UniqueFd out_w;
+  auto child = [&]() -> Result<Child> {
+    auto argv = resolve_argv(g);
+    if (!argv) return std::unexpected(argv.error());
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail_errno("pipe", errno);
+    s.output.reset(p[0]);
+    out_w.reset(p[1]);
+    ::fcntl(s.output.get(), F_SETFL, O_NONBLOCK);
+    auto capped = CappedLog::open(log, g.log_limit_bytes);
+    if (!capped) return std::unexpected(capped.error());
+    s.log.emplace(std::move(*capped));
+    SpawnOptions so;
+    so.stdout_path = "/proc/self/fd/" + std::to_string(out_w.get());
+    so.cwd = g.cwd;
+    return Child::spawn(*argv, so, environment_for(g, opts));
+  }();
+  out_w.reset();
   if (!child) {
+    s.output.reset();
+    s.log.reset();
     s.state = Slot::done;
     r.exit_code = 127;
     r.duration_s = seconds_since(s.started);
@@ -299,7 +338,7 @@ void start(Slot& s, const ExecOptions& opts, Clock::time_point run_start) {
     // refusal it exists to prove.
     r.status = GateStatus::failed;
     r.reason = "cannot start: " + child.error().describe();
-    LogFile(log, true) << "kgate: " << r.reason << "\n";
+    LogFile(log, false) << "kgate: " << r.reason << "\n";
     return;
   }
   s.child.emplace(std::move(*child));
@@ -326,6 +365,14 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
   auto finish = [&](Slot& s) {
     s.state = Slot::done;
     s.result.duration_s = seconds_since(s.started);
+    if (s.log) {
+      pump(s, true);
+      s.log->finish();
+      s.result.log_bytes = s.log->total();
+      s.result.log_dropped = s.log->dropped();
+      s.output.reset();
+      s.log.reset();
+    }
     s.child.reset();
     s.matrix.reset();
     if (event) event(*s.gate, s.result, true);
@@ -419,6 +466,13 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
       next = std::min(next, s.kill_at ? *s.kill_at : (s.stopping == Stopping::no ? s.deadline : next));
     }
     if (!ex.cancelled && interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    const size_t outputs_at = fds.size();
+    std::vector<size_t> output_slot;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i].state != Slot::running || !slots[i].output.valid()) continue;
+      fds.push_back({slots[i].output.get(), POLLIN, 0});
+      output_slot.push_back(i);
+    }
     int timeout_ms = -1;
     if (next != Clock::time_point::max()) {
       auto left = std::chrono::ceil<Millis>(next - Clock::now()).count();
@@ -426,6 +480,9 @@ Execution execute(const Pipeline& p, const std::vector<size_t>& selected, const 
     }
     ::poll(fds.data(), fds.size(), timeout_ms);
     const auto now = Clock::now();
+    for (size_t k = 0; k < output_slot.size(); ++k) {
+      if (fds[outputs_at + k].revents & (POLLIN | POLLHUP | POLLERR)) pump(slots[output_slot[k]], false);
+    }
 
     if (!ex.cancelled && interrupt_signal() != 0) {
       // A gate whose command has already exited is settled below as it ended, not cancelled.

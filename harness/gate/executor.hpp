@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,7 +27,10 @@ struct GateResult {
   std::string reason;  // why it is not green; for a green expect=fail gate, how it failed
   double start_s = 0;  // seconds after the run began
   double duration_s = 0;
-  fs::path log;           // relative to the output directory
+  fs::path log;  // relative to the output directory
+  // A command's output: how many bytes it wrote, and how many of them its capped log dropped
+  // (gate.log_limit_bytes); 0 for an ebpf-matrix gate.
+  std::uint64_t log_bytes = 0, log_dropped = 0;
   nlohmann::json matrix;  // ebpf-matrix: the entries, each with its receipt; null otherwise
 };
 

@@ -102,6 +102,17 @@ class Reader {
       return std::unexpected(bad(key, "must be more than 0 and at most 86400 seconds").error());
     return s;
   }
+  // A size in MiB, returned in bytes.
+  Result<std::optional<std::uint64_t>> mebibytes(const std::string& key) const {
+    if (!obj_.contains(key)) return std::nullopt;
+    const json& v = obj_[key];
+    if (!v.is_number_integer() || v.get<long long>() < 1 ||
+        v.get<long long>() > static_cast<long long>(max_log_limit_mb))
+      return std::unexpected(
+          bad(key, strprintf("must be an integer from 1 to %ju (MiB)", std::uintmax_t{max_log_limit_mb}))
+              .error());
+    return static_cast<std::uint64_t>(v.get<long long>()) << 20;
+  }
   Result<std::optional<std::vector<std::string>>> strings(const std::string& key, bool non_empty) const {
     if (!obj_.contains(key)) return std::nullopt;
     const json& v = obj_[key];
@@ -149,6 +160,7 @@ struct Defaults {
   fs::path cwd;
   std::map<std::string, std::string> env;
   double timeout_s = default_timeout_s;
+  std::uint64_t log_limit_bytes = default_log_limit_mb << 20;
 };
 
 fs::path resolve(const fs::path& base, const std::string& p) {
@@ -170,10 +182,11 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
   if (gate.line > 0) where += strprintf(" (line %d)", gate.line);
   if (!valid_name(gate.name))
     return fail(FailureClass::usage, where + ": name: use letters, digits, '.', '_' and '-' (at most 100)");
-  if (auto st = only_keys(g,
-                          {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "needs",
-                           "always", "expect", "expect_exit", "entries", "matrix", "jobs", "run_args"},
-                          where);
+  if (auto st =
+          only_keys(g,
+                    {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "log_limit_mb",
+                     "needs", "always", "expect", "expect_exit", "entries", "matrix", "jobs", "run_args"},
+                    where);
       !st)
     return std::unexpected(st.error());
   Reader r(g, where);
@@ -190,14 +203,15 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
   auto cwd = r.string("cwd");
   auto env = r.env("env");
   auto timeout = r.seconds("timeout_s");
+  auto log_limit = r.mebibytes("log_limit_mb");
   auto needs = r.strings("needs", false);
   auto always = r.boolean("always");
   auto expect = r.string("expect");
   auto entries = r.string("entries");
   auto matrix = r.string("matrix");
   auto run_args = r.strings("run_args", false);
-  if (auto st = first_error(description, command, cwd, env, timeout, needs, always, expect, entries, matrix,
-                            run_args);
+  if (auto st = first_error(description, command, cwd, env, timeout, log_limit, needs, always, expect,
+                            entries, matrix, run_args);
       !st)
     return std::unexpected(st.error());
   gate.description = description->value_or("");
@@ -207,6 +221,7 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
     for (const auto& [k, v] : **env) gate.env[k] = v;
   }
   gate.timeout_s = timeout->value_or(d.timeout_s);
+  gate.log_limit_bytes = log_limit->value_or(d.log_limit_bytes);
   gate.needs = needs->value_or(std::vector<std::string>{});
   gate.always = always->value_or(false);
   if (*expect) {
@@ -243,7 +258,8 @@ Result<Gate> read_gate(const json& g, size_t index, std::string_view text, const
     if (*command) return std::unexpected(r.bad("command", "an ebpf-matrix gate runs no command").error());
     // Its entries run as `kgate run` children of kgate itself, in kgate's directory and
     // environment; and a matrix that fails for want of a file must never pass as a refusal.
-    for (const char* key : {"cwd", "env", "expect_exit"}) {
+    // Its log holds kgate's own lines, one per entry: there is no output to cap.
+    for (const char* key : {"cwd", "env", "expect_exit", "log_limit_mb"}) {
       if (g.contains(key))
         return std::unexpected(r.bad(key, "an ebpf-matrix gate does not take this").error());
     }
@@ -381,7 +397,8 @@ Result<Pipeline> parse_pipeline(std::string_view text, const fs::path& file, con
     const json& dj = doc["defaults"];
     const std::string where = origin + ": defaults";
     if (!dj.is_object()) return fail(FailureClass::usage, where + ": must be an object");
-    if (auto st = only_keys(dj, {"cwd", "env", "timeout_s"}, where); !st) return std::unexpected(st.error());
+    if (auto st = only_keys(dj, {"cwd", "env", "timeout_s", "log_limit_mb"}, where); !st)
+      return std::unexpected(st.error());
     Reader r(dj, where);
     auto cwd = r.string("cwd");
     if (!cwd) return std::unexpected(cwd.error());
@@ -392,6 +409,9 @@ Result<Pipeline> parse_pipeline(std::string_view text, const fs::path& file, con
     auto timeout = r.seconds("timeout_s");
     if (!timeout) return std::unexpected(timeout.error());
     if (*timeout) d.timeout_s = **timeout;
+    auto log_limit = r.mebibytes("log_limit_mb");
+    if (!log_limit) return std::unexpected(log_limit.error());
+    if (*log_limit) d.log_limit_bytes = **log_limit;
   }
   if (!doc.contains("gates") || !doc["gates"].is_array())
     return fail(FailureClass::usage, origin + ": gates: must be an array of gates");

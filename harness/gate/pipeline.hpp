@@ -3,6 +3,7 @@
 // is started and no file but the gates file is read.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@ struct Gate {
   fs::path cwd;                      // absolute
   std::map<std::string, std::string> env;
   double timeout_s = 0;
+  std::uint64_t log_limit_bytes = 0;  // command gates: the log keeps this much of the output
   std::vector<std::string> needs;
   bool always = false;           // runs once its needs have ended, whatever their status
   Expect expect = Expect::pass;  // fail: green only when the command fails
@@ -49,6 +51,10 @@ struct Pipeline {
 };
 
 inline constexpr double default_timeout_s = 1800;
+// A command's log is capped (its head and tail kept): a gate running `yes` would otherwise
+// fill the disk before its timeout.
+inline constexpr std::uint64_t default_log_limit_mb = 64;
+inline constexpr std::uint64_t max_log_limit_mb = 65536;
 
 // Parses and validates: the schema, unknown keys, bad types, missing commands, bad names,
 // duplicates, unknown needs, cycles. Errors are class usage and say where: the file, the

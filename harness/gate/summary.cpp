@@ -40,6 +40,9 @@ json gate_json(const Gate& g, const GateResult& r) {
   if (!g.expect_exit.empty()) j["expect_exit"] = g.expect_exit;
   if (g.kind == GateKind::command) {
     j["command"] = g.command;
+    j["log_limit_bytes"] = g.log_limit_bytes;
+    j["log_bytes"] = r.started ? json(r.log_bytes) : json(nullptr);
+    j["log_dropped_bytes"] = r.started ? json(r.log_dropped) : json(nullptr);
   } else {
     j["entries"] = g.entries;
     j["matrix"] = r.matrix.is_null() ? json::array() : r.matrix;
@@ -134,19 +137,27 @@ json summary_json(const Pipeline& p, const Execution& ex, const Provenance& wher
           {"verdict", c.non_green() == 0 && !ex.results.empty() ? "pass" : "fail"}};
 }
 
-std::vector<std::string> tail_lines(const fs::path& file, size_t n) {
+std::vector<std::string> tail_lines(const fs::path& file, size_t n, size_t max_bytes) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return {};
   off_t size = ::lseek(fd.get(), 0, SEEK_END);
   if (size <= 0) return {};
-  const off_t want = std::min<off_t>(size, 64 * 1024);
+  const off_t want = std::min<off_t>(size, static_cast<off_t>(max_bytes));
   std::string buf(static_cast<size_t>(want), '\0');
   ssize_t got = ::pread(fd.get(), buf.data(), buf.size(), size - want);
   if (got <= 0) return {};
   buf.resize(static_cast<size_t>(got));
   std::vector<std::string> lines;
   for (auto l : split_lines(buf)) lines.emplace_back(l);
-  if (want < size && !lines.empty()) lines.erase(lines.begin());  // the first may be cut
+  if (want < size && !lines.empty()) {
+    // The first line read may be cut: dropped, unless it is all there is (output that is one
+    // huge line), which is then shown as its end.
+    if (lines.size() > 1) {
+      lines.erase(lines.begin());
+    } else {
+      lines.front() = "..." + lines.front();
+    }
+  }
   if (lines.size() > n) lines.erase(lines.begin(), lines.end() - static_cast<long>(n));
   return lines;
 }

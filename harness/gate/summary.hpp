@@ -40,8 +40,9 @@ nlohmann::json summary_json(const Pipeline& p, const Execution& ex, const Proven
 std::string junit_xml(const Execution& ex, const fs::path& out_dir);
 std::string markdown(const Execution& ex, const fs::path& out_dir);
 
-// The last `n` lines of a log (read from its last 64 KiB).
-std::vector<std::string> tail_lines(const fs::path& file, size_t n);
+// The last `n` lines of a log, read from its last `max_bytes` bytes, so that what is shown of
+// it stays bounded; output that is one line longer than that shows as the line's end, "...".
+std::vector<std::string> tail_lines(const fs::path& file, size_t n, size_t max_bytes = 8192);
 
 // "2026-11-27T01:02:03.456Z"
 std::string iso_utc(std::chrono::system_clock::time_point t);

@@ -528,3 +528,62 @@ TEST_CASE("a gate's own PATH finds its program, relative entries from the gate's
   CHECK(gate_of(r.summary, "not-there")["reason"] ==
         "cannot start: 'ls' is not on the gate's PATH (nowhere)");
 }
+
+TEST_CASE("a gate's log is capped: its head and tail are kept, the receipt says how much was dropped") {
+  TempDir tmp = make_tmp();
+  // 3,000,000 bytes of "y\n", then a last line, against a limit of 1 MiB; and one line of
+  // 3,000,000 bytes with no newline at all.
+  fs::path file = write_pipeline(
+      tmp.path(),
+      R"({"name": "chatty", "command": ["sh", "-c", "yes | head -c 3000000; echo last-line; exit 3"],
+          "log_limit_mb": 1},
+         {"name": "one-line", "command": ["sh", "-c", "printf start; head -c 3000000 /dev/zero | tr '\\000' x; exit 4"],
+          "log_limit_mb": 1},
+         {"name": "small", "command": ["echo", "hello"]})");
+  fs::path out = tmp.path() / "out";
+  GatesRun r = run_gates(file, out);
+  CHECK(r.exit_code == 1);
+  REQUIRE(r.summary.is_object());
+  const std::uint64_t limit = 1 << 20;
+
+  const json& chatty = gate_of(r.summary, "chatty");
+  CHECK(chatty["status"] == "failed");
+  CHECK(chatty["log_bytes"] == 3000000 + 10);
+  CHECK(chatty["log_dropped_bytes"] == 3000000 + 10 - limit);
+  CHECK(chatty["log_limit_bytes"] == limit);
+  std::string log = read_file(out / "logs" / "chatty.log").value_or("");
+  CHECK(log.size() <= limit + 300);
+  CHECK(log.starts_with("y\ny\ny\n"));
+  CHECK(log.ends_with("y\ny\nlast-line\n"));
+  CHECK(log.find("[kgate: " + std::to_string(3000000 + 10 - limit) + " bytes of output dropped here") !=
+        std::string::npos);
+
+  // The one-line gate's printed tail is a bounded piece of its line, not nothing and not 3 MB.
+  const json& one = gate_of(r.summary, "one-line");
+  CHECK(one["status"] == "failed");
+  CHECK(one["log_dropped_bytes"] == 3000000 + 5 - limit);
+  log = read_file(out / "logs" / "one-line.log").value_or("");
+  CHECK(log.starts_with("startxxx"));
+  CHECK(log.ends_with("xxxx"));
+  const auto shown = r.err.find("last lines of " + (out / "logs" / "one-line.log").string());
+  REQUIRE(shown != std::string::npos);
+  CHECK(r.err.find("xxxxxxxxxxxxxxxx", shown) != std::string::npos);
+  CHECK(r.err.size() < 64 * 1024);
+
+  const json& small = gate_of(r.summary, "small");
+  CHECK(small["log_bytes"] == 6);
+  CHECK(small["log_dropped_bytes"] == 0);
+  CHECK(read_file(out / "logs" / "small.log").value_or("") == "hello\n");
+}
+
+TEST_CASE("log_limit_mb is checked like every other key") {
+  TempDir tmp = make_tmp();
+  for (const char* bad : {"0", "65537", "1.5", "\"64\""}) {
+    fs::path file = write_pipeline(
+        tmp.path(), std::string(R"({"name": "a", "command": ["true"], "log_limit_mb": )") + bad + "}");
+    GatesRun r = run_gates(file, tmp.path() / "out");
+    CHECK(r.exit_code == 2);
+    CHECK_MESSAGE(r.err.find("log_limit_mb: must be an integer from 1 to 65536 (MiB)") != std::string::npos,
+                  r.err);
+  }
+}

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "core/strings.hpp"
+#include "gate/capped_log.hpp"
 #include "gate/pipeline.hpp"
 
 using namespace kgate;
@@ -230,4 +232,58 @@ TEST_CASE("the project's own ci/gates.json is valid") {
   bool has_negative_control = false;
   for (const auto& g : p->gates) has_negative_control |= g.expect == Expect::fail;
   CHECK(has_negative_control);
+}
+
+TEST_CASE("a capped log keeps the output's head and tail, and says how much it dropped between them") {
+  auto tmp = TempDir::create("kgate-test-log");
+  REQUIRE(tmp.has_value());
+  const fs::path path = tmp->path() / "gate.log";
+  const std::uint64_t limit = 1000;  // tail 500, head 500
+  std::string output;
+  for (int i = 0; output.size() < 5000; ++i) output += std::to_string(i) + "\n";
+  for (size_t total : {0, 1, 999, 1000, 1001, 1200, 1500, 1501, 4999}) {
+    for (size_t chunk : {1, 7, 300, 5000}) {
+      CAPTURE(total);
+      CAPTURE(chunk);
+      const std::string_view out = std::string_view(output).substr(0, total);
+      auto log = CappedLog::open(path, limit);
+      REQUIRE(log.has_value());
+      for (size_t at = 0; at < out.size(); at += chunk) log->write(out.substr(at, chunk));
+      log->finish();
+      CHECK(log->total() == total);
+      const std::string text = read_file(path).value();
+      if (total <= limit) {
+        CHECK(log->dropped() == 0);
+        CHECK(text == out);
+        continue;
+      }
+      CHECK(log->dropped() == total - limit);
+      const std::string marker = strprintf(
+          "\n[kgate: %zu bytes of output dropped here: the log keeps the first 500 and the last 500 bytes of "
+          "%zu (log_limit_mb)]\n",
+          total - limit, total);
+      const std::string want =
+          std::string(out.substr(0, 500)) + marker + std::string(out.substr(total - 500));
+      CHECK(text.size() == want.size());
+      CHECK(text.substr(500, marker.size()) == marker);
+      CHECK(text == want);
+    }
+  }
+}
+
+TEST_CASE("log_limit_mb: 64 MiB unless the defaults or the gate say otherwise; not on an ebpf-matrix gate") {
+  auto p = parse(R"({"schema": "kgate.gates/1", "defaults": {"log_limit_mb": 2},
+    "gates": [{"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"], "log_limit_mb": 3}]})");
+  REQUIRE_MESSAGE(p.has_value(), p.error().describe());
+  CHECK(p->find("a")->log_limit_bytes == 2u << 20);
+  CHECK(p->find("b")->log_limit_bytes == 3u << 20);
+  auto plain = parse(R"({"schema": "kgate.gates/1", "gates": [{"name": "a", "command": ["true"]}]})");
+  REQUIRE(plain.has_value());
+  CHECK(plain->find("a")->log_limit_bytes == default_log_limit_mb << 20);
+  CHECK(error_of(R"({"schema": "kgate.gates/1", "gates": [{"name": "m", "kind": "ebpf-matrix", "entries": "*",
+    "log_limit_mb": 1}]})")
+            .find("log_limit_mb: an ebpf-matrix gate does not take this") != std::string::npos);
+  CHECK(error_of(R"({"schema": "kgate.gates/1", "defaults": {"log_limit_mb": 0}, "gates": [{"name": "a",
+    "command": ["true"]}]})")
+            .find("defaults: log_limit_mb: must be an integer from 1 to 65536 (MiB)") != std::string::npos);
 }
