@@ -33,9 +33,47 @@ bool valid_timeout(double s) {
   return s > 0 && s <= 86400;
 }
 
+int input_error(const Error& e) {
+  std::cerr << "kgate: " << e.describe() << "\n";
+  return exit_code(e.cls());
+}
+
+namespace {
+
+// cxxopts says "Argument 'nan' failed to parse" (its quotes may be typographic) without the
+// option: the option is found on the command line, as "--opt VALUE", "--opt=VALUE", "-o VALUE"
+// or "-oVALUE", the last one given.
+std::string bad_value_message(const std::string& what, int argc, char** argv) {
+  const std::string prefix = "Argument ", suffix = " failed to parse";
+  if (!what.starts_with(prefix) || !what.ends_with(suffix)) return what;
+  std::string value = what.substr(prefix.size(), what.size() - prefix.size() - suffix.size());
+  for (const std::string_view quote : {"\u2018", "\u2019", "'"}) {
+    if (value.starts_with(quote)) value.erase(0, quote.size());
+    if (value.ends_with(quote)) value.erase(value.size() - quote.size());
+  }
+  for (int i = argc - 1; i >= 1; --i) {
+    const std::string_view arg = argv[i];
+    std::string option;
+    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos &&
+        arg.substr(arg.find('=') + 1) == value) {
+      option = arg.substr(0, arg.find('='));
+    } else if (arg == value && i > 1 && argv[i - 1][0] == '-' && argv[i - 1][1] != '\0') {
+      option = argv[i - 1];
+    } else if (arg.size() > 2 && arg[0] == '-' && arg[1] != '-' && arg.substr(2) == value) {
+      option = arg.substr(0, 2);
+    }
+    if (!option.empty()) return option + ": '" + value + "' is not a valid value";
+  }
+  return "'" + value + "' is not a valid value for its option";
+}
+
+}  // namespace
+
 std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args) {
   try {
     args = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
+    return usage_error(bad_value_message(e.what(), argc, argv));
   } catch (const cxxopts::exceptions::exception& e) {
     return usage_error(e.what());
   }

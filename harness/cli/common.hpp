@@ -9,12 +9,18 @@
 #include <optional>
 #include <string>
 
+#include "core/error.hpp"
+
 namespace kgate::cli {
 
 extern const char* const usage_text;
 
 // Prints the message and the usage text; returns the usage exit code.
 int usage_error(const std::string& msg);
+
+// Prints an input file's error (a gates file, a catalog) alone, without the usage text: the
+// command line was right. Returns its class's exit code.
+int input_error(const Error& e);
 
 // A deadline must be positive, finite and small enough for the clock's nanoseconds.
 bool valid_timeout(double s);

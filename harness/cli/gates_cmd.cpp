@@ -140,9 +140,9 @@ int cmd_gates(int argc, char** argv) {
       args.count("only") ? args["only"].as<std::vector<std::string>>() : std::vector<std::string>{};
 
   auto pipeline = gate::load_pipeline(args["file"].as<std::string>());
-  if (!pipeline) return usage_error(pipeline.error().describe());
+  if (!pipeline) return input_error(pipeline.error());
   auto selected = gate::select_gates(*pipeline, only);
-  if (!selected) return usage_error(selected.error().describe());
+  if (!selected) return input_error(selected.error());
   if (args.count("list")) {
     print_list(*pipeline, *selected);
     return 0;

@@ -377,6 +377,21 @@ TEST_CASE("a bad gates file runs nothing and exits with the usage code") {
         std::string::npos);
   CHECK_FALSE(path_exists(tmp.path() / "ran"));
   CHECK_FALSE(path_exists(tmp.path() / "out"));
+  // The file's error, alone: the command line was right, so no usage text after it.
+  CHECK(r.err.find("usage: kgate") == std::string::npos);
+  auto missing = run_gates(tmp.path() / "no-such-gates.json", tmp.path() / "out");
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.err.find("no-such-gates.json") != std::string::npos);
+  CHECK(missing.err.find("usage: kgate") == std::string::npos);
+  // A value that does not parse is named with its option, in either spelling.
+  for (const auto& extra :
+       std::vector<std::vector<std::string>>{{"--jobs", "nan"}, {"--jobs=nan"}, {"-j", "nan"}}) {
+    auto bad = run_gates(file, tmp.path() / "out", extra);
+    CHECK(bad.exit_code == 2);
+    CHECK_MESSAGE(bad.err.find("kgate: " + extra[0].substr(0, extra[0].find('=')) +
+                               ": 'nan' is not a valid value") != std::string::npos,
+                  bad.err);
+  }
 }
 
 TEST_CASE("--list, --dry-run and --only") {
