@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "agent/bpf_session.hpp"
+#include "agent/objects.hpp"
 #include "agent/system.hpp"
+#include "channel/fields.hpp"
+#include "channel/protocol.hpp"
 #include "channel/transport.hpp"
 
 namespace {
@@ -18,7 +20,6 @@ using kgate::channel::Frame;
 using kgate::channel::FrameType;
 using nlohmann::json;
 
-constexpr const char* port_name = "org.kgate.channel";
 constexpr const char* agent_version = "kgate-agent " KGATE_VERSION;
 
 [[noreturn]] void die(const std::string& why) {
@@ -27,25 +28,33 @@ constexpr const char* agent_version = "kgate-agent " KGATE_VERSION;
   kgate::agent::power_off();
 }
 
-json handle(kgate::agent::BpfSession& session, const Frame& req, bool& power_off) {
-  std::string op = req.header.value("op", "");
-  if (op == "load") return session.load(req.header.value("name", "object"), req.body);
-  if (op == "attach") return session.attach();
-  if (op == "btf") return session.set_btf(req.body);
-  if (op == "trigger") {
-    std::uint64_t nonce = std::strtoull(req.header.value("nonce", "0").c_str(), nullptr, 16);
-    int count = req.header.value("count", 1);
-    if (count < 1 || count > 1'000'000) return {{"ok", false}, {"error", "count out of range"}};
-    return session.trigger(nonce, count);
+// Answers one request: the typed request read from the header (and body), the typed
+// response as its JSON. `body` receives a response body (the drain's records).
+json handle(kgate::agent::ObjectTable& objects, const Frame& req, std::string& body, bool& power_off) {
+  namespace proto = kgate::proto;
+  const auto op = proto::parse_op(req.header.value("op", ""));
+  if (!op) return {{"ok", false}, {"error", "unknown op '" + req.header.value("op", "") + "'"}};
+  switch (*op) {
+    case proto::Op::btf: return proto::to_json(objects.set_btf(req.body));
+    case proto::Op::put_file: {
+      auto mode = kgate::channel::get_int(req.header, "mode").value_or(0644);
+      return proto::to_json(objects.put_file(kgate::channel::get_string(req.header, "path"),
+                                             static_cast<std::uint32_t>(mode), req.body));
+    }
+    case proto::Op::load:
+      return proto::to_json(objects.load(proto::load_request_from_json(req.header), req.body));
+    case proto::Op::attach:
+      return proto::to_json(objects.attach(proto::attach_request_from_json(req.header)));
+    case proto::Op::trigger:
+      return proto::to_json(objects.trigger(proto::trigger_request_from_json(req.header)));
+    case proto::Op::drain:
+      return proto::to_json(objects.drain(proto::drain_request_from_json(req.header), body));
+    case proto::Op::detach:
+      return proto::to_json(objects.detach(kgate::channel::get_int(req.header, "handle").value_or(0)));
+    case proto::Op::dmesg: return {{"ok", true}, {"text", kgate::agent::kernel_log(256 * 1024)}};
+    case proto::Op::poweroff: power_off = true; return {{"ok", true}};
   }
-  if (op == "flush") return session.flush();
-  if (op == "detach") return session.detach();
-  if (op == "dmesg") return {{"ok", true}, {"text", kgate::agent::kernel_log(256 * 1024)}};
-  if (op == "poweroff") {
-    power_off = true;
-    return {{"ok", true}};
-  }
-  return {{"ok", false}, {"error", "unknown op '" + op + "'"}};
+  return {{"ok", false}, {"error", "unhandled op"}};
 }
 
 // Fault injection for the VM tests, from the kernel command line
@@ -65,12 +74,14 @@ std::string requested_fault() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // The execve trigger's helper: the agent binary run again, told to exit at once.
+  if (argc > 1 && std::string(argv[1]) == "--kgate-exit") return 0;
   auto mounts = kgate::agent::mount_filesystems();
   if (!mounts) die(mounts.error().describe());
   auto modules = kgate::agent::load_modules();
   if (!modules) die(modules.error().describe());
-  auto port = kgate::agent::open_port(port_name, 10'000);
+  auto port = kgate::agent::open_port(kgate::proto::port_name, 10'000);
   if (!port) die(port.error().describe());
 
   const std::string fault = requested_fault();
@@ -91,6 +102,7 @@ int main() {
   kgate::channel::Transport channel(std::move(*port));
   json hello = kgate::agent::describe_system();
   hello["agent"] = agent_version;
+  hello["protocol"] = kgate::proto::protocol_version;
   hello["mounts"] = *mounts;
   hello["modules"] = *modules;
   // The first write blocks until the host is connected; the host's boot deadline bounds it.
@@ -98,7 +110,8 @@ int main() {
     die("send hello: " + s.error().describe());
   }
 
-  kgate::agent::BpfSession session;
+  kgate::agent::loopback_up();
+  kgate::agent::ObjectTable objects;
   for (;;) {
     // The host bounds each request; this bounds a host that went away silently.
     auto req = channel.receive(Deadline(std::chrono::minutes(10)));
@@ -109,10 +122,13 @@ int main() {
       for (;;) ::pause();
     }
     bool power_off = false;
-    json resp = handle(session, **req, power_off);
+    std::string body;
+    json resp = handle(objects, **req, body, power_off);
     resp["op"] = (*req)->header.value("op", "");
     if (auto id = (*req)->header.find("id"); id != (*req)->header.end()) resp["id"] = *id;
-    if (auto s = channel.send({FrameType::response, resp, {}}, Deadline(std::chrono::seconds(30))); !s) {
+    if (auto s =
+            channel.send({FrameType::response, resp, std::move(body)}, Deadline(std::chrono::seconds(30)));
+        !s) {
       die("send response: " + s.error().describe());
     }
     if (power_off) kgate::agent::power_off();

@@ -193,13 +193,22 @@ int cmd_run(int argc, char** argv) {
   std::string release = kgate::channel::get_string(r.guest, "release");
   double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
   if (outcome.verdict == FailureClass::pass) {
-    std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs fired %d+ times with the nonce, %.2f s\n",
+    std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs passed (%d triggers each), %.2f s\n",
                                   r.entry.c_str(), release.c_str(), r.qemu.accel.c_str(), r.programs.size(),
                                   req.count, total);
   } else {
     for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
     std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
               << "]: " << outcome.message << "\n";
+  }
+  // One line per program: its verdict, the kernel's run count and the verifier's instructions.
+  for (const auto& p : r.programs) {
+    std::string reasons;
+    for (const auto& x : p.reasons) reasons += (reasons.empty() ? "  " : ",") + x;
+    std::cout << kgate::strprintf("  %-24s %-12s %-7s runs %-6s insns %s%s\n", p.name.c_str(), p.type.c_str(),
+                                  p.verdict.c_str(), p.run_count ? std::to_string(*p.run_count).c_str() : "-",
+                                  p.insns_processed >= 0 ? std::to_string(p.insns_processed).c_str() : "-",
+                                  reasons.c_str());
   }
   if (kgate::path_exists(outcome.receipt_path))
     std::cout << "receipt: " << outcome.receipt_path.string() << "\n";

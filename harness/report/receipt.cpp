@@ -17,21 +17,41 @@ json optional_json(const auto& v) {
 json receipt_json(const Receipt& r) {
   json programs = json::array();
   for (const auto& p : r.programs) {
-    json pj = {{"name", p.name},
+    json pj = {{"object", p.object},
+               {"name", p.name},
                {"section", p.section},
                {"type", p.type},
+               {"attach", p.attach},
+               {"verdict", p.verdict},
+               {"reasons", p.reasons},
                {"loaded", p.loaded},
                {"attached", p.attached},
-               {"verified_insns", optional_json(p.verified_insns)},
-               {"xlated_insns", optional_json(p.xlated_insns)},
+               {"verifier",
+                {{"insns_processed", p.insns_processed},
+                 {"total_states", p.total_states},
+                 {"peak_states", p.peak_states},
+                 {"verification_us", p.verification_us},
+                 {"stack_depth", p.stack_depth},
+                 {"verified_insns", optional_json(p.verified_insns)},
+                 {"xlated_bytes", p.xlated_bytes},
+                 {"jited_bytes", p.jited_bytes},
+                 {"load_ms", std::round(p.load_ms * 1000.0) / 1000.0}}},
                {"run_count", optional_json(p.run_count)},
-               {"events", p.events},
-               {"nonce_matched", p.nonce_matched},
-               {"required", p.required},
+               {"run_time_ns", p.run_time_ns},
+               {"required_runs", p.required_runs},
+               {"records", p.records},
+               {"nonce_records", p.nonce_records},
+               {"required_records", p.required_records},
+               {"retvals", p.retvals},
                {"passed", p.passed()}};
+    if (!p.skip_reason.empty()) pj["skip_reason"] = p.skip_reason;
     if (!p.error.empty()) pj["error"] = p.error;
+    if (!p.log_tail.empty()) pj["verifier_log_tail"] = p.log_tail;
     programs.push_back(std::move(pj));
   }
+  json objects = json::array();
+  for (const auto& o : r.objects)
+    objects.push_back({{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}, {"size", o.size}});
   json timings = json::object();
   for (const auto& [phase, s] : r.timings_s) timings[phase] = std::round(s * 1000.0) / 1000.0;
   json failure = nullptr;
@@ -66,7 +86,7 @@ json receipt_json(const Receipt& r) {
         {"argv", r.qemu.argv}}},
       {"cmdline", r.cmdline},
       {"guest", r.guest},
-      {"object", {{"name", r.object.name}, {"sha256", r.object.sha256}}},
+      {"objects", objects},
       {"canary", {{"name", r.canary.name}, {"sha256", r.canary.sha256}}},
       {"lockdown", r.lockdown},
       {"preflight", r.preflight},

@@ -12,23 +12,41 @@
 
 namespace kgate::report {
 
-inline constexpr const char* receipt_schema = "kgate.receipt/1";
+// 2: several objects, per-program verdicts with reasons and the verifier's statistics.
+inline constexpr const char* receipt_schema = "kgate.receipt/2";
 
-// What one gate program did in the guest, as the host judged it.
+// What one program did in the guest, as the host judged it against its spec.
 struct ProgramResult {
+  std::string object;  // the spec's name for the object
   std::string name;
   std::string section;
   std::string type;
+  std::string attach;                // the spec's mode: "auto", "test_run", "load_only"
+  std::string verdict;               // "pass", "fail" or "skipped"
+  std::vector<std::string> reasons;  // stable names (run/judge.hpp), empty on a pass
+  std::string skip_reason;
   bool loaded = false;
   bool attached = false;
-  std::optional<std::uint32_t> verified_insns;
-  std::optional<std::uint32_t> xlated_insns;
-  std::optional<std::uint64_t> run_count;
-  int events = 0;         // records carrying this program's name
-  int nonce_matched = 0;  // of those, records carrying this run's nonce
-  int required = 0;       // at least this many matched records to pass
-  std::string error;
-  bool passed() const { return loaded && attached && nonce_matched >= required && required > 0; }
+  // The verifier's numbers: from its statistics line (log_level 4), -1 where absent.
+  std::int64_t insns_processed = -1;
+  std::int64_t total_states = -1;
+  std::int64_t peak_states = -1;
+  std::int64_t verification_us = -1;
+  std::string stack_depth;
+  std::optional<std::uint32_t> verified_insns;  // bpf_prog_info, kernels 5.16+
+  std::uint32_t xlated_bytes = 0;
+  std::uint32_t jited_bytes = 0;
+  double load_ms = 0;
+  std::optional<std::uint64_t> run_count;  // bpf_prog_info.run_cnt with BPF stats on
+  std::uint64_t run_time_ns = 0;
+  std::uint64_t required_runs = 0;
+  std::uint64_t records = 0;        // ring buffer records counted as this program's
+  std::uint64_t nonce_records = 0;  // of those, records carrying this run's nonce
+  std::uint64_t required_records = 0;
+  std::vector<std::int64_t> retvals;  // test_run
+  std::string error;                  // every problem found, "; "-separated
+  std::vector<std::string> log_tail;  // a refused program's verifier log, last lines
+  bool passed() const { return verdict == "pass"; }
 };
 
 // Everything a run observed: plain data, filled in as the run goes, written
@@ -60,10 +78,14 @@ struct Receipt {
   } qemu;
   std::string cmdline;
   nlohmann::json guest;  // the agent's hello as received (release, lockdown, ...); null if none
-  struct {
+  // The BPF objects this run loaded, in the spec's order.
+  struct Object {
     std::string name;
+    std::string path;  // the user's file; "" for kgate's built-in probe
     std::string sha256;
-  } object;
+    std::uint64_t size = 0;
+  };
+  std::vector<Object> objects;
   struct {
     std::string name;
     std::string sha256;

@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <algorithm>
 
+#include "bpf/structure.hpp"
 #include "channel/fields.hpp"
+#include "channel/protocol.hpp"
 #include "channel/transport.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
@@ -17,8 +19,9 @@
 #include "kernel/prepare.hpp"
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
+#include "run/judge.hpp"
 #include "run/lockdown.hpp"
-#include "run/verdict.hpp"
+#include "run/plan.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
 
@@ -29,7 +32,6 @@ using channel::Frame;
 using channel::FrameType;
 using nlohmann::json;
 
-constexpr const char* port_name = "org.kgate.channel";
 constexpr const char* kgate_version = KGATE_VERSION;
 
 std::string random_nonce() {
@@ -54,18 +56,14 @@ std::string qemu_version(const kernel::Cache& cache, const fs::path& qemu) {
   return line;
 }
 
-// The hello fields the host relies on must be there with the right types; the
-// rest is recorded as sent.
-Status check_hello(const json& hello) {
-  for (const char* key : {"release", "version", "cmdline", "lockdown", "lsm"}) {
-    if (!hello.contains(key) || !hello[key].is_string()) {
-      return fail(FailureClass::no_verdict, std::string("the agent's hello lacks a string '") + key + "'");
-    }
-  }
-  if (!channel::get_int(hello, "pid"))
-    return fail(FailureClass::no_verdict, "the agent's hello lacks its pid");
-  return {};
-}
+// One object of the spec in this run: its bytes and what the guest reported about it.
+struct ObjectRun {
+  const spec::ObjectSpec* spec = nullptr;
+  std::string bytes;
+  std::string sha256;
+  std::vector<std::string> programs;  // as the host's libbpf lists them
+  ObjectObservation obs;
+};
 
 // One gate run in progress: owns QEMU, the channel and the receipt being filled.
 class GateRun {
@@ -80,11 +78,14 @@ class GateRun {
   Status preflight();
   // Kernel splats on the console fail an entry even when its programs passed.
   void scan_console();
+  Status resolve_objects();
   Status exercise();
-  Status exercise_loaded();
+  Status exercise_object(ObjectRun& o);
   Status prove_lockdown_level();
+  RunFacts run_facts() const;
   Status power_off();
-  Result<json> request(json header, std::string body = {});
+  // Sends one request and returns the response header; `body` receives the response body.
+  Result<json> request(proto::Op op, json fields, std::string body = {}, std::string* reply_body = nullptr);
   void judge();
   // Reclassifies a failure by what actually happened to QEMU and the guest.
   Error classify(Error e);
@@ -112,7 +113,12 @@ class GateRun {
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
-  json load_resp_, attach_resp_, trigger_resp_, flush_resp_, detach_resp_, canary_resp_, canary_detach_resp_;
+  proto::Hello hello_;
+  spec::Spec spec_;
+  std::vector<ObjectRun> objects_;
+  bool canary_reached_ = false;
+  proto::LoadResponse canary_load_;
+  proto::DetachResponse canary_detach_;
   std::string dmesg_;
 };
 
@@ -278,7 +284,7 @@ Status GateRun::boot() {
   spec.cmdline = vm::kernel_cmdline(arch_, words);
   spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
-  spec.port_name = port_name;
+  spec.port_name = proto::port_name;
   spec.extra = req_.qemu_args;
   auto argv = vm::qemu_argv(spec);
   r_.qemu.binary = qemu.string();
@@ -321,92 +327,131 @@ Status GateRun::boot() {
     return fail(FailureClass::no_verdict,
                 "expected hello, got a " + std::string(channel::type_name((*hello)->type)) + " frame");
   }
-  if (auto s = check_hello((*hello)->header); !s) return s;
-  r_.guest = (*hello)->header;
+  if (std::string missing = proto::hello_from_json((*hello)->header, hello_); !missing.empty())
+    return fail(FailureClass::no_verdict, "the agent's hello lacks '" + missing + "'");
+  if (hello_.protocol != proto::protocol_version) {
+    return fail(FailureClass::no_verdict, strprintf("the agent speaks protocol %d, this kgate %d",
+                                                    hello_.protocol, proto::protocol_version));
+  }
+  r_.guest = proto::to_json(hello_);
   hello_seen_ = true;
   return {};
 }
 
-Result<json> GateRun::request(json header, std::string body) {
-  const std::string op = channel::get_string(header, "op");
+Result<json> GateRun::request(proto::Op op, json fields, std::string body, std::string* reply_body) {
+  const std::string name(proto::op_name(op));
   const int id = next_id_++;
-  header["id"] = id;
+  json header = proto::request_header(op, id, std::move(fields));
   Deadline deadline(
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
   if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline, watch_fds()); !s) {
-    return std::unexpected(std::move(s.error()).context("send " + op));
+    return std::unexpected(std::move(s.error()).context("send " + name));
   }
   auto frame = channel_->receive(deadline, watch_fds());
-  if (!frame) return std::unexpected(std::move(frame.error()).context("agent answering '" + op + "'"));
-  if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + op + "'");
+  if (!frame) return std::unexpected(std::move(frame.error()).context("agent answering '" + name + "'"));
+  if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + name + "'");
   const json& h = (*frame)->header;
-  if ((*frame)->type != FrameType::response || channel::get_string(h, "op") != op ||
+  if ((*frame)->type != FrameType::response || channel::get_string(h, "op") != name ||
       channel::get_int(h, "id") != id) {
+    std::string shown = h.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (shown.size() > 512) shown = shown.substr(0, 512) + "...";
     return fail(FailureClass::no_verdict,
-                "the agent answered '" + op + "' with an unexpected frame: " + h.dump());
+                "the agent answered '" + name + "' with an unexpected frame: " + shown);
   }
+  if (reply_body) *reply_body = std::move((*frame)->body);
   return h;
 }
 
+Status GateRun::resolve_objects() {
+  spec_ = builtin_probe_spec();
+  for (const auto& o : spec_.objects) {
+    ObjectRun run;
+    run.spec = &o;
+    run.bytes = std::string(probe_object(arch_));
+    run.sha256 = sha256_hex(run.bytes);
+    auto layout = bpf::open_object(run.bytes, o.name);
+    if (!layout) return std::unexpected(std::move(layout.error()).context("object " + o.name));
+    for (const auto& p : layout->programs) run.programs.push_back(p.name);
+    objects_.push_back(std::move(run));
+  }
+  return {};
+}
+
 Status GateRun::exercise() {
-  std::string_view object = probe_object(arch_);
-  r_.object.name = "probe";
-  r_.object.sha256 = sha256_hex(object);
   r_.nonce = random_nonce();
   r_.trigger_count = req_.count;
+  if (auto s = resolve_objects(); !s) return s;
+  for (const auto& o : objects_) r_.objects.push_back({o.spec->name, "", o.sha256, o.bytes.size()});
 
   // Without --btf, libbpf reads the kernel's own; a kernel without it fails CO-RE (and preflight).
-  r_.btf = {{"source", channel::get_bool(r_.guest, "btf") ? "kernel" : "none"}};
+  r_.btf = {{"source", hello_.btf ? "kernel" : "none"}};
   if (!req_.btf.empty()) {
     phase("btf");
     auto bytes = read_file(req_.btf);
     if (!bytes)
       return std::unexpected(std::move(bytes.error()).context("read --btf").reclass(FailureClass::usage));
     r_.btf = {{"source", "file"}, {"path", absolute_path(req_.btf).string()}, {"sha256", sha256_hex(*bytes)}};
-    auto sent = request({{"op", "btf"}}, std::move(*bytes));
+    auto sent = request(proto::Op::btf, json::object(), std::move(*bytes));
     if (!sent) return std::unexpected(sent.error());
-    if (!channel::get_bool(*sent, "ok")) {
-      return fail(FailureClass::infra,
-                  "the agent could not keep the BTF file: " + channel::get_string(*sent, "error"));
-    }
+    if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
+      return fail(FailureClass::infra, "the agent could not keep the BTF file: " + ack.error);
   }
-
-  phase("load");
-  auto load = request({{"op", "load"}, {"name", "probe"}}, std::string(object));
-  if (!load) return std::unexpected(load.error());
-  load_resp_ = *load;
-  // A refused load is judged below: the refusal is the result. The lockdown
-  // proof runs either way.
-  if (channel::get_bool(load_resp_, "ok")) {
-    if (auto s = exercise_loaded(); !s) return s;
+  for (auto& o : objects_) {
+    if (auto s = exercise_object(o); !s) return s;
   }
   return prove_lockdown_level();
 }
 
-Status GateRun::exercise_loaded() {
+Status GateRun::exercise_object(ObjectRun& o) {
+  const RunFacts facts = run_facts();
+  ObjectObservation& obs = o.obs;
+  phase("load");
+  auto load = request(proto::Op::load, proto::to_json(load_request(*o.spec, o.programs, facts)), o.bytes);
+  if (!load) return std::unexpected(load.error());
+  obs.load = proto::load_response_from_json(*load);
+  // A refused program is judged below: the refusal is the result.
+  if (!obs.load.ok) return {};
+
   phase("attach");
-  auto attach = request({{"op", "attach"}});
+  auto attach = request(proto::Op::attach, proto::to_json(attach_request(*o.spec, obs.load)));
   if (!attach) return std::unexpected(attach.error());
-  attach_resp_ = *attach;
+  obs.attach = proto::attach_response_from_json(*attach);
+  obs.attach_reached = true;
 
   phase("trigger");
-  auto trig = request({{"op", "trigger"}, {"nonce", r_.nonce}, {"count", req_.count}});
+  auto trig = request(proto::Op::trigger, proto::to_json(trigger_request(*o.spec, obs.load, facts)));
   if (!trig) return std::unexpected(trig.error());
-  trigger_resp_ = *trig;
+  obs.trigger = proto::trigger_response_from_json(*trig);
+  obs.trigger_reached = true;
 
   phase("flush");
-  auto flush = request({{"op", "flush"}});
-  if (!flush) return std::unexpected(flush.error());
-  flush_resp_ = *flush;
+  std::string records;
+  auto drain =
+      request(proto::Op::drain, proto::to_json(drain_request(*o.spec, obs.load.handle)), {}, &records);
+  if (!drain) return std::unexpected(drain.error());
+  obs.drain = proto::drain_response_from_json(*drain);
+  obs.drain_reached = true;
+  obs.records = proto::parse_records(records, obs.drain.rings.size(), &obs.records_error);
 
   phase("detach");
-  auto detach = request({{"op", "detach"}});
+  auto detach = request(proto::Op::detach, {{"handle", obs.load.handle}});
   if (!detach) return std::unexpected(detach.error());
-  detach_resp_ = *detach;
+  obs.detach = proto::detach_response_from_json(*detach);
   // How long the guest waited for the kernel to free what was detached.
-  r_.timings_s.emplace_back("detach_guest_wait",
-                            channel::get_number(detach_resp_, "wait_ms").value_or(0) / 1000.0);
+  r_.timings_s.emplace_back("detach_guest_wait", obs.detach.wait_ms / 1000.0);
   return {};
+}
+
+RunFacts GateRun::run_facts() const {
+  RunFacts f;
+  f.nonce = r_.nonce;
+  f.count = req_.count;
+  f.arch = std::string(vm::arch_name(arch_));
+  f.release = hello_.release;
+  f.agent_pid = hello_.pid;
+  f.kernel_btf = hello_.btf;
+  f.btf_file = !req_.btf.empty();
+  return f;
 }
 
 Status GateRun::prove_lockdown_level() {
@@ -414,16 +459,23 @@ Status GateRun::prove_lockdown_level() {
   std::string_view canary = canary_object(arch_);
   r_.canary.name = "canary_write_user";
   r_.canary.sha256 = sha256_hex(canary);
-  auto load = request({{"op", "load"}, {"name", "canary_write_user"}}, std::string(canary));
+  proto::LoadRequest req;
+  req.name = "canary_write_user";
+  auto load = request(proto::Op::load, proto::to_json(req), std::string(canary));
   if (!load) return std::unexpected(load.error());
-  canary_resp_ = *load;
+  canary_load_ = proto::load_response_from_json(*load);
+  canary_reached_ = true;
   // Unload it again (it is never attached): nothing of the canary may stay behind.
-  auto close = request({{"op", "detach"}});
-  if (!close) return std::unexpected(close.error());
-  canary_detach_resp_ = *close;
+  if (canary_load_.ok) {
+    auto close = request(proto::Op::detach, {{"handle", canary_load_.handle}});
+    if (!close) return std::unexpected(close.error());
+    canary_detach_ = proto::detach_response_from_json(*close);
+  } else {
+    canary_detach_.reported = true;  // nothing was loaded, so nothing can be left
+  }
 
   phase("dmesg");
-  auto log = request({{"op", "dmesg"}});
+  auto log = request(proto::Op::dmesg, json::object());
   if (!log) return std::unexpected(log.error());
   dmesg_ = channel::get_string(*log, "text");
   return {};
@@ -432,7 +484,7 @@ Status GateRun::prove_lockdown_level() {
 Status GateRun::power_off() {
   phase("poweroff");
   power_off_sent_ = true;
-  auto resp = request({{"op", "poweroff"}});
+  auto resp = request(proto::Op::poweroff, json::object());
   if (!resp) return std::unexpected(resp.error());
   auto status = qemu_->wait(Deadline(std::chrono::seconds(accel_ == vm::Accel::kvm ? 10 : 30)));
   if (!status)
@@ -444,25 +496,54 @@ Status GateRun::power_off() {
 }
 
 void GateRun::judge() {
-  Observations obs;
-  obs.hello = r_.guest;
-  obs.load = load_resp_;
-  obs.attach = attach_resp_;
-  obs.trigger = trigger_resp_;
-  obs.flush = flush_resp_;
-  obs.detach = detach_resp_;
-  obs.canary_detach = canary_detach_resp_;
-  obs.nonce = r_.nonce;
-  obs.count = req_.count;
-  obs.expected_release = kernel_.release;
-  LockdownProof proof = prove_lockdown(req_.lockdown, r_.guest, canary_resp_, dmesg_);
-  obs.lockdown_refusals = proof.dmesg_lockdown;
-  obs.lockdown_level = proof.observed;
-  Judgement j = run::judge(obs);
+  // The canary's one program, in the shape the lockdown proof reads.
+  json canary = {{"ok", false}, {"error", canary_load_.error}, {"log", ""}};
+  for (const auto& p : canary_load_.programs) {
+    canary = {{"ok", p.loaded},
+              {"error", p.error.empty() ? canary_load_.error : p.error},
+              {"log", p.log + "\n" + p.libbpf}};
+  }
+  LockdownProof proof = prove_lockdown(req_.lockdown, r_.guest, canary, dmesg_);
+  RunFacts facts = run_facts();
+  facts.lockdown_refusals = proof.dmesg_lockdown;
+  facts.lockdown_level = proof.observed;
+  std::vector<std::string> problems;
+  json left_programs = json::array(), left_links = json::array();
+  for (const auto& o : objects_) {
+    auto programs = judge_object(*o.spec, o.obs, facts);
+    // An object that did not load is reported through its programs; on its own only when none
+    // of them failed for it.
+    const bool told = std::any_of(programs.begin(), programs.end(),
+                                  [](const report::ProgramResult& p) { return p.verdict == "fail"; });
+    r_.programs.insert(r_.programs.end(), programs.begin(), programs.end());
+    if (!o.obs.load.ok && !o.obs.load.error.empty() && !told)
+      problems.push_back("object " + o.spec->name + ": " + o.obs.load.error);
+    for (auto id : o.obs.detach.left_programs) left_programs.push_back(id);
+    for (auto id : o.obs.detach.left_links) left_links.push_back(id);
+    if (!o.obs.records_error.empty())
+      problems.push_back("object " + o.spec->name + ": the guest's records: " + o.obs.records_error);
+    for (const auto& ring : o.obs.drain.rings) {
+      if (ring.dropped > 0)
+        problems.push_back(strprintf("the agent dropped %llu records of ring '%s'",
+                                     static_cast<unsigned long long>(ring.dropped), ring.name.c_str()));
+    }
+  }
+  r_.leftovers = {{"programs", left_programs}, {"links", left_links}};
+  if (canary_reached_) {
+    if (!canary_detach_.reported) {
+      problems.push_back("the agent reported nothing about what the lockdown canary left behind");
+    } else if (!canary_detach_.left_programs.empty() || !canary_detach_.left_links.empty()) {
+      problems.push_back(
+          "the lockdown canary left behind in the guest: " +
+          json({{"programs", canary_detach_.left_programs}, {"links", canary_detach_.left_links}}).dump());
+    }
+  }
+  if (!kernel_.release.empty() && hello_.release != kernel_.release) {
+    problems.push_back("the guest runs " + hello_.release + ", the entry's package ships " + kernel_.release);
+  }
+  RunJudgement j = judge_run(r_.programs, problems);
   r_.verdict = j.verdict;
   r_.failure_message = j.message;
-  r_.programs = std::move(j.programs);
-  r_.leftovers = std::move(j.leftovers);
   r_.lockdown = lockdown_json(proof);
   // A lockdown level other than the one asked for voids the entry, whatever the programs did.
   if (!proof.consistent) {

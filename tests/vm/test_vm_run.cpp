@@ -48,15 +48,23 @@ KgateResult run_passing(const TempDir& tmp, const char* name, const std::vector<
 }  // namespace
 
 namespace {
-// Both built-in programs loaded, attached and fired at least `times` times with the run's nonce.
+// Both built-in programs loaded, attached and fired at least `times` times with the run's nonce,
+// counted by the kernel and by their records, with the verifier's figures for each.
 void check_programs_fired(const json& rc, int times) {
   REQUIRE(rc["programs"].size() == 2);
   for (const auto& p : rc["programs"]) {
     CAPTURE(p.dump());
+    CHECK(p["object"] == "probe");
+    CHECK(p["verdict"] == "pass");
+    CHECK(p["reasons"].empty());
     CHECK(p["loaded"] == true);
     CHECK(p["attached"] == true);
-    CHECK(p["nonce_matched"].get<int>() >= times);
+    CHECK(p["run_count"].get<int>() >= times);
+    CHECK(p["nonce_records"].get<int>() >= times);
+    CHECK(p["required_records"] == times);
     CHECK(p["passed"] == true);
+    CHECK(p["verifier"]["insns_processed"].get<int>() > 0);
+    CHECK(p["verifier"]["xlated_bytes"].get<int>() > 0);
   }
 }
 }  // namespace
@@ -66,7 +74,7 @@ TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on de
   auto tmp = out_root();
   auto r = run_passing(tmp, "pass", {"--count", "5"});
   const json& rc = r.receipt;
-  CHECK(rc["schema"] == "kgate.receipt/1");
+  CHECK(rc["schema"] == "kgate.receipt/2");
   CHECK(rc["entry"] == "debian-6.1");
   CHECK(rc["verdict"] == "pass");
   CHECK(rc["failure"].is_null());
@@ -512,7 +520,9 @@ TEST_CASE("--btf: CO-RE relocations use a BTF file the host sends; a corrupt one
   CHECK(bad.exit_code == 1);
   REQUIRE(bad.receipt.is_object());
   CHECK(bad.receipt["failure"]["class"] == "gate_failed");
-  CHECK(bad.receipt["failure"]["message"].get<std::string>().find("kgate-custom.btf") != std::string::npos);
+  // Every program is refused for the BTF, and the message says it was the --btf file.
+  CHECK(bad.receipt["failure"]["message"].get<std::string>().find("--btf") != std::string::npos);
+  for (const auto& p : bad.receipt["programs"]) CHECK(p["reasons"] == json::array({"btf_missing"}));
 }
 
 TEST_CASE("console scan: a kernel WARNING on the console fails an entry whose programs passed") {

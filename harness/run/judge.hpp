@@ -1,0 +1,84 @@
+// Judging one object's programs: what the spec expects against what the guest reported.
+// Pure and table-tested (tests/unit/test_judge.cpp): no I/O, no clock, nothing from the
+// running kernel but the observations passed in.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channel/protocol.hpp"
+#include "report/receipt.hpp"
+#include "spec/spec.hpp"
+
+namespace kgate::run {
+
+// What the guest reported about one object, as received and bounded by proto's readers. A
+// phase that never ran leaves its response at the default (ok false, empty lists).
+struct ObjectObservation {
+  proto::LoadResponse load;
+  bool attach_reached = false;
+  proto::AttachResponse attach;
+  bool trigger_reached = false;
+  proto::TriggerResponse trigger;
+  bool drain_reached = false;
+  proto::DrainResponse drain;
+  std::vector<proto::Record> records;
+  std::string records_error;  // a malformed drain body
+  proto::DetachResponse detach;
+};
+
+// What the judge needs to know about the run beyond one object.
+struct RunFacts {
+  std::string nonce;    // this run's nonce, 16 hex digits
+  int count = 1;        // trigger rounds
+  std::string arch;     // "x86_64", "arm64"
+  std::string release;  // the guest's uname -r
+  std::int64_t agent_pid = 0;
+  bool kernel_btf = false;                     // the guest has /sys/kernel/btf/vmlinux
+  bool btf_file = false;                       // --btf was sent
+  std::vector<std::string> lockdown_refusals;  // the kernel's "Lockdown:" lines
+  std::string lockdown_level;                  // as observed in the guest
+};
+
+// Why a program is skipped on this run ("" when it is not): its spec's skip rules against the
+// arch and the guest's kernel release, then the object's min_kernel.
+std::string skip_reason(const spec::ObjectSpec& object, const spec::ProgramSpec* program,
+                        const RunFacts& facts);
+
+// Pure: compares two kernel releases by their leading dotted numbers ("6.1.0-56-amd64" vs
+// "5.15"); true when `release` sorts before `version`.
+bool release_below(std::string_view release, std::string_view version);
+
+// Pure: each program of the object (in the order the guest listed them, or the spec's if
+// the object never loaded) with its verdict, its reasons and its verifier statistics.
+std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, const ObjectObservation& obs,
+                                                const RunFacts& facts);
+
+struct RunJudgement {
+  FailureClass verdict = FailureClass::no_verdict;
+  std::string message;  // every failing program with its reasons, then `problems`, "; "-separated
+};
+// Pure: the entry's verdict. It passes only when at least one program was judged, every judged
+// program passed, and there are no run-level problems (leftovers, another kernel than expected).
+RunJudgement judge_run(const std::vector<report::ProgramResult>& programs,
+                       const std::vector<std::string>& problems);
+
+// The reason names, stable in receipts (docs/spec.md).
+namespace reason {
+inline constexpr const char* verifier_reject = "verifier_reject";
+inline constexpr const char* core_relocation = "core_relocation";
+inline constexpr const char* btf_missing = "btf_missing";
+inline constexpr const char* lockdown_refused = "lockdown_refused";
+inline constexpr const char* attach_failed = "attach_failed";
+inline constexpr const char* did_not_fire = "did_not_fire";
+inline constexpr const char* nonce_missing = "nonce_missing";
+inline constexpr const char* records_missing = "records_missing";
+inline constexpr const char* test_run_mismatch = "test_run_mismatch";
+inline constexpr const char* leaked = "leaked";
+inline constexpr const char* unexpected_load = "unexpected_load";      // expect.loads false, but it loaded
+inline constexpr const char* unexpected_attach = "unexpected_attach";  // expect.attaches false, but it did
+}  // namespace reason
+
+}  // namespace kgate::run
