@@ -91,6 +91,12 @@ int cmd_run(int argc, char** argv) {
       cxxopts::value<std::string>());
   add("modules", "with --kernel: the kernel's lib/modules/<release> directory",
       cxxopts::value<std::string>());
+  add("object", "a BPF object (.bpf.o) to load, attach and judge program by program instead of kgate's probe",
+      cxxopts::value<std::string>());
+  add("spec",
+      "a run spec (docs/spec.md): objects and what each program must do; with --object, that "
+      "object replaces the spec's one",
+      cxxopts::value<std::string>());
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("matrix", "kernel matrix file (for --entry names)", cxxopts::value<std::string>()->default_value(""));
   add("receipt",
@@ -128,6 +134,8 @@ int cmd_run(int argc, char** argv) {
   if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
   if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
   if (args.count("btf")) req.btf = args["btf"].as<std::string>();
+  if (args.count("object")) req.object = args["object"].as<std::string>();
+  if (args.count("spec")) req.spec = args["spec"].as<std::string>();
   if (!req.entry.empty() && !req.kernel.empty())
     return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");
@@ -227,6 +235,10 @@ int cmd_matrix(int argc, char** argv) {
   add("matrix", "kernel matrix file", cxxopts::value<std::string>()->default_value(""));
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("count", "triggers per program, passed to each run", cxxopts::value<int>());
+  add("spec", "run spec (docs/spec.md) every entry runs, instead of kgate's probe",
+      cxxopts::value<std::string>());
+  add("object", "BPF object every entry runs (with --spec: replaces its one object)",
+      cxxopts::value<std::string>());
   add("boot-timeout", "passed to each run", cxxopts::value<double>());
   add("request-timeout", "passed to each run", cxxopts::value<double>());
   add("qemu", "QEMU binary, passed to each run", cxxopts::value<std::string>());
@@ -280,6 +292,14 @@ int cmd_matrix(int argc, char** argv) {
                          {std::string("--") + opt, kgate::strprintf("%.17g", args[opt].as<double>())});
   }
   if (args.count("qemu")) ro.run_args.insert(ro.run_args.end(), {"--qemu", args["qemu"].as<std::string>()});
+  for (const char* opt : {"spec", "object"}) {
+    if (!args.count(opt)) continue;
+    fs::path file = args[opt].as<std::string>();
+    // A file that is not there fails here once, not in every entry.
+    if (!kgate::path_exists(file))
+      return usage_error(std::string("--") + opt + " " + file.string() + ": no such file");
+    ro.run_args.insert(ro.run_args.end(), {std::string("--") + opt, kgate::absolute_path(file).string()});
+  }
 
   kgate::install_interrupt_handlers();
   std::mutex out_mu;

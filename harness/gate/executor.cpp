@@ -22,6 +22,7 @@
 #include "gate/capped_log.hpp"
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
+#include "spec/spec.hpp"
 
 extern char** environ;
 
@@ -143,6 +144,11 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
   ro.out_dir = opts.out_dir / "matrix" / g.name;
   ro.jobs = g.jobs;
   ro.run_args = {"--matrix", absolute_path(matrix_file).string()};
+  if (!g.spec.empty()) {
+    // Checked once here, so that a broken spec is one message, not one refusal per entry.
+    if (auto spec = spec::load_spec(g.spec); !spec) return finish(false, spec.error().describe());
+    ro.run_args.insert(ro.run_args.end(), {"--spec", g.spec.string()});
+  }
   ro.run_args.insert(ro.run_args.end(), g.run_args.begin(), g.run_args.end());
   ro.stop_fd = job.stop_r.get();
   ro.stop_grace = opts.kill_grace;

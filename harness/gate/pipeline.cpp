@@ -195,11 +195,11 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   if (gate.line > 0) where += strprintf(" (line %d)", gate.line);
   if (!valid_name(gate.name))
     return fail(FailureClass::usage, where + ": name: use letters, digits, '.', '_' and '-' (at most 100)");
-  if (auto st =
-          only_keys(g,
-                    {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "log_limit_mb",
-                     "needs", "always", "expect", "expect_exit", "entries", "matrix", "jobs", "run_args"},
-                    where);
+  if (auto st = only_keys(
+          g,
+          {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "log_limit_mb", "needs",
+           "always", "expect", "expect_exit", "entries", "matrix", "spec", "jobs", "run_args"},
+          where);
       !st)
     return std::unexpected(st.error());
   Reader r(g, where);
@@ -222,9 +222,10 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   auto expect = r.string("expect");
   auto entries = r.string("entries");
   auto matrix = r.string("matrix");
+  auto spec = r.string("spec");
   auto run_args = r.strings("run_args", false);
   if (auto st = first_error(description, command, cwd, env, timeout, log_limit, needs, always, expect,
-                            entries, matrix, run_args);
+                            entries, matrix, spec, run_args);
       !st)
     return std::unexpected(st.error());
   gate.description = description->value_or("");
@@ -261,7 +262,7 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   if (gate.kind == GateKind::command) {
     if (!*command)
       return std::unexpected(r.bad("command", "a command gate needs a command (an argv array)").error());
-    for (const char* key : {"entries", "matrix", "jobs", "run_args"}) {
+    for (const char* key : {"entries", "matrix", "spec", "jobs", "run_args"}) {
       if (g.contains(key)) return std::unexpected(r.bad(key, "only an ebpf-matrix gate takes this").error());
     }
     gate.command = std::move(**command);
@@ -286,6 +287,10 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
           r.bad("entries", "an ebpf-matrix gate needs entries (globs, \"*\" for all)").error());
     gate.entries = **entries;
     if (*matrix) gate.matrix = resolve(base_dir, **matrix);
+    if (*spec) {
+      if ((*spec)->empty()) return std::unexpected(r.bad("spec", "must name a run spec file").error());
+      gate.spec = resolve(base_dir, **spec);
+    }
     if (g.contains("jobs")) {
       const json& j = g["jobs"];
       if (!j.is_number_integer() || j.get<long long>() < 1 || j.get<long long>() > 64)

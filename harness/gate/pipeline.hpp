@@ -39,6 +39,7 @@ struct Gate {
   std::string entries;                // comma-separated globs, as `kgate matrix --only`
   fs::path matrix;                    // absolute; empty: kgate's own kernels/matrix.json
   int jobs = 1;                       // VMs at once within the gate
+  fs::path spec;                      // absolute; the run spec every entry runs (--spec); empty: the probe
   std::vector<std::string> run_args;  // passed to every `kgate run`
   int line = 0;                       // where the gate's name is in the file, for messages
 };

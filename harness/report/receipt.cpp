@@ -1,6 +1,7 @@
 #include "report/receipt.hpp"
 
 #include <cmath>
+#include <map>
 
 #include "channel/fields.hpp"
 
@@ -51,9 +52,13 @@ json receipt_json(const Receipt& r) {
   }
   json objects = json::array();
   for (const auto& o : r.objects)
-    objects.push_back({{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}, {"size", o.size}});
+    objects.push_back(
+        {{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}, {"size", o.size}, {"copy", o.copy}});
   json timings = json::object();
-  for (const auto& [phase, s] : r.timings_s) timings[phase] = std::round(s * 1000.0) / 1000.0;
+  // A phase entered more than once (load to detach, once per object) counts its total.
+  std::map<std::string, double> total;
+  for (const auto& [phase, s] : r.timings_s) total[phase] += s;
+  for (const auto& [phase, s] : total) timings[phase] = std::round(s * 1000.0) / 1000.0;
   json failure = nullptr;
   if (r.verdict != FailureClass::pass) {
     failure = {{"class", class_name(r.verdict)},
@@ -87,6 +92,11 @@ json receipt_json(const Receipt& r) {
       {"cmdline", r.cmdline},
       {"guest", r.guest},
       {"objects", objects},
+      {"spec",
+       {{"file", r.spec.file},
+        {"sha256", r.spec.sha256},
+        {"copy", r.spec.copy},
+        {"description", r.spec.description}}},
       {"canary", {{"name", r.canary.name}, {"sha256", r.canary.sha256}}},
       {"lockdown", r.lockdown},
       {"preflight", r.preflight},

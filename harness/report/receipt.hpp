@@ -84,8 +84,16 @@ struct Receipt {
     std::string path;  // the user's file; "" for kgate's built-in probe
     std::string sha256;
     std::uint64_t size = 0;
+    std::string copy;  // the copy in the receipt directory, relative to it; "" for the built-in
   };
   std::vector<Object> objects;
+  // The run spec: the user's file (--spec), "" for one kgate made (--object alone, the probe).
+  struct {
+    std::string file;
+    std::string sha256;
+    std::string copy;  // "spec.json" in the receipt directory, when there is a file
+    std::string description;
+  } spec;
   struct {
     std::string name;
     std::string sha256;

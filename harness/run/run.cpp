@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <algorithm>
 
-#include "bpf/structure.hpp"
 #include "channel/fields.hpp"
+#include "channel/frame.hpp"
 #include "channel/protocol.hpp"
 #include "channel/transport.hpp"
 #include "core/interrupt.hpp"
@@ -22,6 +22,7 @@
 #include "run/judge.hpp"
 #include "run/lockdown.hpp"
 #include "run/plan.hpp"
+#include "spec/check.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
 
@@ -65,6 +66,12 @@ struct ObjectRun {
   ObjectObservation obs;
 };
 
+// A file the spec ships into the guest, read before boot.
+struct ShippedFile {
+  const spec::FileSpec* spec = nullptr;
+  std::string bytes;
+};
+
 // One gate run in progress: owns QEMU, the channel and the receipt being filled.
 class GateRun {
  public:
@@ -74,11 +81,15 @@ class GateRun {
 
  private:
   Status prepare();
+  // The catalog entry or --kernel file, and so the arch, before anything is fetched.
+  Status choose_kernel();
+  // The spec (--spec, --object, or the built-in probe) checked against its objects for the
+  // arch, before any boot; copies of the objects and spec go into the receipt directory.
+  Status resolve_spec();
   Status boot();
   Status preflight();
   // Kernel splats on the console fail an entry even when its programs passed.
   void scan_console();
-  Status resolve_objects();
   Status exercise();
   Status exercise_object(ObjectRun& o);
   Status prove_lockdown_level();
@@ -100,6 +111,8 @@ class GateRun {
   Clock::time_point phase_start_ = start_;
   std::string phase_name_;
 
+  std::optional<kernel::Catalog> catalog_;
+  const kernel::CatalogEntry* entry_ = nullptr;  // into catalog_; null with --kernel
   std::optional<kernel::Cache> cache_;
   kernel::PreparedKernel kernel_;
   PreparedInitramfs initramfs_;
@@ -114,8 +127,9 @@ class GateRun {
   bool power_off_sent_ = false;
   int next_id_ = 1;
   proto::Hello hello_;
-  spec::Spec spec_;
+  spec::Spec spec_;  // objects_ point into it
   std::vector<ObjectRun> objects_;
+  std::vector<ShippedFile> files_;
   bool canary_reached_ = false;
   proto::LoadResponse canary_load_;
   proto::DetachResponse canary_detach_;
@@ -141,15 +155,116 @@ std::vector<int> GateRun::watch_fds() const {
   return fds;
 }
 
+Status GateRun::choose_kernel() {
+  if (!req_.kernel.empty()) {
+    r_.entry = "file:" + req_.kernel.filename().string();
+    arch_ = req_.arch.value_or(vm::Arch::x86_64);
+    r_.arch = vm::arch_name(arch_);
+    return {};
+  }
+  auto catalog = kernel::load_catalog(req_.catalog);
+  if (!catalog) return std::unexpected(catalog.error());
+  catalog_.emplace(std::move(*catalog));
+  std::string name = req_.entry;
+  if (name.empty() && req_.arch) {
+    auto def = catalog_->default_for(vm::arch_name(*req_.arch));
+    if (!def) return std::unexpected(def.error());
+    name = *def;
+  } else if (name.empty()) {
+    name = catalog_->default_entry;
+  }
+  r_.entry = req_.name.empty() ? name : req_.name;
+  r_.kernel.catalog_entry = name;
+  auto entry = catalog_->find(name);
+  if (!entry) return std::unexpected(entry.error());
+  entry_ = *entry;
+  auto arch = vm::parse_arch(entry_->arch);
+  if (!arch) return fail(FailureClass::usage, "kernel " + name + ": unknown arch '" + entry_->arch + "'");
+  if (req_.arch && *req_.arch != *arch) {
+    return fail(FailureClass::usage, "kernel " + name + " is " + entry_->arch + ", but --arch " +
+                                         std::string(vm::arch_name(*req_.arch)) + " was asked for");
+  }
+  arch_ = *arch;
+  r_.arch = vm::arch_name(arch_);
+  return {};
+}
+
+Status GateRun::resolve_spec() {
+  if (!req_.spec.empty()) {
+    auto s = spec::load_spec(req_.spec);
+    if (!s) return std::unexpected(s.error());
+    spec_ = std::move(*s);
+    if (!req_.object.empty()) {
+      if (spec_.objects.size() != 1)
+        return fail(FailureClass::usage,
+                    strprintf("--object replaces the one object of a spec, and %s names %zu",
+                              req_.spec.c_str(), spec_.objects.size()));
+      spec_.objects[0].builtin.clear();
+      spec_.objects[0].paths = {{std::string(vm::arch_name(arch_)), absolute_path(req_.object)}};
+    }
+  } else if (!req_.object.empty()) {
+    spec_ = spec::object_only_spec(req_.object);
+  } else {
+    spec_ = builtin_probe_spec();
+  }
+  auto checked = spec::check_spec(spec_, vm::arch_name(arch_), {{"probe", probe_object(arch_)}});
+  if (!checked) return std::unexpected(checked.error());
+
+  r_.spec.description = spec_.description;
+  if (!spec_.file.empty()) {
+    auto text = read_file(spec_.file);
+    if (!text) return std::unexpected(text.error());
+    r_.spec.file = absolute_path(spec_.file).string();
+    r_.spec.sha256 = sha256_hex(*text);
+    r_.spec.copy = "spec.json";
+    if (auto w = write_file_atomic(req_.out_dir / r_.spec.copy, *text); !w)
+      return std::unexpected(std::move(w.error()).context("copy the spec into the receipt directory"));
+  }
+  for (auto& c : *checked) {
+    // Programs the spec does not name run by their defaults, stated here so that the plan and
+    // the judge read one spec.
+    auto& obj = spec_.objects[c.index];
+    for (auto& p : spec::unnamed_programs(obj, c.layout)) obj.programs.push_back(std::move(p));
+    ObjectRun run;
+    run.spec = &obj;
+    run.sha256 = c.sha256;
+    for (const auto& p : c.layout.programs) run.programs.push_back(p.name);
+    report::Receipt::Object ro{obj.name, c.path.string(), c.sha256, c.size, ""};
+    if (!c.path.empty()) {
+      // The bytes this run loaded, so that it can be run again from the receipt directory alone.
+      ro.copy = "objects/" + obj.name + "." + std::string(vm::arch_name(arch_)) + ".bpf.o";
+      Status w = make_dirs(req_.out_dir / "objects");
+      if (w) w = write_file_atomic(req_.out_dir / ro.copy, c.bytes);
+      if (!w)
+        return std::unexpected(std::move(w.error()).context("copy the object into the receipt directory"));
+    }
+    run.bytes = std::move(c.bytes);
+    r_.objects.push_back(std::move(ro));
+    objects_.push_back(std::move(run));
+  }
+  for (const auto& f : spec_.files) {
+    auto bytes = read_file(f.source);
+    if (!bytes)
+      return fail(FailureClass::usage, "a file the spec ships (" + f.dest + "): " + bytes.error().describe());
+    if (bytes->size() > channel::max_body_bytes / 2)
+      return fail(FailureClass::usage,
+                  strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", f.source.c_str(),
+                            bytes->size(), channel::max_body_bytes / 2));
+    files_.push_back({&f, std::move(*bytes)});
+  }
+  return {};
+}
+
 Status GateRun::prepare() {
+  phase("spec");
+  if (auto s = choose_kernel(); !s) return s;
+  if (auto s = resolve_spec(); !s) return s;
+
   phase("kernel");
   auto cache = kernel::Cache::open(req_.cache_root);
   if (!cache) return std::unexpected(cache.error());
   cache_.emplace(std::move(*cache));
   if (!req_.kernel.empty()) {
-    r_.entry = "file:" + req_.kernel.filename().string();
-    arch_ = req_.arch.value_or(vm::Arch::x86_64);
-    r_.arch = vm::arch_name(arch_);
     auto k = kernel::prepare_file(*cache_, req_.kernel, req_.modules_dir, req_.refresh, r_.arch);
     if (!k) return std::unexpected(k.error());
     kernel_ = std::move(*k);
@@ -158,32 +273,10 @@ Status GateRun::prepare() {
       wanted_modules_ = {arch_ == vm::Arch::arm64 ? "virtio_mmio" : "virtio_pci", "virtio_console"};
     }
   } else {
-    auto catalog = kernel::load_catalog(req_.catalog);
-    if (!catalog) return std::unexpected(catalog.error());
-    std::string name = req_.entry;
-    if (name.empty() && req_.arch) {
-      auto def = catalog->default_for(vm::arch_name(*req_.arch));
-      if (!def) return std::unexpected(def.error());
-      name = *def;
-    } else if (name.empty()) {
-      name = catalog->default_entry;
-    }
-    r_.entry = req_.name.empty() ? name : req_.name;
-    r_.kernel.catalog_entry = name;
-    auto entry = catalog->find(name);
-    if (!entry) return std::unexpected(entry.error());
-    auto arch = vm::parse_arch((*entry)->arch);
-    if (!arch) return fail(FailureClass::usage, "kernel " + name + ": unknown arch '" + (*entry)->arch + "'");
-    if (req_.arch && *req_.arch != *arch) {
-      return fail(FailureClass::usage, "kernel " + name + " is " + (*entry)->arch + ", but --arch " +
-                                           std::string(vm::arch_name(*req_.arch)) + " was asked for");
-    }
-    arch_ = *arch;
-    r_.arch = vm::arch_name(arch_);
-    auto k = kernel::prepare_entry(*cache_, **entry, req_.refresh, Deadline(std::chrono::minutes(10)));
+    auto k = kernel::prepare_entry(*cache_, *entry_, req_.refresh, Deadline(std::chrono::minutes(10)));
     if (!k) return std::unexpected(k.error());
     kernel_ = std::move(*k);
-    wanted_modules_ = (*entry)->modules;
+    wanted_modules_ = entry_->modules;
   }
   r_.kernel.source = kernel_.source;
   r_.kernel.release_expected = kernel_.release;
@@ -362,26 +455,9 @@ Result<json> GateRun::request(proto::Op op, json fields, std::string body, std::
   return h;
 }
 
-Status GateRun::resolve_objects() {
-  spec_ = builtin_probe_spec();
-  for (const auto& o : spec_.objects) {
-    ObjectRun run;
-    run.spec = &o;
-    run.bytes = std::string(probe_object(arch_));
-    run.sha256 = sha256_hex(run.bytes);
-    auto layout = bpf::open_object(run.bytes, o.name);
-    if (!layout) return std::unexpected(std::move(layout.error()).context("object " + o.name));
-    for (const auto& p : layout->programs) run.programs.push_back(p.name);
-    objects_.push_back(std::move(run));
-  }
-  return {};
-}
-
 Status GateRun::exercise() {
   r_.nonce = random_nonce();
   r_.trigger_count = req_.count;
-  if (auto s = resolve_objects(); !s) return s;
-  for (const auto& o : objects_) r_.objects.push_back({o.spec->name, "", o.sha256, o.bytes.size()});
 
   // Without --btf, libbpf reads the kernel's own; a kernel without it fails CO-RE (and preflight).
   r_.btf = {{"source", hello_.btf ? "kernel" : "none"}};
@@ -395,6 +471,14 @@ Status GateRun::exercise() {
     if (!sent) return std::unexpected(sent.error());
     if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
       return fail(FailureClass::infra, "the agent could not keep the BTF file: " + ack.error);
+  }
+  if (!files_.empty()) phase("files");
+  for (auto& f : files_) {
+    auto sent =
+        request(proto::Op::put_file, {{"path", f.spec->dest}, {"mode", f.spec->mode}}, std::move(f.bytes));
+    if (!sent) return std::unexpected(sent.error());
+    if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
+      return fail(FailureClass::infra, "the agent could not write " + f.spec->dest + ": " + ack.error);
   }
   for (auto& o : objects_) {
     if (auto s = exercise_object(o); !s) return s;
@@ -619,9 +703,9 @@ RunOutcome GateRun::execute() {
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   // A reused receipt directory must not lend an old run's console to this one.
-  for (const char* old : {"receipt.json", "console.log", "qemu.log"}) {
+  for (const char* old : {"receipt.json", "console.log", "qemu.log", "spec.json", "objects"}) {
     std::error_code ec;
-    fs::remove(req_.out_dir / old, ec);
+    fs::remove_all(req_.out_dir / old, ec);
   }
   if (status) status = prepare();
   if (status) status = boot();

@@ -21,6 +21,8 @@ struct RunRequest {
   fs::path kernel;       // --kernel: a bzImage or vmlinux file instead of an entry
   fs::path modules_dir;  // --modules, with --kernel
   fs::path btf;          // --btf: BTF for CO-RE when the kernel has none of its own
+  fs::path spec;         // --spec: the run spec (docs/spec.md); empty: kgate's built-in probe
+  fs::path object;       // --object: a BPF object; with --spec, it replaces the spec's one object
   fs::path catalog;      // kernels/catalog.json
   fs::path cache_root;
   fs::path out_dir;  // receipt.json, console.log and qemu.log go here

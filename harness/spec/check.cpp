@@ -93,6 +93,20 @@ std::string auto_attach_problem(const bpf::ProgramInfo& prog, const UprobeTarget
 
 }  // namespace
 
+std::vector<ProgramSpec> unnamed_programs(const ObjectSpec& object, const bpf::ObjectLayout& layout) {
+  std::vector<ProgramSpec> out;
+  for (const auto& prog : layout.programs) {
+    if (object.find(prog.name) != nullptr) continue;
+    ProgramSpec p;
+    p.name = prog.name;
+    p.json_path = object.json_path + ".programs." + prog.name;
+    if (object.others_load_only_fallback && !auto_attach_problem(prog, nullptr).empty())
+      p.attach = AttachMode::load_only;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 SectionTarget section_target(std::string_view section) {
   for (std::string_view kind : {"uprobe", "uretprobe", "uprobe.s", "uretprobe.s", "usdt", "usdt.s"}) {
     if (!section.starts_with(kind)) continue;
@@ -170,7 +184,7 @@ Status check_object(const Spec& spec, std::size_t index, const bpf::ObjectLayout
   }
   // Programs the spec does not name are auto-attached: each must be able to be.
   for (const auto& prog : layout.programs) {
-    if (obj.find(prog.name) != nullptr) continue;
+    if (obj.find(prog.name) != nullptr || obj.others_load_only_fallback) continue;
     if (std::string why = auto_attach_problem(prog, nullptr); !why.empty())
       return bad(spec, key_path(obj.json_path, "programs"),
                  "the object's program \"" + prog.name + "\" (" + prog.type +
@@ -225,7 +239,8 @@ Result<std::vector<CheckedObject>> check_spec(const Spec& spec, std::string_view
     c.spec = &obj;
     c.index = i;
     std::string where;  // names the object's file in messages
-    std::string path_key = key_path(obj.json_path, "path");
+    // A spec made in code (--object) names the file itself where a spec file has its "path" key.
+    std::string path_key = spec.file.empty() ? obj.json_path : key_path(obj.json_path, "path");
     if (!obj.builtin.empty()) {
       path_key = key_path(obj.json_path, "builtin");
       auto it = builtins.find(obj.builtin);

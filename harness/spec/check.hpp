@@ -46,6 +46,11 @@ Result<std::vector<CheckedObject>> check_spec(const Spec& spec, std::string_view
 // programs, maps and globals libbpf found in it.
 Status check_object(const Spec& spec, std::size_t index, const bpf::ObjectLayout& layout);
 
+// The specs of the programs of `layout` that `object` does not name, in the object's order: auto
+// attach, or load_only where libbpf cannot attach the program by itself and the object allows
+// that fallback (--object alone). After check_object() passed, these are how they run.
+std::vector<ProgramSpec> unnamed_programs(const ObjectSpec& object, const bpf::ObjectLayout& layout);
+
 // What a program's ELF section says about a uprobe or USDT target: "uprobe//bin/x:fn" names one,
 // "uprobe" and "usdt" do not (the spec's `target` must). kind: "uprobe", "usdt" or "" for others.
 struct SectionTarget {

@@ -719,6 +719,7 @@ Spec object_only_spec(const fs::path& object) {
   obj.paths["x86_64"] = abs;
   obj.paths["arm64"] = abs;
   obj.json_path = "--object " + object.string();
+  obj.others_load_only_fallback = true;
   spec.objects.push_back(std::move(obj));
   return spec;
 }

@@ -157,6 +157,9 @@ struct ObjectSpec {
   // Programs the spec names. Programs of the object it does not name are loaded and attached by
   // default and judged on that alone (no trigger, no expectation beyond it).
   std::vector<ProgramSpec> programs;
+  // `kgate run --object` alone: an unnamed program libbpf cannot attach by itself (xdp, cgroup,
+  // struct_ops, ...) is loaded only, where a spec's check refuses it.
+  bool others_load_only_fallback = false;
   int line = 0;
   std::string json_path;  // "objects[0]", for messages
   const ProgramSpec* find(std::string_view program) const;
