@@ -243,12 +243,15 @@ Status GateRun::resolve_spec() {
     objects_.push_back(std::move(run));
   }
   for (const auto& f : spec_.files) {
-    auto bytes = read_file(f.source);
+    auto source = f.sources.find(std::string(vm::arch_name(arch_)));
+    if (source == f.sources.end())
+      return fail(FailureClass::usage, "the spec ships " + f.dest + " with no source for " + r_.arch);
+    auto bytes = read_file(source->second);
     if (!bytes)
       return fail(FailureClass::usage, "a file the spec ships (" + f.dest + "): " + bytes.error().describe());
     if (bytes->size() > channel::max_body_bytes / 2)
       return fail(FailureClass::usage,
-                  strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", f.source.c_str(),
+                  strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", source->second.c_str(),
                             bytes->size(), channel::max_body_bytes / 2));
     files_.push_back({&f, std::move(*bytes)});
   }

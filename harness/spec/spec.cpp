@@ -516,6 +516,35 @@ Result<ProgramSpec> read_program(const JsonReader& pr, const std::string& name) 
   return p;
 }
 
+// A host path for every arch ("x86_64" and "arm64"), or one per arch: {"x86_64": ..., "arm64": ...};
+// relative paths resolve against `base_dir`. `what` names the file in messages ("object").
+Result<std::map<std::string, fs::path>> read_arch_paths(const JsonReader& p, const fs::path& base_dir,
+                                                        const std::string& what) {
+  std::map<std::string, fs::path> out;
+  if (p.value().is_string()) {
+    std::string s = p.value().get<std::string>();
+    if (s.empty()) return p.bad("must not be empty");
+    fs::path resolved = resolve(base_dir, s);
+    out["x86_64"] = resolved;
+    out["arm64"] = resolved;
+  } else if (p.value().is_object()) {
+    if (p.value().empty()) return p.bad("names no " + what + " file: give \"x86_64\", \"arm64\" or both");
+    for (const auto& key : p.keys()) {
+      JsonReader v = p.member(key);
+      auto arch = parse_arch(key);
+      if (!arch) return v.bad("\"" + key + "\" is not an arch: x86_64 (amd64) or arm64 (aarch64)");
+      std::string canonical(arch_name(*arch));
+      if (out.contains(canonical)) return v.bad(canonical + " is given twice (under another name)");
+      if (!v.value().is_string() || v.value().get_ref<const std::string&>().empty())
+        return v.bad("must be a path (a non-empty string)");
+      out[canonical] = resolve(base_dir, v.value().get<std::string>());
+    }
+  } else {
+    return p.bad("must be a path, or an object of paths by arch: {\"x86_64\": ..., \"arm64\": ...}");
+  }
+  return out;
+}
+
 Result<ObjectSpec> read_object(const JsonReader& o, const fs::path& base_dir) {
   if (auto st = o.expect_object("must be an object with \"name\" and \"path\""); !st)
     return std::unexpected(st.error());
@@ -542,28 +571,9 @@ Result<ObjectSpec> read_object(const JsonReader& o, const fs::path& base_dir) {
   } else if (!o.has("path")) {
     return o.bad("needs \"path\": the object file, or {\"x86_64\": ..., \"arm64\": ...}");
   } else {
-    JsonReader p = o.member("path");
-    if (p.value().is_string()) {
-      std::string s = p.value().get<std::string>();
-      if (s.empty()) return p.bad("must not be empty");
-      fs::path resolved = resolve(base_dir, s);
-      obj.paths["x86_64"] = resolved;
-      obj.paths["arm64"] = resolved;
-    } else if (p.value().is_object()) {
-      if (p.value().empty()) return p.bad("names no object file: give \"x86_64\", \"arm64\" or both");
-      for (const auto& key : p.keys()) {
-        JsonReader v = p.member(key);
-        auto arch = parse_arch(key);
-        if (!arch) return v.bad("\"" + key + "\" is not an arch: x86_64 (amd64) or arm64 (aarch64)");
-        std::string canonical(arch_name(*arch));
-        if (obj.paths.contains(canonical)) return v.bad(canonical + " is given twice (under another name)");
-        if (!v.value().is_string() || v.value().get_ref<const std::string&>().empty())
-          return v.bad("must be a path (a non-empty string)");
-        obj.paths[canonical] = resolve(base_dir, v.value().get<std::string>());
-      }
-    } else {
-      return p.bad("must be a path, or an object of paths by arch: {\"x86_64\": ..., \"arm64\": ...}");
-    }
+    auto paths = read_arch_paths(o.member("path"), base_dir, "object");
+    if (!paths) return err(paths);
+    obj.paths = std::move(*paths);
   }
   auto nonce = o.object("nonce");
   if (!nonce) return err(nonce);
@@ -622,10 +632,11 @@ Result<FileSpec> read_file_spec(const JsonReader& f, const fs::path& base_dir) {
     return std::unexpected(st.error());
   if (auto st = f.only_keys({"source", "dest", "mode"}); !st) return std::unexpected(st.error());
   FileSpec out;
-  auto source = f.string("source", true);
-  if (!source) return err(source);
-  if (!*source) return f.bad("needs \"source\": the file on the host");
-  out.source = resolve(base_dir, **source);
+  if (!f.has("source"))
+    return f.bad("needs \"source\": the file on the host, or {\"x86_64\": ..., \"arm64\": ...}");
+  auto sources = read_arch_paths(f.member("source"), base_dir, "source");
+  if (!sources) return err(sources);
+  out.sources = std::move(*sources);
   auto dest = checked_string(f, "dest", is_guest_path, "is not an absolute guest path without \"..\"");
   if (!dest) return err(dest);
   if (!*dest) return f.bad("needs \"dest\": the absolute path in the guest");

@@ -167,8 +167,8 @@ struct ObjectSpec {
 
 // A file shipped into the guest before anything is loaded (a uprobe target, a trigger command).
 struct FileSpec {
-  fs::path source;   // absolute, on the host
-  std::string dest;  // absolute, in the guest
+  std::map<std::string, fs::path> sources;  // arch name -> absolute path on the host
+  std::string dest;                         // absolute, in the guest
   std::uint32_t mode = 0644;
 };
 

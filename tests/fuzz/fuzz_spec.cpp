@@ -82,7 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::set<std::string> dests;
   for (const auto& f : s->files) {
-    KGATE_FUZZ_CHECK(f.source.is_absolute() && f.dest.starts_with("/") && f.mode <= 07777);
+    KGATE_FUZZ_CHECK(!f.sources.empty() && f.dest.starts_with("/") && f.mode <= 07777);
+    for (const auto& [arch, source] : f.sources) KGATE_FUZZ_CHECK(source.is_absolute());
     KGATE_FUZZ_CHECK(f.dest.find("/../") == std::string::npos && dests.insert(f.dest).second);
   }
   return 0;

@@ -274,7 +274,7 @@ constexpr const char* full_example = R"({
   ],
   "files": [
     {"source": "bin/target", "dest": "/kgate/files/target", "mode": "0755"},
-    {"source": "/abs/tool", "dest": "/kgate/files/tool"}
+    {"source": {"x86_64": "/abs/tool.x86", "aarch64": "tool.arm64"}, "dest": "/kgate/files/tool"}
   ]
 })";
 
@@ -371,10 +371,13 @@ TEST_CASE("parse_spec reads every key of a complete spec, with its defaults") {
   CHECK(s.objects[2].needs_btf);
 
   REQUIRE(s.files.size() == 2);
-  CHECK(s.files[0].source == "/repo/ci/bin/target");
+  CHECK(s.files[0].sources.at("x86_64") == "/repo/ci/bin/target");
+  CHECK(s.files[0].sources.at("arm64") == "/repo/ci/bin/target");
   CHECK(s.files[0].dest == "/kgate/files/target");
   CHECK(s.files[0].mode == 0755);
   CHECK(s.files[1].mode == 0644);
+  CHECK(s.files[1].sources ==
+        std::map<std::string, fs::path>{{"x86_64", "/abs/tool.x86"}, {"arm64", "/repo/ci/tool.arm64"}});
   CHECK(s.line_of("objects[0].programs.handle_xdp.expect.retval") == 24);
   CHECK(s.line_of("files[1]") == 44);
 }
