@@ -15,6 +15,7 @@
 #include "cli/common.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
+#include "kernel/btf.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/prepare.hpp"
@@ -321,12 +322,25 @@ int cmd_matrix(int argc, char** argv) {
   return kgate::exit_code(all);
 }
 
+// The BTF of the kernel booted from `boot`, written to `out`.
+kgate::Status write_kernel_btf(const fs::path& boot, const fs::path& out) {
+  auto bytes = kgate::read_file(boot);
+  if (!bytes) return std::unexpected(bytes.error());
+  auto btf = kgate::kernel::kernel_btf(*bytes);
+  if (!btf) return std::unexpected(std::move(btf.error()).context(boot.string()));
+  if (auto s = kgate::write_file_atomic(out, *btf); !s) return s;
+  std::cout << "  btf     " << out.string() << " (" << btf->size() << " bytes)\n";
+  return {};
+}
+
 int cmd_fetch(int argc, char** argv) {
   cxxopts::Options opts("kgate fetch", "Fetch and verify a catalog entry's kernel into the cache.");
   auto add = opts.add_options();
   add("e,entry", "catalog entry (default: the catalog's default)", cxxopts::value<std::string>());
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("refresh", "resolve the package again even if it is cached");
+  add("btf-out", "also write the kernel's BTF to FILE (for bpftool btf dump ... format c, or --btf)",
+      cxxopts::value<std::string>());
   add("h,help", "show this help");
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
@@ -352,6 +366,7 @@ int cmd_fetch(int argc, char** argv) {
                                                         : " (bzImage)";
       std::cout << name << ": " << k->source << " [" << (*entry)->arch << "]\n  release " << k->release
                 << "\n  image   " << k->image_sha256 << "\n  boot    " << k->boot_sha256 << boot_kind << "\n";
+      if (args.count("btf-out")) status = write_kernel_btf(k->boot, args["btf-out"].as<std::string>());
     }
   }
   if (!status) {

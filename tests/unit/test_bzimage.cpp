@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/files.hpp"
+#include "kernel/btf.hpp"
 #include "kernel/bzimage.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/prepare.hpp"
@@ -327,4 +328,38 @@ TEST_CASE("a vmlinux whose loadable segments run past its end is refused before 
   REQUIRE(kgate::write_file_atomic(file, truncated));
   auto k = prepare_file(*cache, file, {});
   check_error(k, file.string() + ": an x86-64 ELF (a vmlinux), truncated");
+}
+
+namespace {
+// A BTF blob as the kernel lays it out: the 24-byte header, the types, then the strings, which
+// start with the empty string.
+std::string btf_blob(std::size_t types, std::size_t strings) {
+  std::string h = "\x9f\xeb\x01\x00"s + le32(24) + le32(0) + le32(static_cast<std::uint32_t>(types)) +
+                  le32(static_cast<std::uint32_t>(types)) + le32(static_cast<std::uint32_t>(strings));
+  return h + std::string(types, 't') + '\0' + std::string(strings - 1, 's');
+}
+}  // namespace
+
+TEST_CASE("kernel_btf finds the kernel's BTF in a raw image, and says when there is none") {
+  const std::string blob = btf_blob(4000, 3000);
+  // An arm64 Image holds it somewhere in the middle, next to a stray header that does not fit.
+  std::string image = std::string(64, 'A') + btf_blob(10, 10).substr(0, 30) + std::string(100, 'B') + blob +
+                      std::string(50, 'C');
+  auto got = kernel_btf(image);
+  REQUIRE_MESSAGE(got.has_value(), got.error().describe());
+  CHECK(*got == blob);
+
+  // Cut short: its lengths no longer fit the file.
+  auto cut = kernel_btf(image.substr(0, image.size() - 50 - 10));
+  REQUIRE_FALSE(cut.has_value());
+  CHECK(cut.error().cls() == kgate::FailureClass::usage);
+  CHECK(cut.error().describe().find("no BTF in the kernel image") != std::string::npos);
+  // A string table that does not start with the empty string is not the kernel's BTF.
+  std::string odd = blob;
+  odd[24 + 4000] = 'x';
+  CHECK_FALSE(kernel_btf(odd).has_value());
+  // An ELF vmlinux without a .BTF section.
+  auto none = kernel_btf(pvh_elf());
+  REQUIRE_FALSE(none.has_value());
+  CHECK(none.error().describe().find("no .BTF section") != std::string::npos);
 }
