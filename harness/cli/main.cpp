@@ -202,9 +202,13 @@ int cmd_run(int argc, char** argv) {
   std::string release = kgate::channel::get_string(r.guest, "release");
   double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
   if (outcome.verdict == FailureClass::pass) {
-    std::cout << kgate::strprintf("PASS %s: %s, %s, %zu programs passed (%d triggers each), %.2f s\n",
-                                  r.entry.c_str(), release.c_str(), r.qemu.accel.c_str(), r.programs.size(),
-                                  req.count, total);
+    const auto skipped =
+        std::count_if(r.programs.begin(), r.programs.end(),
+                      [](const kgate::report::ProgramResult& p) { return p.verdict == "skipped"; });
+    std::string counted = kgate::strprintf("%zu programs passed", r.programs.size() - skipped);
+    if (skipped > 0) counted += kgate::strprintf(", %zu skipped", static_cast<std::size_t>(skipped));
+    std::cout << kgate::strprintf("PASS %s: %s, %s, %s (%d triggers each), %.2f s\n", r.entry.c_str(),
+                                  release.c_str(), r.qemu.accel.c_str(), counted.c_str(), req.count, total);
   } else {
     for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
     std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
@@ -214,7 +218,8 @@ int cmd_run(int argc, char** argv) {
   for (const auto& p : r.programs) {
     std::string reasons;
     for (const auto& x : p.reasons) reasons += (reasons.empty() ? "  " : ",") + x;
-    std::cout << kgate::strprintf("  %-24s %-12s %-7s runs %-6s insns %s%s\n", p.name.c_str(), p.type.c_str(),
+    if (!p.skip_reason.empty()) reasons = "  (" + p.skip_reason + ")";
+    std::cout << kgate::strprintf("  %-24s %-14s %-7s runs %-6s insns %s%s\n", p.name.c_str(), p.type.c_str(),
                                   p.verdict.c_str(), p.run_count ? std::to_string(*p.run_count).c_str() : "-",
                                   p.insns_processed >= 0 ? std::to_string(p.insns_processed).c_str() : "-",
                                   reasons.c_str());

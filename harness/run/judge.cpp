@@ -40,6 +40,29 @@ std::vector<std::string> last_lines(const std::string& text, std::size_t n) {
   return lines;
 }
 
+// The verifier's own words on why it stopped, with the source line it was checking: the last log
+// line that is not one of its statistics lines, and the "; <source>" line before it (from
+// .BTF.ext line info). "" when the log has no such line.
+std::string verifier_cause(const std::string& log) {
+  auto lines = last_lines(log, 64);
+  auto is_stats = [](const std::string& l) {
+    return l.starts_with("verification time ") || l.starts_with("stack depth ") ||
+           l.starts_with("processed ") || l.starts_with("libbpf: ");
+  };
+  for (std::size_t i = lines.size(); i-- > 0;) {
+    if (is_stats(lines[i])) continue;
+    std::string cause = lines[i];
+    for (std::size_t j = i; j-- > 0;) {
+      if (lines[j].starts_with("; ") && lines[j].size() > 2) {
+        cause += " (at \"" + lines[j].substr(2) + "\")";
+        break;
+      }
+    }
+    return cause;
+  }
+  return {};
+}
+
 bool contains(const std::string& s, std::string_view what) {
   return s.find(what) != std::string::npos;
 }
@@ -194,8 +217,7 @@ std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, 
         text += " (the kernel has no BTF and no --btf was given)";
       else if (why == reason::btf_missing && facts.btf_file)
         text += " (the BTF file given with --btf)";
-      auto tail = last_lines(load->log, 12);
-      if (!tail.empty()) text += ": " + tail.back();
+      if (std::string cause = verifier_cause(load->log); !cause.empty()) text += ": " + cause;
       r.log_tail = last_lines(load->log + (load->libbpf.empty() ? "" : "\n" + load->libbpf), 25);
       fail_with(why.c_str(), text);
     }

@@ -220,6 +220,12 @@ TEST_CASE("a rejected program's verifier statistics and log tail are kept") {
   bool source = false;
   for (const auto& l : g.log_tail) source = source || l.find("probe.bpf.c:60") != std::string::npos;
   CHECK(source);
+  // The message names the verifier's reason and the source line, not its statistics line.
+  CHECK_MESSAGE(
+      g.error.find("R0 invalid mem access 'map_value_or_null' (at \"e->nonce = nonce; @ probe.bpf.c:60\")") !=
+          std::string::npos,
+      g.error);
+  CHECK(g.error.find("processed 7 insns") == std::string::npos);
 }
 
 TEST_CASE("leftovers after detach fail the program they belong to; no report fails too") {
