@@ -585,3 +585,158 @@ TEST_CASE(
   CHECK(processes_mentioning(out.string()).empty());
   CHECK(s["non_green"] == json({"too-slow"}));
 }
+
+// ---- A user's own objects: tests/objects (gate.bpf.c, target.c, good.json, red.json) ----
+
+namespace {
+fs::path objects_dir() {
+  const char* root = std::getenv("KGATE_BUILD_ROOT");
+  return fs::path(root ? root : ".") / "tests/objects";
+}
+
+const json& program(const json& rc, const std::string& name) {
+  for (const auto& p : rc["programs"])
+    if (p["name"] == name) return p;
+  FAIL("no program " << name << " in the receipt");
+  static const json none;
+  return none;
+}
+
+// good.json on one entry: every program passes, each as its spec says, with the verifier's numbers.
+void check_good(const KgateResult& r, bool arm64) {
+  const json& rc = r.receipt;
+  CHECK(rc["schema"] == "kgate.receipt/2");
+  CHECK(rc["verdict"] == "pass");
+  REQUIRE(rc["programs"].size() == 13);
+  for (const auto& p : rc["programs"]) {
+    CAPTURE(p.dump());
+    CHECK(p["object"] == "gate");
+    CHECK(p["reasons"].empty());
+    const bool skipped = arm64 && p["name"].get<std::string>().starts_with("f");
+    CHECK(p["verdict"] == (skipped ? "skipped" : "pass"));
+    if (skipped) CHECK(p["skip_reason"].get<std::string>().find("trampolines") != std::string::npos);
+    if (p["loaded"] == true) {
+      CHECK(p["verifier"]["insns_processed"].get<int>() > 0);
+      CHECK(p["verifier"]["xlated_bytes"].get<int>() > 0);
+      CHECK(p["verifier"]["load_ms"].get<double>() > 0);
+    }
+  }
+  // Records carrying this run's nonce: set as a global before load, or carried by the trigger.
+  for (const char* name : {"tp_getpid", "kp_unlinkat", "up_target"}) {
+    const json& p = program(rc, name);
+    CAPTURE(p.dump());
+    CHECK(p["attached"] == true);
+    CHECK(p["run_count"].get<int>() >= 3);
+    CHECK(p["nonce_records"].get<int>() >= 3);
+  }
+  if (!arm64) CHECK(program(rc, "fentry_unlinkat")["nonce_records"].get<int>() >= 3);
+  CHECK(program(rc, "xdp_udp_4242")["retvals"] == json::array({2}));
+  CHECK(program(rc, "xdp_udp_4242")["attach"] == "test_run");
+  CHECK(program(rc, "tc_ipv4_only")["retvals"] == json::array({0}));
+  CHECK(program(rc, "lsm_file_open")["attach"] == "load_only");
+  CHECK(program(rc, "lsm_file_open")["loaded"] == true);
+  // Expected refusals: refused, and so passed.
+  CHECK(program(rc, "bad_deref")["loaded"] == false);
+  CHECK(program(rc, "core_missing")["loaded"] == false);
+  // The run can be repeated from its directory: the spec and the object's bytes are there.
+  CHECK(rc["spec"]["file"] == (objects_dir() / "good.json").string());
+  REQUIRE(rc["objects"].size() == 1);
+  const json& o = rc["objects"][0];
+  CHECK(o["path"] == (objects_dir() / (arm64 ? "gate.arm64.bpf.o" : "gate.x86_64.bpf.o")).string());
+  CHECK(sha256_file(r.dir / o["copy"].get<std::string>()).value() == o["sha256"]);
+  CHECK(sha256_file(r.dir / "spec.json").value() == rc["spec"]["sha256"]);
+  CHECK(rc["leftovers"]["programs"].empty());
+  CHECK(rc["leftovers"]["links"].empty());
+  check_no_qemu_left(r.dir);
+}
+}  // namespace
+
+TEST_CASE("user objects: every program of good.json passes on debian-6.1") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_passing(tmp, "good", {"--spec", (objects_dir() / "good.json").string(), "--count", "3"});
+  check_good(r, false);
+  CHECK(r.out.find("13 programs passed (3 triggers each)") != std::string::npos);
+}
+
+TEST_CASE("user objects: good.json passes on debian-6.1-integrity, lockdown proven") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_passing(
+      tmp, "good",
+      {"--entry", "debian-6.1-integrity", "--spec", (objects_dir() / "good.json").string(), "--count", "3"});
+  check_good(r, false);
+  CHECK(r.receipt["lockdown"]["observed"] == "integrity");
+  CHECK(r.receipt["lockdown"]["proven"] == true);
+}
+
+TEST_CASE("user objects: good.json passes on debian-6.1-arm64, fentry and fexit skipped") {
+  require_vm_prerequisites("arm64");
+  auto tmp = out_root();
+  auto r = run_passing(
+      tmp, "good",
+      {"--entry", "debian-6.1-arm64", "--spec", (objects_dir() / "good.json").string(), "--count", "3"});
+  check_good(r, true);
+  CHECK(r.out.find("11 programs passed, 2 skipped") != std::string::npos);
+}
+
+TEST_CASE("user objects: red.json fails each program for its own reason, and the others pass") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "red", {"--spec", (objects_dir() / "red.json").string(), "--count", "3"});
+  check_failure(r, "gate_failed", 1);
+  const json& rc = r.receipt;
+  const std::map<std::string, std::string> want = {{"bad_deref", "verifier_reject"},
+                                                   {"core_missing", "core_relocation"},
+                                                   {"never_fires", "did_not_fire"},
+                                                   {"up_target", "nonce_missing"}};
+  for (const auto& p : rc["programs"]) {
+    CAPTURE(p.dump());
+    auto it = want.find(p["name"].get<std::string>());
+    if (it == want.end()) {
+      CHECK(p["verdict"] == "pass");
+    } else {
+      CHECK(p["verdict"] == "fail");
+      CHECK(p["reasons"] == json::array({it->second}));
+    }
+  }
+  // The refusal names the verifier's reason and the source line, and keeps the log's tail.
+  const json& bad = program(rc, "bad_deref");
+  CHECK(bad["error"].get<std::string>().find("invalid mem access") != std::string::npos);
+  CHECK(bad["error"].get<std::string>().find("*v += 1;") != std::string::npos);
+  CHECK(bad["verifier"]["insns_processed"].get<int>() > 0);
+  CHECK(bad["verifier_log_tail"].dump().find("map_value_or_null") != std::string::npos);
+  // The stale nonce reached the program: it fired, but on a nonce that is not this run's.
+  const json& up = program(rc, "up_target");
+  CHECK(up["records"].get<int>() >= 3);
+  CHECK(up["nonce_records"] == 0);
+  for (const char* name : {"bad_deref", "core_missing", "never_fires", "up_target"})
+    CHECK(rc["failure"]["message"].get<std::string>().find(name) != std::string::npos);
+}
+
+TEST_CASE(
+    "user objects: --object alone judges every program; an x86 object on arm64 is refused before boot") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_kgate(tmp.path() / "object", {"--object", (objects_dir() / "gate.x86_64.bpf.o").string()});
+  check_failure(r, "gate_failed", 1);
+  const json& rc = r.receipt;
+  CHECK(rc["spec"]["file"] == "");
+  CHECK(program(rc, "xdp_udp_4242")["attach"] == "load_only");
+  CHECK(program(rc, "xdp_udp_4242")["verdict"] == "pass");
+  CHECK(program(rc, "tp_getpid")["attach"] == "auto");
+  CHECK(program(rc, "tp_getpid")["attached"] == true);
+  CHECK(program(rc, "bad_deref")["reasons"] == json::array({"verifier_reject"}));
+  CHECK(program(rc, "core_missing")["reasons"] == json::array({"core_relocation"}));
+
+  auto arm = run_kgate(tmp.path() / "arm",
+                       {"--entry", "debian-6.1-arm64", "--spec", (objects_dir() / "good.json").string(),
+                        "--object", (objects_dir() / "gate.x86_64.bpf.o").string()});
+  INFO("stdout: " << arm.out << "\nstderr: " << arm.err);
+  CHECK(arm.exit_code == 2);
+  REQUIRE(arm.receipt.is_object());
+  CHECK(arm.receipt["failure"]["class"] == "usage");
+  CHECK(arm.receipt["failure"]["message"].get<std::string>().find("not a BPF object for arm64") !=
+        std::string::npos);
+  CHECK_FALSE(fs::exists(arm.dir / "console.log"));  // nothing booted
+}
