@@ -7,6 +7,7 @@
 #include <csignal>
 #include <deque>
 #include <list>
+#include <map>
 #include <optional>
 
 #include "channel/fields.hpp"
@@ -199,6 +200,71 @@ std::optional<double> boot_of(const EntryResult& r) {
   if (!r.receipt.is_object() || !r.receipt.contains("timings_s")) return std::nullopt;
   return channel::get_number(r.receipt["timings_s"], "boot");
 }
+
+// One program of one entry, as its receipt says.
+struct ProgramCell {
+  std::string verdict;  // "pass", "fail", "skipped"
+  std::vector<std::string> reasons;
+  std::int64_t insns = -1;
+  std::optional<std::int64_t> runs;
+  std::string error;
+  std::vector<std::string> log_tail;
+  std::string skip_reason;
+};
+
+// Every program any entry reported ("object/name", in first-seen order), by entry name.
+struct ProgramRows {
+  std::vector<std::string> order;
+  std::map<std::string, std::map<std::string, ProgramCell>> cells;
+};
+
+ProgramRows program_rows(const MatrixRun& run) {
+  ProgramRows rows;
+  for (const auto& r : run.results) {
+    if (!r.receipt.is_object()) continue;
+    for (const auto& p : channel::get_array(r.receipt, "programs")) {
+      const std::string key = channel::get_string(p, "object") + "/" + channel::get_string(p, "name");
+      if (!rows.cells.contains(key)) rows.order.push_back(key);
+      ProgramCell c;
+      c.verdict = channel::get_string(p, "verdict", channel::get_bool(p, "passed") ? "pass" : "fail");
+      for (const auto& x : channel::get_array(p, "reasons"))
+        if (x.is_string()) c.reasons.push_back(x.get<std::string>());
+      const json verifier = p.is_object() && p.contains("verifier") ? p["verifier"] : json();
+      c.insns = channel::get_int(verifier, "insns_processed").value_or(-1);
+      c.runs = channel::get_int(p, "run_count");
+      c.error = channel::get_string(p, "error");
+      for (const auto& l : channel::get_array(p, "verifier_log_tail"))
+        if (l.is_string()) c.log_tail.push_back(l.get<std::string>());
+      c.skip_reason = channel::get_string(p, "skip_reason");
+      rows.cells[key][r.entry.name] = std::move(c);
+    }
+  }
+  return rows;
+}
+
+std::string joined(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
+  return out;
+}
+
+// Columns padded to their widest cell, two spaces apart.
+std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out += "\n";
+  }
+  return out;
+}
 }  // namespace
 
 json summary_json(const MatrixRun& run) {
@@ -222,9 +288,25 @@ json summary_json(const MatrixRun& run) {
          {"message", r.message},
          {"receipt", r.receipt.is_null() ? json(nullptr) : json((r.dir / "receipt.json").string())}});
   }
+  // Program x entry: each program's verdict and verifier figures on every entry that ran it.
+  json programs = json::array();
+  ProgramRows rows = program_rows(run);
+  for (const auto& key : rows.order) {
+    json per_entry = json::object();
+    for (const auto& [entry, c] : rows.cells[key]) {
+      per_entry[entry] = {{"verdict", c.verdict},
+                          {"reasons", c.reasons},
+                          {"insns_processed", c.insns},
+                          {"run_count", c.runs ? json(*c.runs) : json(nullptr)}};
+    }
+    const size_t slash = key.find('/');
+    programs.push_back(
+        {{"object", key.substr(0, slash)}, {"name", key.substr(slash + 1)}, {"entries", per_entry}});
+  }
   FailureClass all = overall(run);
   return {{"schema", "kgate.matrix-summary/1"},
           {"entries", entries},
+          {"programs", programs},
           {"passed", passed},
           {"total", run.results.size()},
           {"interrupted", run.interrupted},
@@ -258,6 +340,7 @@ std::string junit_xml(const MatrixRun& run) {
   struct Case {
     std::string classname, name, failure_type, message, body;
     double time;
+    std::string skipped = {};  // why, for a skipped program
   };
   std::vector<Case> cases;
   for (const auto& r : run.results) {
@@ -274,26 +357,48 @@ std::string junit_xml(const MatrixRun& run) {
     cases.push_back(c);
     if (!r.receipt.is_object()) continue;
     for (const auto& p : channel::get_array(r.receipt, "programs")) {
-      Case pc{"kgate.matrix." + r.entry.name, channel::get_string(p, "name"), "", "", "", 0};
-      if (!channel::get_bool(p, "passed")) {
-        pc.failure_type = "gate_failed";
+      Case pc{"kgate.matrix." + r.entry.name,
+              channel::get_string(p, "object") + "/" + channel::get_string(p, "name"),
+              "",
+              "",
+              "",
+              0};
+      const std::string verdict =
+          channel::get_string(p, "verdict", channel::get_bool(p, "passed") ? "pass" : "fail");
+      if (verdict == "skipped") {
+        pc.skipped = channel::get_string(p, "skip_reason", "skipped");
+      } else if (verdict != "pass") {
+        std::vector<std::string> reasons;
+        for (const auto& x : channel::get_array(p, "reasons"))
+          if (x.is_string()) reasons.push_back(x.get<std::string>());
+        pc.failure_type = reasons.empty() ? "gate_failed" : joined(reasons, ",");
         pc.message = channel::get_string(p, "error", "did not pass");
+        // The verifier's last lines: the failing instruction and its source line.
+        for (const auto& l : channel::get_array(p, "verifier_log_tail"))
+          if (l.is_string()) pc.body += l.get<std::string>() + "\n";
       }
       cases.push_back(pc);
     }
   }
-  int failures = 0;
-  for (const auto& c : cases) failures += !c.failure_type.empty();
+  int failures = 0, skipped = 0;
+  for (const auto& c : cases) {
+    failures += !c.failure_type.empty();
+    skipped += !c.skipped.empty();
+  }
   std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   xml += strprintf("<testsuites name=\"kgate\" tests=\"%zu\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
                    cases.size(), failures, run.wall_s);
   xml += strprintf(
-      "  <testsuite name=\"kgate.matrix\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"0\" "
+      "  <testsuite name=\"kgate.matrix\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"%d\" "
       "time=\"%.3f\">\n",
-      cases.size(), failures, run.wall_s);
+      cases.size(), failures, skipped, run.wall_s);
   for (const auto& c : cases) {
     xml += strprintf("    <testcase classname=\"%s\" name=\"%s\" time=\"%.3f\"",
                      xml_escape(c.classname).c_str(), xml_escape(c.name).c_str(), c.time);
+    if (!c.skipped.empty()) {
+      xml += ">\n      <skipped message=\"" + xml_escape(c.skipped) + "\"/>\n    </testcase>\n";
+      continue;
+    }
     if (c.failure_type.empty()) {
       xml += "/>\n";
       continue;
@@ -317,18 +422,31 @@ std::string table(const MatrixRun& run) {
                     accel_of(r).empty() ? "-" : accel_of(r), boot ? strprintf("%.2f s", *boot) : "-",
                     verdict});
   }
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  std::string out;
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      out += row[i];
-      if (i + 1 < row.size()) out += std::string(width[i] - row[i].size() + 2, ' ');
+  std::string out = render_columns(rows);
+  // Program x entry: verdict and instructions processed (or the reasons of a failure).
+  ProgramRows programs = program_rows(run);
+  if (programs.order.empty()) return out;
+  std::vector<std::vector<std::string>> grid = {{"PROGRAM"}};
+  for (const auto& r : run.results) grid[0].push_back(r.entry.name);
+  for (const auto& key : programs.order) {
+    std::vector<std::string> row = {key};
+    for (const auto& r : run.results) {
+      auto it = programs.cells[key].find(r.entry.name);
+      if (it == programs.cells[key].end()) {
+        row.push_back("-");
+        continue;
+      }
+      const ProgramCell& c = it->second;
+      if (c.verdict == "pass")
+        row.push_back(c.insns >= 0 ? strprintf("pass %lld", static_cast<long long>(c.insns)) : "pass");
+      else if (c.verdict == "skipped")
+        row.push_back("skip");
+      else
+        row.push_back("FAIL " + joined(c.reasons, ","));
     }
-    out += "\n";
+    grid.push_back(std::move(row));
   }
-  return out;
+  return out + "\n" + render_columns(grid);
 }
 
 }  // namespace kgate::matrix

@@ -97,13 +97,32 @@ TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escape
   ok.receipt = {{"guest", {{"release", "6.1.0"}}},
                 {"qemu", {{"accel", "tcg"}}},
                 {"timings_s", {{"boot", 1.5}}},
-                {"programs", {{{"name", "p<1>"}, {"passed", true}}}}};
+                {"programs",
+                 {{{"object", "gate"},
+                   {"name", "p<1>"},
+                   {"verdict", "pass"},
+                   {"passed", true},
+                   {"verifier", {{"insns_processed", 51}}}},
+                  {{"object", "gate"},
+                   {"name", "fentry"},
+                   {"verdict", "skipped"},
+                   {"passed", false},
+                   {"skip_reason", "no trampolines"}}}}};
   EntryResult bad = ok;
   bad.entry.name = "b&c";
   bad.verdict = FailureClass::kernel_panic;
   bad.exit_code = 3;
   bad.message = "Kernel panic - not syncing: \"x\"";
   bad.receipt["console_tail"] = {"line <one>"};
+  bad.receipt["programs"][0] = {
+      {"object", "gate"},
+      {"name", "p<1>"},
+      {"verdict", "fail"},
+      {"passed", false},
+      {"reasons", {"verifier_reject"}},
+      {"error", "refused: R0 invalid mem access"},
+      {"verifier", {{"insns_processed", 7}}},
+      {"verifier_log_tail", {"7: (79) r1 = *(u64 *)(r0 +0)", "R0 invalid mem access"}}};
   EntryResult cancelled;
   cancelled.entry = {"d", "k", run::Lockdown::integrity, "x86_64"};
   cancelled.cancelled = true;
@@ -117,14 +136,30 @@ TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escape
   CHECK(s["entries"][2]["verdict"] == "cancelled");
   CHECK(s["entries"][2]["exit_code"].is_null());
   CHECK(s["entries"][0]["release"] == "6.1.0");
+  // Program x entry, in the summary and the table.
+  REQUIRE(s["programs"].size() == 2);
+  CHECK(s["programs"][0]["name"] == "p<1>");
+  CHECK(s["programs"][0]["entries"]["a"]["verdict"] == "pass");
+  CHECK(s["programs"][0]["entries"]["a"]["insns_processed"] == 51);
+  CHECK(s["programs"][0]["entries"]["b&c"]["reasons"] == json::array({"verifier_reject"}));
+  CHECK(s["programs"][1]["entries"]["a"]["verdict"] == "skipped");
   std::string xml = junit_xml(run);
-  CHECK(xml.find("tests=\"5\" failures=\"2\"") != std::string::npos);
+  // Three entries and four program cases: three failures (the panic, the refused program, the
+  // cancelled entry), two skipped (fentry on both entries that ran).
+  CHECK(xml.find("tests=\"7\" failures=\"3\"") != std::string::npos);
+  CHECK(xml.find("skipped=\"2\"") != std::string::npos);
+  CHECK(xml.find("<skipped message=\"no trampolines\"/>") != std::string::npos);
   CHECK(xml.find("name=\"b&amp;c\"") != std::string::npos);
-  CHECK(xml.find("name=\"p&lt;1&gt;\"") != std::string::npos);
+  CHECK(xml.find("name=\"gate/p&lt;1&gt;\"") != std::string::npos);
+  CHECK(xml.find("<failure type=\"verifier_reject\" message=\"refused: R0 invalid mem access\">7: (79) r1 = "
+                 "*(u64 *)(r0 +0)\nR0 invalid mem access\n</failure>") != std::string::npos);
   CHECK(xml.find("message=\"Kernel panic - not syncing: &quot;x&quot;\"") != std::string::npos);
   CHECK(xml.find("line &lt;one&gt;") != std::string::npos);
   std::string t = table(run);
   CHECK(t.find("FAIL kernel_panic") != std::string::npos);
+  CHECK(t.find("PROGRAM") != std::string::npos);
+  CHECK(t.find("gate/p<1>    pass 51  FAIL verifier_reject  -") != std::string::npos);
+  CHECK(t.find("gate/fentry") != std::string::npos);
   CHECK(t.find("cancelled") != std::string::npos);
   CHECK(xml_escape(std::string("a\x01") + "b") == "a?b");
   run.interrupted = true;
