@@ -115,6 +115,11 @@ struct Receipt {
 };
 
 nlohmann::json receipt_json(const Receipt& r);
+// The inverse, for receipt.json files (the matrix's reports, a run repeated from its receipt):
+// the schema must be this kgate's, and the verdict and failure class must agree; other fields
+// read as their defaults where missing or of the wrong type. Class usage, naming `origin`.
+Result<Receipt> receipt_from_json(const nlohmann::json& j, std::string_view origin);
+Result<Receipt> read_receipt(const fs::path& file);
 std::string render_receipt(const Receipt& r);
 // Writes <dir>/receipt.json atomically.
 Status write_receipt(const fs::path& dir, const Receipt& r);

@@ -95,3 +95,63 @@ TEST_CASE("receipt: a failure names its class and exit code; a program without m
   r.programs[0].verdict = "skipped";
   CHECK_FALSE(r.programs[0].passed());
 }
+
+TEST_CASE("receipt: read back, the golden file renders to itself byte for byte") {
+  std::string golden_path = source_root() + "/tests/data/golden/receipt.json";
+  auto r = report::read_receipt(golden_path);
+  REQUIRE_MESSAGE(r.has_value(), r.error().describe());
+  CHECK(report::render_receipt(*r) == read_file(golden_path).value());
+  // Typed, as the writer had it.
+  CHECK(r->verdict == FailureClass::pass);
+  REQUIRE(r->programs.size() == 2);
+  CHECK(r->programs[1].reasons == std::vector<std::string>{"verifier_reject"});
+  CHECK(r->programs[1].log_tail.size() == 2);
+  CHECK(r->programs[0].insns_processed == 30);
+  CHECK(r->objects[0].sha256 == std::string(64, 'e'));
+
+  // A failure keeps its class and message.
+  auto failed = sample();
+  failed.verdict = FailureClass::kernel_panic;
+  failed.failure_message = "Kernel panic - not syncing";
+  auto back = report::receipt_from_json(report::receipt_json(failed), "x");
+  REQUIRE(back.has_value());
+  CHECK(back->verdict == FailureClass::kernel_panic);
+  CHECK(back->failure_message == "Kernel panic - not syncing");
+  CHECK(report::render_receipt(*back) == report::render_receipt(failed));
+}
+
+TEST_CASE("receipt: what cannot be read back is a usage error naming the file") {
+  auto j = report::receipt_json(sample());
+  struct Row {
+    const char* what;
+    nlohmann::json doc;
+    const char* message;
+  };
+  auto with = [&](const char* key, nlohmann::json v) {
+    auto d = j;
+    d[key] = std::move(v);
+    return d;
+  };
+  const Row rows[] = {
+      {"an older schema", with("schema", "kgate.receipt/1"), "this kgate reads kgate.receipt/2"},
+      {"no verdict", with("verdict", nullptr), "not pass or fail"},
+      {"a pass with a failure", with("failure", {{"class", "boot_hang"}}), "verdict pass with a failure"},
+      {"a fail without a class", with("verdict", "fail"), "without a failure class"},
+      {"not an object", nlohmann::json::array(), "a receipt is a JSON object"},
+  };
+  for (const auto& row : rows) {
+    auto r = report::receipt_from_json(row.doc, "out/receipt.json");
+    REQUIRE_MESSAGE(!r.has_value(), row.what);
+    CHECK(r.error().cls() == FailureClass::usage);
+    CHECK_MESSAGE(r.error().describe().find(row.message) != std::string::npos, r.error().describe());
+    CHECK(r.error().describe().starts_with("out/receipt.json: "));
+  }
+  // Fields of the wrong type read as their defaults; nothing throws.
+  auto odd = j;
+  odd["programs"][0]["verifier"] = "nonsense";
+  odd["timings_s"] = 5;
+  auto r = report::receipt_from_json(odd, "x");
+  REQUIRE(r.has_value());
+  CHECK(r->programs[0].insns_processed == -1);
+  CHECK(r->timings_s.empty());
+}
