@@ -171,7 +171,7 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
          {"exit_code", r.exit_code},
          {"message", r.message},
          {"dir", dir.string()},
-         {"receipt", r.receipt}});
+         {"receipt", r.receipt ? report::receipt_json(*r.receipt) : json(nullptr)}});
     if (r.verdict != FailureClass::pass)
       failed += (failed.empty() ? "" : ", ") + r.entry.name + " [" + std::string(class_name(r.verdict)) + "]";
   }

@@ -14,6 +14,7 @@
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "report/receipt.hpp"
 
 namespace kgate::matrix {
 
@@ -30,34 +31,20 @@ struct Running {
   Clock::time_point start;
 };
 
-std::optional<FailureClass> class_from_name(std::string_view name) {
-  for (auto c : {FailureClass::pass, FailureClass::gate_failed, FailureClass::usage,
-                 FailureClass::kernel_panic, FailureClass::boot_hang, FailureClass::timeout,
-                 FailureClass::infra, FailureClass::digest_mismatch, FailureClass::lockdown_mismatch,
-                 FailureClass::agent_crash, FailureClass::no_verdict, FailureClass::interrupted}) {
-    if (class_name(c) == name) return c;
-  }
-  return std::nullopt;
-}
-
 void collect(EntryResult& r, const fs::path& out_dir, int status) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  auto text = read_file(out_dir / r.dir / "receipt.json");
-  r.receipt = text ? json::parse(*text, nullptr, false) : json();
-  if (r.receipt.is_discarded() || !r.receipt.is_object()) {
-    r.receipt = nullptr;
+  const fs::path file = out_dir / r.dir / "receipt.json";
+  auto receipt =
+      path_exists(file) ? report::read_receipt(file) : fail(FailureClass::no_verdict, "none written");
+  if (!receipt) {
     r.verdict = FailureClass::no_verdict;
-    r.message =
-        "no receipt (kgate run " + describe_status(status) + "; see " + (r.dir / "kgate.log").string() + ")";
+    r.message = "no receipt (kgate run " + describe_status(status) + "; " + receipt.error().describe() +
+                "; see " + (r.dir / "kgate.log").string() + ")";
     return;
   }
-  if (channel::get_string(r.receipt, "verdict") == "pass") {
-    r.verdict = FailureClass::pass;
-  } else {
-    const json& f = r.receipt.contains("failure") ? r.receipt["failure"] : json();
-    r.verdict = class_from_name(channel::get_string(f, "class")).value_or(FailureClass::no_verdict);
-    r.message = channel::get_string(f, "message");
-  }
+  r.receipt = std::move(*receipt);
+  r.verdict = r.receipt->verdict;
+  r.message = r.receipt->failure_message;
   // The receipt and the exit code must agree; a disagreement is no verdict at all.
   if (exit_code(r.verdict) != r.exit_code) {
     r.message = strprintf("receipt says %s but kgate run exited %d",
@@ -191,52 +178,32 @@ FailureClass overall(const MatrixRun& run) {
 
 namespace {
 std::string release_of(const EntryResult& r) {
-  return channel::get_string(r.receipt.is_object() ? r.receipt["guest"] : json(), "release");
+  return r.receipt ? channel::get_string(r.receipt->guest, "release") : "";
 }
 std::string accel_of(const EntryResult& r) {
-  return channel::get_string(r.receipt.is_object() ? r.receipt["qemu"] : json(), "accel");
+  return r.receipt ? r.receipt->qemu.accel : "";
 }
 std::optional<double> boot_of(const EntryResult& r) {
-  if (!r.receipt.is_object() || !r.receipt.contains("timings_s")) return std::nullopt;
-  return channel::get_number(r.receipt["timings_s"], "boot");
+  if (!r.receipt) return std::nullopt;
+  for (const auto& [phase, s] : r.receipt->timings_s)
+    if (phase == "boot") return s;
+  return std::nullopt;
 }
-
-// One program of one entry, as its receipt says.
-struct ProgramCell {
-  std::string verdict;  // "pass", "fail", "skipped"
-  std::vector<std::string> reasons;
-  std::int64_t insns = -1;
-  std::optional<std::int64_t> runs;
-  std::string error;
-  std::vector<std::string> log_tail;
-  std::string skip_reason;
-};
 
 // Every program any entry reported ("object/name", in first-seen order), by entry name.
 struct ProgramRows {
   std::vector<std::string> order;
-  std::map<std::string, std::map<std::string, ProgramCell>> cells;
+  std::map<std::string, std::map<std::string, const report::ProgramResult*>> cells;
 };
 
 ProgramRows program_rows(const MatrixRun& run) {
   ProgramRows rows;
   for (const auto& r : run.results) {
-    if (!r.receipt.is_object()) continue;
-    for (const auto& p : channel::get_array(r.receipt, "programs")) {
-      const std::string key = channel::get_string(p, "object") + "/" + channel::get_string(p, "name");
+    if (!r.receipt) continue;
+    for (const auto& p : r.receipt->programs) {
+      const std::string key = p.object + "/" + p.name;
       if (!rows.cells.contains(key)) rows.order.push_back(key);
-      ProgramCell c;
-      c.verdict = channel::get_string(p, "verdict", channel::get_bool(p, "passed") ? "pass" : "fail");
-      for (const auto& x : channel::get_array(p, "reasons"))
-        if (x.is_string()) c.reasons.push_back(x.get<std::string>());
-      const json verifier = p.is_object() && p.contains("verifier") ? p["verifier"] : json();
-      c.insns = channel::get_int(verifier, "insns_processed").value_or(-1);
-      c.runs = channel::get_int(p, "run_count");
-      c.error = channel::get_string(p, "error");
-      for (const auto& l : channel::get_array(p, "verifier_log_tail"))
-        if (l.is_string()) c.log_tail.push_back(l.get<std::string>());
-      c.skip_reason = channel::get_string(p, "skip_reason");
-      rows.cells[key][r.entry.name] = std::move(c);
+      rows.cells[key][r.entry.name] = &p;
     }
   }
   return rows;
@@ -286,18 +253,18 @@ json summary_json(const MatrixRun& run) {
          {"class", class_name(r.verdict)},
          {"exit_code", r.cancelled && !r.started ? json(nullptr) : json(r.exit_code)},
          {"message", r.message},
-         {"receipt", r.receipt.is_null() ? json(nullptr) : json((r.dir / "receipt.json").string())}});
+         {"receipt", r.receipt ? json((r.dir / "receipt.json").string()) : json(nullptr)}});
   }
   // Program x entry: each program's verdict and verifier figures on every entry that ran it.
   json programs = json::array();
   ProgramRows rows = program_rows(run);
   for (const auto& key : rows.order) {
     json per_entry = json::object();
-    for (const auto& [entry, c] : rows.cells[key]) {
-      per_entry[entry] = {{"verdict", c.verdict},
-                          {"reasons", c.reasons},
-                          {"insns_processed", c.insns},
-                          {"run_count", c.runs ? json(*c.runs) : json(nullptr)}};
+    for (const auto& [entry, p] : rows.cells[key]) {
+      per_entry[entry] = {{"verdict", p->verdict},
+                          {"reasons", p->reasons},
+                          {"insns_processed", p->insns_processed},
+                          {"run_count", p->run_count ? json(*p->run_count) : json(nullptr)}};
     }
     const size_t slash = key.find('/');
     programs.push_back(
@@ -348,34 +315,21 @@ std::string junit_xml(const MatrixRun& run) {
     if (r.verdict != FailureClass::pass) {
       c.failure_type = std::string(class_name(r.verdict));
       c.message = r.message.empty() ? c.failure_type : r.message;
-      if (r.receipt.is_object()) {
-        for (const auto& l : channel::get_array(r.receipt, "console_tail")) {
-          if (l.is_string()) c.body += l.get<std::string>() + "\n";
-        }
+      if (r.receipt) {
+        for (const auto& l : r.receipt->console_tail) c.body += l + "\n";
       }
     }
     cases.push_back(c);
-    if (!r.receipt.is_object()) continue;
-    for (const auto& p : channel::get_array(r.receipt, "programs")) {
-      Case pc{"kgate.matrix." + r.entry.name,
-              channel::get_string(p, "object") + "/" + channel::get_string(p, "name"),
-              "",
-              "",
-              "",
-              0};
-      const std::string verdict =
-          channel::get_string(p, "verdict", channel::get_bool(p, "passed") ? "pass" : "fail");
-      if (verdict == "skipped") {
-        pc.skipped = channel::get_string(p, "skip_reason", "skipped");
-      } else if (verdict != "pass") {
-        std::vector<std::string> reasons;
-        for (const auto& x : channel::get_array(p, "reasons"))
-          if (x.is_string()) reasons.push_back(x.get<std::string>());
-        pc.failure_type = reasons.empty() ? "gate_failed" : joined(reasons, ",");
-        pc.message = channel::get_string(p, "error", "did not pass");
+    if (!r.receipt) continue;
+    for (const auto& p : r.receipt->programs) {
+      Case pc{"kgate.matrix." + r.entry.name, p.object + "/" + p.name, "", "", "", 0};
+      if (p.verdict == "skipped") {
+        pc.skipped = p.skip_reason.empty() ? "skipped" : p.skip_reason;
+      } else if (!p.passed()) {
+        pc.failure_type = p.reasons.empty() ? "gate_failed" : joined(p.reasons, ",");
+        pc.message = p.error.empty() ? "did not pass" : p.error;
         // The verifier's last lines: the failing instruction and its source line.
-        for (const auto& l : channel::get_array(p, "verifier_log_tail"))
-          if (l.is_string()) pc.body += l.get<std::string>() + "\n";
+        for (const auto& l : p.log_tail) pc.body += l + "\n";
       }
       cases.push_back(pc);
     }
@@ -436,13 +390,15 @@ std::string table(const MatrixRun& run) {
         row.push_back("-");
         continue;
       }
-      const ProgramCell& c = it->second;
-      if (c.verdict == "pass")
-        row.push_back(c.insns >= 0 ? strprintf("pass %lld", static_cast<long long>(c.insns)) : "pass");
-      else if (c.verdict == "skipped")
+      const report::ProgramResult& p = *it->second;
+      if (p.passed())
+        row.push_back(p.insns_processed >= 0
+                          ? strprintf("pass %lld", static_cast<long long>(p.insns_processed))
+                          : "pass");
+      else if (p.verdict == "skipped")
         row.push_back("skip");
       else
-        row.push_back("FAIL " + joined(c.reasons, ","));
+        row.push_back("FAIL " + joined(p.reasons, ","));
     }
     grid.push_back(std::move(row));
   }

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "matrix/matrix.hpp"
+#include "report/receipt.hpp"
 
 namespace kgate::matrix {
 
@@ -20,8 +22,8 @@ struct EntryResult {
   int exit_code = -1;
   FailureClass verdict = FailureClass::no_verdict;  // from its receipt; a missing receipt is no_verdict
   std::string message;
-  nlohmann::json receipt;  // null when none was written
-  fs::path dir;            // its receipt directory, relative to the matrix output directory
+  std::optional<report::Receipt> receipt;  // read back; none when none was written or it is unreadable
+  fs::path dir;                            // its receipt directory, relative to the matrix output directory
   double wall_s = 0;
 };
 

@@ -94,35 +94,34 @@ TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escape
   ok.started = true;
   ok.verdict = FailureClass::pass;
   ok.exit_code = 0;
-  ok.receipt = {{"guest", {{"release", "6.1.0"}}},
-                {"qemu", {{"accel", "tcg"}}},
-                {"timings_s", {{"boot", 1.5}}},
-                {"programs",
-                 {{{"object", "gate"},
-                   {"name", "p<1>"},
-                   {"verdict", "pass"},
-                   {"passed", true},
-                   {"verifier", {{"insns_processed", 51}}}},
-                  {{"object", "gate"},
-                   {"name", "fentry"},
-                   {"verdict", "skipped"},
-                   {"passed", false},
-                   {"skip_reason", "no trampolines"}}}}};
+  report::Receipt receipt;
+  receipt.guest = {{"release", "6.1.0"}};
+  receipt.qemu.accel = "tcg";
+  receipt.timings_s = {{"boot", 1.5}};
+  report::ProgramResult p1;
+  p1.object = "gate";
+  p1.name = "p<1>";
+  p1.verdict = "pass";
+  p1.insns_processed = 51;
+  report::ProgramResult fentry;
+  fentry.object = "gate";
+  fentry.name = "fentry";
+  fentry.verdict = "skipped";
+  fentry.skip_reason = "no trampolines";
+  receipt.programs = {p1, fentry};
+  ok.receipt = receipt;
   EntryResult bad = ok;
   bad.entry.name = "b&c";
   bad.verdict = FailureClass::kernel_panic;
   bad.exit_code = 3;
   bad.message = "Kernel panic - not syncing: \"x\"";
-  bad.receipt["console_tail"] = {"line <one>"};
-  bad.receipt["programs"][0] = {
-      {"object", "gate"},
-      {"name", "p<1>"},
-      {"verdict", "fail"},
-      {"passed", false},
-      {"reasons", {"verifier_reject"}},
-      {"error", "refused: R0 invalid mem access"},
-      {"verifier", {{"insns_processed", 7}}},
-      {"verifier_log_tail", {"7: (79) r1 = *(u64 *)(r0 +0)", "R0 invalid mem access"}}};
+  bad.receipt->console_tail = {"line <one>"};
+  report::ProgramResult& refused = bad.receipt->programs[0];
+  refused.verdict = "fail";
+  refused.reasons = {"verifier_reject"};
+  refused.error = "refused: R0 invalid mem access";
+  refused.insns_processed = 7;
+  refused.log_tail = {"7: (79) r1 = *(u64 *)(r0 +0)", "R0 invalid mem access"};
   EntryResult cancelled;
   cancelled.entry = {"d", "k", run::Lockdown::integrity, "x86_64"};
   cancelled.cancelled = true;
