@@ -3,20 +3,25 @@
 # QEMU machine, whose /init only powers off. The runs are interleaved so that
 # noise on this shared machine hits both alike; medians and their ratio are
 # printed. Also: the cold initramfs build, and the warm time before QEMU starts.
-#   bench/run-vs-bare.sh [RUNS] [ARCH]   (default 7 runs of x86_64; ARCH arm64 boots
-#   debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh;
-#   KGATE_BUILD names another build directory than build/)
+#   bench/run-vs-bare.sh [RUNS] [ARCH] [KGATE RUN ARGS...]   (default 7 runs of x86_64; ARCH
+#   arm64 boots debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh;
+#   KGATE_BUILD names another build directory than build/). Further arguments go to every
+#   `kgate run`, e.g. a user's objects:
+#   bench/run-vs-bare.sh 9 x86_64 --spec build/tests/objects/good.json
+#   (ninja -C build tests/objects/gate.x86_64.bpf.o tests/objects/target.x86_64 builds them).
+#   With a spec, the per-phase and per-program load times are printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
 arch=${2:-x86_64}
+shift $(($# < 2 ? $# : 2))
 build=${KGATE_BUILD:-build}
 case $arch in
 x86_64) poweroff=$build/bench/bench-poweroff ;;
 arm64) poweroff=$build/bench/bench-poweroff-arm64 ;;
 *) echo "ARCH must be x86_64 or arm64" >&2; exit 2 ;;
 esac
-run_args=(--arch "$arch")
+run_args=(--arch "$arch" "$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
@@ -70,4 +75,22 @@ print(f"bare boot        median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})
 print(f"ratio            {mk / mb:.2f}x  (target <= 1.3x)")
 print(f"warm pre-QEMU    median {statistics.median(p) * 1000:.1f} ms  (target < 50 ms)")
 print(f"cold initramfs   median {statistics.median(c) * 1000:.1f} ms over {len(c)} builds  (target < 1 s)")
+# Where the warm runs' time goes, and each program's load time, from the receipts.
+import json
+receipts = [json.load(open(f"{work}/run{i}/receipt.json")) for i in range(1, int(runs) + 1)]
+phases = ["boot", "files", "load", "attach", "trigger", "flush", "detach", "canary", "poweroff"]
+cells = []
+for ph in phases:
+    vals = [r["timings_s"][ph] for r in receipts if ph in r["timings_s"]]
+    if vals:
+        cells.append(f"{ph} {statistics.median(vals) * 1000:.0f}")
+print("phases (median ms) " + ", ".join(cells))
+programs = {}
+for r in receipts:
+    for p in r["programs"]:
+        if p.get("loaded"):
+            programs.setdefault(f'{p["object"]}/{p["name"]}', []).append(p["verifier"]["load_ms"])
+print(f"{len(programs)} programs loaded; kernel load time per program (median ms):")
+for name, vals in programs.items():
+    print(f"  {name:32s} {statistics.median(vals):8.3f}")
 PY

@@ -331,6 +331,7 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
     Attempt a = attempt_load(setup, enabled, 4, stats_log_bytes);
     after = boottime_ns();
     ++resp.rounds;
+    resp.round_ms.push_back(static_cast<double>(after - before) / 1e6);
     if (!a.object) {
       resp.err = a.err;
       resp.error = a.open_error;
@@ -376,8 +377,10 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
   // line it came from. The stats-level log above says why, this one says where.
   for (auto& [name, pl] : rejected) {
     if (pl.error.rfind("refused", 0) != 0) continue;
+    const std::uint64_t start = boottime_ns();
     Attempt alone = attempt_load(setup, {name}, 1 | 4, full_log_bytes);
     ++resp.rounds;
+    resp.round_ms.push_back(static_cast<double>(boottime_ns() - start) / 1e6);
     if (alone.err != 0 && !alone.logs[name].empty()) {
       // Keep the tail (where the verifier stopped) and the stats lines from the level-4 log.
       pl.log = tail(alone.logs[name], 48 * 1024);

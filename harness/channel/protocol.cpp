@@ -263,8 +263,9 @@ json to_json(const LoadResponse& r) {
   }
   json maps = json::array();
   for (const auto& m : r.maps) maps.push_back({{"name", m.name}, {"type", m.type}, {"id", m.id}});
-  return {{"ok", r.ok},         {"handle", r.handle}, {"error", r.error},  {"errno", r.err},
-          {"libbpf", r.libbpf}, {"rounds", r.rounds}, {"programs", progs}, {"maps", maps}};
+  return {{"ok", r.ok},         {"handle", r.handle}, {"error", r.error},       {"errno", r.err},
+          {"libbpf", r.libbpf}, {"rounds", r.rounds}, {"round_ms", r.round_ms}, {"programs", progs},
+          {"maps", maps}};
 }
 
 LoadResponse load_response_from_json(const json& j) {
@@ -275,6 +276,10 @@ LoadResponse load_response_from_json(const json& j) {
   r.err = int_of(j, "errno");
   r.libbpf = text(j, "libbpf");
   r.rounds = int_of(j, "rounds");
+  for (const auto& ms : get_array(j, "round_ms")) {
+    if (r.round_ms.size() >= max_list) break;
+    if (ms.is_number()) r.round_ms.push_back(ms.get<double>());
+  }
   r.programs = list_of(j, "programs", [](const json& p) {
     ProgramLoad pl;
     pl.name = name(p, "name");

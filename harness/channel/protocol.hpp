@@ -122,8 +122,9 @@ struct LoadResponse {
   int handle = 0;     // names the object in later requests
   std::string error;  // object-level failure (open, maps, BTF): no program could be judged
   int err = 0;
-  std::string libbpf;  // libbpf's messages not tied to one program
-  int rounds = 0;      // loads it took: one plus one per rejected program
+  std::string libbpf;            // libbpf's messages not tied to one program
+  int rounds = 0;                // loads it took: one plus one per rejected program, and one alone for each
+  std::vector<double> round_ms;  // each load's time in the guest, in order
   std::vector<ProgramLoad> programs;
   std::vector<MapLoad> maps;
 };

@@ -51,9 +51,16 @@ json receipt_json(const Receipt& r) {
     programs.push_back(std::move(pj));
   }
   json objects = json::array();
-  for (const auto& o : r.objects)
-    objects.push_back(
-        {{"name", o.name}, {"path", o.path}, {"sha256", o.sha256}, {"size", o.size}, {"copy", o.copy}});
+  for (const auto& o : r.objects) {
+    json rounds = json::array();
+    for (double ms : o.load_rounds_ms) rounds.push_back(std::round(ms * 1000.0) / 1000.0);
+    objects.push_back({{"name", o.name},
+                       {"path", o.path},
+                       {"sha256", o.sha256},
+                       {"size", o.size},
+                       {"copy", o.copy},
+                       {"load_rounds_ms", rounds}});
+  }
   json timings = json::object();
   // A phase entered more than once (load to detach, once per object) counts its total.
   std::map<std::string, double> total;

@@ -85,6 +85,7 @@ struct Receipt {
     std::string sha256;
     std::uint64_t size = 0;
     std::string copy;  // the copy in the receipt directory, relative to it; "" for the built-in
+    std::vector<double> load_rounds_ms;  // each load the agent made of it (a refused program costs one more)
   };
   std::vector<Object> objects;
   // The run spec: the user's file (--spec), "" for one kgate made (--object alone, the probe).

@@ -110,8 +110,12 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
   r.cmdline = get_string(j, "cmdline");
   r.guest = member(j, "guest");
   for (const auto& o : get_array(j, "objects")) {
-    r.objects.push_back({get_string(o, "name"), get_string(o, "path"), get_string(o, "sha256"),
-                         static_cast<std::uint64_t>(get_int(o, "size").value_or(0)), get_string(o, "copy")});
+    Receipt::Object ro{get_string(o, "name"),   get_string(o, "path"),
+                       get_string(o, "sha256"), static_cast<std::uint64_t>(get_int(o, "size").value_or(0)),
+                       get_string(o, "copy"),   {}};
+    for (const auto& ms : get_array(o, "load_rounds_ms"))
+      if (ms.is_number()) ro.load_rounds_ms.push_back(ms.get<double>());
+    r.objects.push_back(std::move(ro));
   }
   const json& s = member(j, "spec");
   r.spec.file = get_string(s, "file");

@@ -229,7 +229,7 @@ Status GateRun::resolve_spec() {
     run.spec = &obj;
     run.sha256 = c.sha256;
     for (const auto& p : c.layout.programs) run.programs.push_back(p.name);
-    report::Receipt::Object ro{obj.name, c.path.string(), c.sha256, c.size, ""};
+    report::Receipt::Object ro{obj.name, c.path.string(), c.sha256, c.size, "", {}};
     if (!c.path.empty()) {
       // The bytes this run loaded, so that it can be run again from the receipt directory alone.
       ro.copy = "objects/" + obj.name + "." + std::string(vm::arch_name(arch_)) + ".bpf.o";
@@ -496,6 +496,7 @@ Status GateRun::exercise_object(ObjectRun& o) {
   auto load = request(proto::Op::load, proto::to_json(load_request(*o.spec, o.programs, facts)), o.bytes);
   if (!load) return std::unexpected(load.error());
   obs.load = proto::load_response_from_json(*load);
+  r_.objects[static_cast<std::size_t>(&o - objects_.data())].load_rounds_ms = obs.load.round_ms;
   // A refused program is judged below: the refusal is the result.
   if (!obs.load.ok) return {};
 
