@@ -21,6 +21,7 @@
 #include "kernel/prepare.hpp"
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
+#include "run/request.hpp"
 #include "run/run.hpp"
 #include "vm/arch.hpp"
 
@@ -98,6 +99,10 @@ int cmd_run(int argc, char** argv) {
       "a run spec (docs/spec.md): objects and what each program must do; with --object, that "
       "object replaces the spec's one",
       cxxopts::value<std::string>());
+  add("request",
+      "a request file (kgate.request/1: a matrix entry's request.json, or a receipt.json, whose request "
+      "is run again); options given too override it",
+      cxxopts::value<std::string>());
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("matrix", "kernel matrix file (for --entry names)", cxxopts::value<std::string>()->default_value(""));
   add("receipt",
@@ -122,6 +127,14 @@ int cmd_run(int argc, char** argv) {
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
 
   kgate::run::RunRequest req;
+  if (args.count("request")) {
+    auto base = kgate::run::read_request(args["request"].as<std::string>());
+    if (!base) {
+      std::cerr << "kgate: " << base.error().describe() << "\n";
+      return kgate::exit_code(base.error().cls());
+    }
+    req = std::move(*base);
+  }
   if (args.count("lockdown")) {
     auto l = kgate::run::parse_lockdown(args["lockdown"].as<std::string>());
     if (!l) return usage_error("--lockdown must be none, integrity or confidentiality");
@@ -131,8 +144,16 @@ int cmd_run(int argc, char** argv) {
     req.arch = kgate::vm::parse_arch(args["arch"].as<std::string>());
     if (!req.arch) return usage_error("--arch must be x86_64 or arm64");
   }
-  if (args.count("entry")) req.entry = args["entry"].as<std::string>();
-  if (args.count("kernel")) req.kernel = args["kernel"].as<std::string>();
+  if (args.count("entry")) {
+    req.entry = args["entry"].as<std::string>();
+    req.name.clear();
+    req.kernel.clear();
+  }
+  if (args.count("kernel")) {
+    req.kernel = args["kernel"].as<std::string>();
+    req.entry.clear();
+    req.name.clear();
+  }
   if (args.count("modules")) req.modules_dir = args["modules"].as<std::string>();
   if (args.count("btf")) req.btf = args["btf"].as<std::string>();
   if (args.count("object")) req.object = args["object"].as<std::string>();
@@ -140,9 +161,11 @@ int cmd_run(int argc, char** argv) {
   if (!req.entry.empty() && !req.kernel.empty())
     return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");
-  req.catalog = find_catalog(args["catalog"].as<std::string>());
-  // --entry names a matrix entry (kernel x lockdown) or, failing that, a catalog kernel.
-  if (!req.entry.empty()) {
+  if (req.catalog.empty() || !args["catalog"].as<std::string>().empty())
+    req.catalog = find_catalog(args["catalog"].as<std::string>());
+  // --entry names a matrix entry (kernel x lockdown) or, failing that, a catalog kernel. (A
+  // request's entry was resolved when it was made.)
+  if (args.count("entry")) {
     auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
     // A matrix named on purpose must load; the default one may be absent (a bare catalog).
     if (!m && !args["matrix"].as<std::string>().empty()) return usage_error(m.error().describe());
@@ -163,7 +186,7 @@ int cmd_run(int argc, char** argv) {
     }
   }
   req.cache_root = kgate::kernel::Cache::default_root();
-  req.count = args["count"].as<int>();
+  if (args.count("count") || !args.count("request")) req.count = args["count"].as<int>();
   // The probe's 256 KiB ring buffer holds 5461 records of 48 bytes: 2730 triggers' worth, two per trigger.
   if (req.count < 1 || req.count > 1000) return usage_error("--count must be between 1 and 1000");
   if (args.count("boot-timeout")) req.boot_timeout_s = args["boot-timeout"].as<double>();
@@ -174,8 +197,8 @@ int cmd_run(int argc, char** argv) {
   }
   if (args.count("append")) req.append = args["append"].as<std::vector<std::string>>();
   if (args.count("qemu-arg")) req.qemu_args = args["qemu-arg"].as<std::vector<std::string>>();
-  req.qemu = args["qemu"].as<std::string>();
-  req.refresh = args.count("refresh") > 0;
+  if (args.count("qemu")) req.qemu = args["qemu"].as<std::string>();
+  if (args.count("refresh")) req.refresh = true;
   if (req.entry.empty() && req.kernel.empty()) {
     // Else run_gate reports the catalog error, or that the catalog has no default for --arch.
     if (auto catalog = kgate::kernel::load_catalog(req.catalog)) {
@@ -288,23 +311,19 @@ int cmd_matrix(int argc, char** argv) {
     std::cerr << "kgate: " << s.error().describe() << "\n";
     return kgate::exit_code(FailureClass::infra);
   }
-  ro.run_args = {"--catalog", kgate::absolute_path(find_catalog(args["catalog"].as<std::string>())).string(),
-                 "--matrix", kgate::absolute_path(find_matrix(args["matrix"].as<std::string>())).string()};
-  if (args.count("count"))
-    ro.run_args.insert(ro.run_args.end(), {"--count", std::to_string(args["count"].as<int>())});
-  for (const char* opt : {"boot-timeout", "request-timeout"}) {
-    if (args.count(opt))
-      ro.run_args.insert(ro.run_args.end(),
-                         {std::string("--") + opt, kgate::strprintf("%.17g", args[opt].as<double>())});
-  }
-  if (args.count("qemu")) ro.run_args.insert(ro.run_args.end(), {"--qemu", args["qemu"].as<std::string>()});
+  // What every entry runs; each entry's request adds its kernel, lockdown and arch.
+  ro.base.catalog = kgate::absolute_path(find_catalog(args["catalog"].as<std::string>()));
+  if (args.count("count")) ro.base.count = args["count"].as<int>();
+  if (args.count("boot-timeout")) ro.base.boot_timeout_s = args["boot-timeout"].as<double>();
+  if (args.count("request-timeout")) ro.base.request_timeout_s = args["request-timeout"].as<double>();
+  if (args.count("qemu")) ro.base.qemu = args["qemu"].as<std::string>();
   for (const char* opt : {"spec", "object"}) {
     if (!args.count(opt)) continue;
     fs::path file = args[opt].as<std::string>();
     // A file that is not there fails here once, not in every entry.
     if (!kgate::path_exists(file))
       return usage_error(std::string("--") + opt + " " + file.string() + ": no such file");
-    ro.run_args.insert(ro.run_args.end(), {std::string("--") + opt, kgate::absolute_path(file).string()});
+    (std::string(opt) == "spec" ? ro.base.spec : ro.base.object) = kgate::absolute_path(file);
   }
 
   kgate::install_interrupt_handlers();

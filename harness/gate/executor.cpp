@@ -143,13 +143,12 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
   ro.kgate = opts.kgate;
   ro.out_dir = opts.out_dir / "matrix" / g.name;
   ro.jobs = g.jobs;
-  ro.run_args = {"--matrix", absolute_path(matrix_file).string()};
   if (!g.spec.empty()) {
     // Checked once here, so that a broken spec is one message, not one refusal per entry.
     if (auto spec = spec::load_spec(g.spec); !spec) return finish(false, spec.error().describe());
-    ro.run_args.insert(ro.run_args.end(), {"--spec", g.spec.string()});
+    ro.base.spec = g.spec;
   }
-  ro.run_args.insert(ro.run_args.end(), g.run_args.begin(), g.run_args.end());
+  ro.run_args = g.run_args;
   ro.stop_fd = job.stop_r.get();
   ro.stop_grace = opts.kill_grace;
   if (auto st = make_dirs(ro.out_dir); !st) return finish(false, st.error().describe());

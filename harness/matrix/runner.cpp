@@ -15,6 +15,7 @@
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
 #include "report/receipt.hpp"
+#include "run/request.hpp"
 
 namespace kgate::matrix {
 
@@ -55,6 +56,17 @@ void collect(EntryResult& r, const fs::path& out_dir, int status) {
 
 }  // namespace
 
+run::RunRequest entry_request(const run::RunRequest& base, const Entry& e) {
+  run::RunRequest r = base;
+  r.name = e.name;
+  r.entry = e.kernel;
+  r.kernel.clear();
+  r.modules_dir.clear();
+  r.lockdown = e.lockdown;
+  r.arch = vm::parse_arch(e.arch);
+  return r;
+}
+
 MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opts, const EntryEvent& event) {
   MatrixRun run;
   auto start = Clock::now();
@@ -87,11 +99,16 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
       pending.pop_front();
       EntryResult& r = run.results[i];
       fs::path dir = opts.out_dir / r.dir;
-      (void)make_dirs(dir);
-      std::vector<std::string> argv = {opts.kgate.string(), "run",       "--entry",
-                                       r.entry.name,        "--receipt", dir.string()};
+      Status ready = make_dirs(dir);
+      if (ready)
+        ready = write_file_atomic(dir / "request.json",
+                                  run::request_json(entry_request(opts.base, r.entry)).dump(2) + "\n");
+      std::vector<std::string> argv = {opts.kgate.string(), "run",
+                                       "--request",         (dir / "request.json").string(),
+                                       "--receipt",         dir.string()};
       argv.insert(argv.end(), opts.run_args.begin(), opts.run_args.end());
-      auto child = Child::spawn(argv, {dir / "kgate.log", {}, {}});
+      auto child = ready ? Child::spawn(argv, {dir / "kgate.log", {}, {}})
+                         : Result<Child>(std::unexpected(ready.error()));
       r.started = true;
       if (event) event(r, false);
       if (!child) {

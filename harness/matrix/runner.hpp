@@ -11,6 +11,7 @@
 #include "core/files.hpp"
 #include "matrix/matrix.hpp"
 #include "report/receipt.hpp"
+#include "run/run.hpp"
 
 namespace kgate::matrix {
 
@@ -34,10 +35,13 @@ struct MatrixRun {
 };
 
 struct RunnerOptions {
-  fs::path kgate;                     // this executable: each entry is one `kgate run` child
-  fs::path out_dir;                   // <out_dir>/<entry>/ per entry
-  int jobs = 1;                       // VMs at once
-  std::vector<std::string> run_args;  // passed to every `kgate run` (--count, --catalog, ...)
+  fs::path kgate;    // this executable: each entry is one `kgate run` child
+  fs::path out_dir;  // <out_dir>/<entry>/ per entry
+  int jobs = 1;      // VMs at once
+  // Every entry runs this request with the entry's kernel, lockdown and arch filled in, written to
+  // <out_dir>/<entry>/request.json and run as `kgate run --request` (run/request.hpp).
+  run::RunRequest base;
+  std::vector<std::string> run_args;  // options after it, overriding it (a gate's run_args)
   int stop_fd = -1;                   // readable: stop as on SIGTERM (the gate executor's timeout or cancel)
   // From SIGTERM to SIGKILL for the running entries, once stopped: time for each `kgate run`
   // to stop its QEMU and write its interrupted receipt.
@@ -53,6 +57,9 @@ using EntryEvent = std::function<void(const EntryResult&, bool done)>;
 // entry (each writes its interrupted receipt and stops its QEMU) and cancels
 // the ones not started.
 MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opts, const EntryEvent& event);
+
+// The request an entry runs: `base` with the entry's name, catalog kernel, lockdown and arch.
+run::RunRequest entry_request(const run::RunRequest& base, const Entry& e);
 
 // The line that says how an entry went, as `kgate matrix` and an ebpf-matrix gate print it:
 // "<entry>: started", "<entry>: pass (2.1 s)", "<entry>: FAIL [boot_hang] ... (90.0 s)".

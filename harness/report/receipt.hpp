@@ -53,6 +53,7 @@ struct ProgramResult {
 // whatever happened. Rendering is pure and byte-stable (sorted keys).
 struct Receipt {
   std::string kgate_version;
+  nlohmann::json request;  // the request this run answered (run::request_json); null if none
   std::string entry;
   std::string arch;  // the guest arch booted ("x86_64", "arm64"); empty if the run ended before
   struct {

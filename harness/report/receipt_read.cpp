@@ -87,6 +87,7 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
     return bad("schema is '" + get_string(j, "schema") + "', this kgate reads " + receipt_schema);
   Receipt r;
   r.kgate_version = get_string(j, "kgate_version");
+  r.request = member(j, "request");
   r.entry = get_string(j, "entry");
   r.arch = get_string(j, "arch");
   const json& k = member(j, "kernel");

@@ -22,6 +22,7 @@
 #include "run/judge.hpp"
 #include "run/lockdown.hpp"
 #include "run/plan.hpp"
+#include "run/request.hpp"
 #include "spec/check.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
@@ -704,6 +705,7 @@ Error GateRun::classify(Error e) {
 
 RunOutcome GateRun::execute() {
   r_.kgate_version = kgate_version;
+  r_.request = request_json(req_);
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   // A reused receipt directory must not lend an old run's console to this one.

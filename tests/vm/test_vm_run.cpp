@@ -365,6 +365,15 @@ TEST_CASE("matrix: three entries with -j2 give three receipts, a summary and JUn
     CHECK(rc["verdict"] == "pass");
     CAPTURE(e);
     CHECK(cap->out.find(e) != std::string::npos);  // a row of the table
+    // The entry ran the request the matrix wrote for it, resolved (kernel, lockdown, arch), and
+    // its receipt records that request.
+    json req = json::parse(read_file(out / e / "request.json").value_or("null"), nullptr, false);
+    REQUIRE(req.is_object());
+    CHECK(req["name"] == e);
+    CHECK(req["entry"] == (std::string(e) == "debian-6.1-cloud" ? "debian-6.1-cloud" : "debian-6.1"));
+    CHECK(req["lockdown"] == (std::string(e) == "debian-6.1-integrity" ? "integrity" : "none"));
+    CHECK(req["arch"] == "x86_64");
+    CHECK(rc["request"] == req);
   }
   json summary = json::parse(read_file(out / "matrix-summary.json").value_or("null"), nullptr, false);
   REQUIRE(summary.is_object());
