@@ -118,9 +118,20 @@ Result<std::optional<Frame>> Decoder::next() {
   Frame frame{static_cast<FrameType>(get_le(p + 4, 2)), nlohmann::json::object(), {}};
   if (header_len > 0) {
     const char* h = p + prefix_bytes;
-    frame.header = nlohmann::json::parse(h, h + header_len, nullptr, false);
+    // A guest can nest values as deep as the header is long; copying one recurses once per level.
+    // The parser itself keeps its own stack: stop it at the limit.
+    bool too_deep = false;
+    nlohmann::json::parser_callback_t limit = [&too_deep](int depth, nlohmann::json::parse_event_t,
+                                                          nlohmann::json&) {
+      if (depth > max_header_depth) too_deep = true;
+      return !too_deep;
+    };
+    frame.header = nlohmann::json::parse(h, h + header_len, limit, false);
     std::string problem;
-    if (frame.header.is_discarded())
+    if (too_deep)
+      problem = "header (" + std::to_string(header_len) + " bytes) nests deeper than " +
+                std::to_string(max_header_depth) + " levels";
+    else if (frame.header.is_discarded())
       problem = "header (" + std::to_string(header_len) + " bytes) is not valid JSON";
     else if (!frame.header.is_object())
       problem = "header (" + std::to_string(header_len) + " bytes) is a JSON " + frame.header.type_name() +

@@ -27,6 +27,7 @@ struct Frame {
 
 inline constexpr std::size_t prefix_bytes = 16;
 inline constexpr std::uint32_t max_header_bytes = 1u << 20;  // 1 MiB
+inline constexpr int max_header_depth = 64;                  // arrays and objects within the header
 inline constexpr std::uint32_t max_body_bytes = 64u << 20;   // 64 MiB
 
 // The header is serialized compactly; an empty (or null) header is sent as header_len 0.

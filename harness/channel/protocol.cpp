@@ -110,11 +110,27 @@ json flat_object(const json& j, std::string_view key) {
   return out;
 }
 
+// Strings, numbers and booleans of a flat object (`{"name": ..., "ms": ...}`), bounded.
+json scalars_of(const json& v) {
+  json out = json::object();
+  for (const auto& [k, x] : v.items()) {
+    if (out.size() >= 8) break;
+    if (x.is_string())
+      out[k.substr(0, 128)] = x.get<std::string>().substr(0, 512);
+    else if (x.is_boolean() || x.is_number())
+      out[k.substr(0, 128)] = x;
+  }
+  return out;
+}
+
+// A list of strings or of flat objects (the hello's modules: [{name, ms}]), bounded; anything
+// nested deeper is dropped.
 json flat_array(const json& j, std::string_view key) {
   json out = json::array();
   for (const auto& v : get_array(j, key)) {
     if (out.size() >= 64) break;
     if (v.is_string()) out.push_back(v.get<std::string>().substr(0, 512));
+    if (v.is_object()) out.push_back(scalars_of(v));
   }
   return out;
 }

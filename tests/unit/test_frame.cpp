@@ -270,3 +270,16 @@ TEST_CASE("a long stream split across frame boundaries") {
   CHECK(d.buffered() == 0);
   CHECK(d.finish().has_value());
 }
+
+TEST_CASE("a header nested deeper than the limit is refused, not copied") {
+  // 100,000 levels fit well inside the 1 MiB header limit; copying such a value recurses once per
+  // level and ends kgate with a stack overflow.
+  std::string header = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_error(prefix("KGF1", 1, 0, static_cast<std::uint32_t>(header.size()), 0) + header,
+               {"nests deeper than 64 levels"});
+  // 63 levels inside the object are fine.
+  std::string ok = "{\"a\":" + std::string(62, '[') + std::string(62, ']') + "}";
+  Decoder d;
+  d.feed(prefix("KGF1", 1, 0, static_cast<std::uint32_t>(ok.size()), 0) + ok);
+  CHECK(decode_all(d).size() == 1);
+}

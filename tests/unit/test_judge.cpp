@@ -423,3 +423,20 @@ TEST_CASE("protocol: a lying guest's responses never throw and read as not obser
   json big = {{"ok", true}, {"error", std::string(1 << 20, 'x')}};
   CHECK(proto::load_response_from_json(big).error.size() < proto::max_text_bytes + 64);
 }
+
+TEST_CASE("protocol: the hello keeps its module timings and mounts, bounded, and drops anything nested") {
+  json nested = json::array();
+  for (int i = 0; i < 50; ++i) nested = json::array({nested});
+  json modules = json::array();
+  for (int i = 0; i < 100; ++i)
+    modules.push_back({{"name", "m" + std::to_string(i)}, {"ms", 1.5}, {"deep", nested}});
+  json j = {{"release", "6.1.0"}, {"version", "#1"},
+            {"cmdline", "x"},     {"lockdown", "[none]"},
+            {"lsm", "bpf"},       {"pid", 1},
+            {"modules", modules}, {"mounts", {{"proc", "ok"}, {"x", nested}}}};
+  proto::Hello h;
+  CHECK(proto::hello_from_json(j, h).empty());
+  REQUIRE(h.modules.size() == 64);
+  CHECK(h.modules[0] == json({{"name", "m0"}, {"ms", 1.5}}));
+  CHECK(h.mounts == json({{"proc", "ok"}}));
+}
