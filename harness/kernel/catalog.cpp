@@ -5,6 +5,7 @@
 
 #include "core/arch.hpp"
 #include "core/json_checks.hpp"
+#include "core/json_doc.hpp"
 
 namespace kgate::kernel {
 namespace {
@@ -138,8 +139,10 @@ Result<const CatalogEntry*> Catalog::find(std::string_view name) const {
 
 Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
   std::string where(origin);
-  json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded()) return fail(FailureClass::usage, where + ": not valid JSON");
+  // Strict: invalid JSON says where, and a key given twice (an entry defined twice) is refused.
+  auto parsed = parse_json_doc(text, where);
+  if (!parsed) return std::unexpected(parsed.error());
+  const json& doc = parsed->root();
   if (!doc.is_object()) return fail(FailureClass::usage, where + ": must be a JSON object");
   if (auto s = only_keys(doc, {"schema", "default", "defaults", "kernels"}, where); !s)
     return std::unexpected(s.error());

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/arch.hpp"
+#include "core/json_doc.hpp"
 
 namespace kgate::matrix {
 
@@ -17,8 +18,11 @@ const Entry* Matrix::find(std::string_view name) const {
 
 Result<Matrix> parse_matrix(std::string_view text, std::string_view origin) {
   const std::string where(origin);
-  json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return fail(FailureClass::usage, where + ": not a JSON object");
+  // Strict: invalid or cut-short JSON says where, and a key given twice is refused.
+  auto parsed = parse_json_doc(text, where);
+  if (!parsed) return std::unexpected(parsed.error());
+  const json& doc = parsed->root();
+  if (!doc.is_object()) return fail(FailureClass::usage, where + ": not a JSON object");
   for (const auto& [key, _] : doc.items()) {
     if (key != "schema" && key != "entries")
       return fail(FailureClass::usage, where + ": unknown key '" + key + "'");

@@ -84,7 +84,15 @@ TEST_CASE("a good catalog parses; find() of an unknown entry lists the known one
 }
 
 TEST_CASE("bad catalogs are refused with a message that says what and where") {
-  CHECK(error_of("{") == "cat.json: not valid JSON");
+  CHECK(error_of("{").starts_with("cat.json: not valid JSON at line 1, column 2"));
+  // A kernel defined twice: the second must not silently replace the first (it booted the cloud
+  // kernel under the first one's name).
+  std::string twice = good;
+  twice.insert(twice.rfind("\n  }\n}"), R"(,
+    "k1": {"arch": "x86_64", "source": {"type": "debian-package", "metapackage": "linux-image-cloud-amd64",
+           "package_prefix": "linux-image-6.1."}})");
+  CHECK(error_of(twice) ==
+        "cat.json: line 7: kernels.k1: the key \"k1\" appears twice in one object (first on line 5)");
   CHECK(error_of("[]") == "cat.json: must be a JSON object");
   CHECK(error_of(R"({"schema": "kgate.catalog/9", "default": "a", "kernels": {}})") ==
         "cat.json: schema 'kgate.catalog/9' is not kgate.catalog/1");

@@ -41,6 +41,11 @@ TEST_CASE("the shipped matrix names the production and local entries") {
 
 TEST_CASE("bad matrix files are refused with what and where") {
   CHECK(error_of("[]") == "m.json: not a JSON object");
+  // Cut short, a file says where it ends, not that it is no object.
+  CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": [{"name": "a",)")
+            .starts_with("m.json: not valid JSON at line 1, column"));
+  CHECK(error_of("{\"schema\": \"kgate.matrix/1\",\n \"schema\": \"kgate.matrix/1\", \"entries\": []}") ==
+        "m.json: line 2: schema: the key \"schema\" appears twice in one object (first on line 1)");
   CHECK(error_of(R"({"schema": "x", "entries": []})") == "m.json: schema must be \"kgate.matrix/1\"");
   CHECK(error_of(R"({"schema": "kgate.matrix/1", "entries": []})") ==
         "m.json: 'entries' must be a non-empty array");
