@@ -23,6 +23,24 @@ std::string or_empty(const char* s) {
 
 }  // namespace
 
+Result<std::uint32_t> vet_btf(const fs::path& file) {
+  if (!path_exists(file)) return fail(FailureClass::usage, "no such file");
+  LibbpfLog log;
+  struct btf* btf = btf__parse(file.c_str(), nullptr);
+  if (btf == nullptr) {
+    int err = errno;
+    std::string why = log.text();
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    char what[256] = "unknown error";
+    libbpf_strerror(err, what, sizeof what);
+    return fail(FailureClass::usage, std::string("not BTF that libbpf can read (") + what + ")" +
+                                         (why.empty() ? "" : ": " + why.substr(0, 512)));
+  }
+  std::uint32_t types = btf__type_cnt(btf);
+  btf__free(btf);
+  return types;
+}
+
 Result<ObjectLayout> open_object(std::string_view bytes, const std::string& name) {
   // libbpf reads the ELF in place and keeps pointing into the buffer while the object is open,
   // so the copy is declared first and outlives the object.

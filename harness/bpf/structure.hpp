@@ -14,6 +14,7 @@
 
 #include "bpf/object.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace kgate::bpf {
 
@@ -43,6 +44,11 @@ struct ObjectLayout {
   std::vector<MapInfo> maps;
   std::vector<GlobalInfo> globals;
 };
+
+// A BTF file as `kgate run --btf` takes it (raw BTF, or an ELF with a .BTF section), parsed by
+// the host's libbpf as the guest's will: the number of types, or a usage error with libbpf's
+// reason. Reads the file itself; does not name it (the caller does).
+Result<std::uint32_t> vet_btf(const fs::path& file);
 
 // Opens the object with bpf_object__open_mem and no load; `name` names it in messages. Fails
 // (class usage) with libbpf's error and warnings in the message when libbpf refuses it. For bytes

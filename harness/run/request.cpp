@@ -24,7 +24,8 @@ class Fields {
   Fields(const json& j, std::string_view origin) : j_(j), origin_(origin) {}
 
   std::unexpected<Error> bad(std::string_view key, std::string_view what) const {
-    return fail(FailureClass::usage, std::string(origin_) + ": " + std::string(key) + ": " + std::string(what));
+    return fail(FailureClass::usage,
+                std::string(origin_) + ": " + std::string(key) + ": " + std::string(what));
   }
   Status string(std::string_view key, std::string& out) const {
     const json& v = j_.at(std::string(key));
@@ -87,10 +88,12 @@ json request_json(const RunRequest& r) {
 
 Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
   static const std::set<std::string> keys = {
-      "schema", "name",     "entry", "kernel",         "modules",           "btf",    "spec",      "object", "catalog",
-      "arch",   "qemu",     "count", "lockdown",       "boot_timeout_s",    "append", "qemu_args", "refresh",
-      "request_timeout_s"};
-  auto bad = [&](const std::string& what) { return fail(FailureClass::usage, std::string(origin) + ": " + what); };
+      "schema",   "name",           "entry",   "kernel",    "modules", "btf",
+      "spec",     "object",         "catalog", "arch",      "qemu",    "count",
+      "lockdown", "boot_timeout_s", "append",  "qemu_args", "refresh", "request_timeout_s"};
+  auto bad = [&](const std::string& what) {
+    return fail(FailureClass::usage, std::string(origin) + ": " + what);
+  };
   if (!j.is_object()) return bad("a request is a JSON object");
   for (const auto& [key, _] : j.items()) {
     if (!keys.contains(key)) return bad("unknown key \"" + key + "\"");
@@ -126,7 +129,8 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
   auto l = parse_lockdown(lockdown);
   if (!l) return f.bad("lockdown", "must be none, integrity or confidentiality");
   r.lockdown = *l;
-  if (!j["count"].is_number_integer() || j["count"].get<long long>() < 1 || j["count"].get<long long>() > 1000)
+  if (!j["count"].is_number_integer() || j["count"].get<long long>() < 1 ||
+      j["count"].get<long long>() > 1000)
     return f.bad("count", "must be an integer from 1 to 1000");
   r.count = j["count"].get<int>();
   if (!j["refresh"].is_boolean()) return f.bad("refresh", "must be true or false");

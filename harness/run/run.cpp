@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <algorithm>
 
+#include "bpf/structure.hpp"
 #include "channel/fields.hpp"
 #include "channel/frame.hpp"
 #include "channel/protocol.hpp"
@@ -87,6 +88,10 @@ class GateRun {
   // The spec (--spec, --object, or the built-in probe) checked against its objects for the
   // arch, before any boot; copies of the objects and spec go into the receipt directory.
   Status resolve_spec();
+  // What can be checked on the host before anything is fetched: the kernel command line's length
+  // and the --btf file.
+  Status check_inputs() const;
+  std::vector<std::string> cmdline_words() const;  // lockdown= and --append
   Status boot();
   Status preflight();
   // Kernel splats on the console fail an entry even when its programs passed.
@@ -259,9 +264,38 @@ Status GateRun::resolve_spec() {
   return {};
 }
 
+Status GateRun::check_inputs() const {
+  // The kernel copies at most COMMAND_LINE_SIZE - 1 bytes of its command line (2048 on x86_64
+  // and on arm64 in 6.1) and drops the rest without a word: the agent would not even see rdinit=.
+  constexpr std::size_t command_line_size = 2048;
+  const std::string cmdline = vm::kernel_cmdline(arch_, cmdline_words());
+  const std::size_t kgate_part = vm::kernel_cmdline(arch_, {}).size();
+  if (cmdline.size() >= command_line_size)
+    return fail(FailureClass::usage,
+                strprintf("the kernel command line would be %zu characters, %zu of them from --append and "
+                          "lockdown=; the kernel takes at most %zu (COMMAND_LINE_SIZE %zu on %s)",
+                          cmdline.size(), cmdline.size() - kgate_part, command_line_size - 1,
+                          command_line_size, r_.arch.c_str()));
+  if (!req_.btf.empty()) {
+    if (auto btf = bpf::vet_btf(req_.btf); !btf)
+      return std::unexpected(
+          Error(FailureClass::usage, "--btf " + req_.btf.string() + ": " + btf.error().describe()));
+  }
+  return {};
+}
+
+std::vector<std::string> GateRun::cmdline_words() const {
+  std::vector<std::string> words;
+  if (req_.lockdown != Lockdown::none)
+    words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
+  words.insert(words.end(), req_.append.begin(), req_.append.end());
+  return words;
+}
+
 Status GateRun::prepare() {
   phase("spec");
   if (auto s = choose_kernel(); !s) return s;
+  if (auto s = check_inputs(); !s) return s;
   if (auto s = resolve_spec(); !s) return s;
 
   phase("kernel");
@@ -374,11 +408,7 @@ Status GateRun::boot() {
   spec.cpu = accel.cpu;
   spec.kernel = kernel_.boot;
   spec.initrd = initramfs_.path;
-  std::vector<std::string> words;
-  if (req_.lockdown != Lockdown::none)
-    words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
-  words.insert(words.end(), req_.append.begin(), req_.append.end());
-  spec.cmdline = vm::kernel_cmdline(arch_, words);
+  spec.cmdline = vm::kernel_cmdline(arch_, cmdline_words());
   spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
   spec.port_name = proto::port_name;

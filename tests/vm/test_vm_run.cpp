@@ -501,7 +501,8 @@ TEST_CASE("OCI layout: a kernel imported by digest boots; a tampered layer is re
   CHECK_FALSE(fs::exists(bad.dir / "console.log"));
 }
 
-TEST_CASE("--btf: CO-RE relocations use a BTF file the host sends; a corrupt one is refused at load") {
+TEST_CASE(
+    "--btf: CO-RE relocations use a BTF file the host sends; one that is not BTF is refused before boot") {
   require_vm_prerequisites();
   auto tmp = out_root();
   // The guest kernel's own BTF, cut out of its vmlinux: what a kernel without DEBUG_INFO_BTF would need.
@@ -524,14 +525,31 @@ TEST_CASE("--btf: CO-RE relocations use a BTF file the host sends; a corrupt one
   CHECK(ok.receipt["btf"]["source"] == "file");
   CHECK(ok.receipt["btf"]["sha256"] == sha256_file(btf).value());
 
+  // A file that is not BTF is refused on the host, before anything boots, naming the user's file.
   REQUIRE(write_file_atomic(tmp.path() / "junk.btf", std::string(4096, 'x')).has_value());
   auto bad = run_kgate(tmp.path() / "junk", {"--btf", (tmp.path() / "junk.btf").string()});
-  CHECK(bad.exit_code == 1);
+  CHECK(bad.exit_code == 2);
   REQUIRE(bad.receipt.is_object());
-  CHECK(bad.receipt["failure"]["class"] == "gate_failed");
-  // Every program is refused for the BTF, and the message says it was the --btf file.
-  CHECK(bad.receipt["failure"]["message"].get<std::string>().find("--btf") != std::string::npos);
-  for (const auto& p : bad.receipt["programs"]) CHECK(p["reasons"] == json::array({"btf_missing"}));
+  CHECK(bad.receipt["failure"]["class"] == "usage");
+  CHECK(bad.receipt["failure"]["message"].get<std::string>().find(
+            "--btf " + (tmp.path() / "junk.btf").string() + ": not BTF") != std::string::npos);
+  CHECK_FALSE(fs::exists(bad.dir / "qemu.log"));  // nothing booted
+}
+
+TEST_CASE("usage before boot: a kernel command line over COMMAND_LINE_SIZE is refused, saying the length") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // Under the limit it boots: the words reach the guest.
+  auto ok = run_passing(tmp, "fits", {"--append", "kgate.test=" + std::string(1800, 'x'), "--count", "1"});
+  CHECK(ok.receipt["guest"]["cmdline"].get<std::string>().find(std::string(1800, 'x')) != std::string::npos);
+  auto r = run_kgate(tmp.path() / "long", {"--append", "kgate.test=" + std::string(2100, 'x')});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 2);
+  REQUIRE(r.receipt.is_object());
+  CHECK(r.receipt["failure"]["class"] == "usage");
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find(
+            "takes at most 2047 (COMMAND_LINE_SIZE 2048") != std::string::npos);
+  CHECK_FALSE(fs::exists(r.dir / "qemu.log"));
 }
 
 TEST_CASE("console scan: a kernel WARNING on the console fails an entry whose programs passed") {
