@@ -58,10 +58,11 @@ json handle(kgate::agent::ObjectTable& objects, const Frame& req, std::string& b
 }
 
 // Fault injection for the VM tests, from the kernel command line
-// (kgate.fault=crash|garbage|hang|warn): a real crash of PID 1, a guest that
-// sends bytes that are no frame, one that goes silent after hello, and a
-// kernel-format WARNING written to the kernel log (so the console shows a splat
-// while every program passes). The host must tell each apart.
+// (kgate.fault=crash|garbage|silent|hang|warn): a real crash of PID 1, a guest that
+// sends bytes that are no frame, one that never says hello (a boot that hangs, whatever
+// the machine's speed), one that goes silent after hello, and a kernel-format WARNING
+// written to the kernel log (so the console shows a splat while every program passes).
+// The host must tell each apart.
 std::string requested_fault() {
   std::string cmdline = kgate::agent::describe_system().value("cmdline", "");
   const std::string key = "kgate.fault=";
@@ -86,6 +87,9 @@ int main(int argc, char** argv) {
 
   const std::string fault = requested_fault();
   if (fault == "crash") std::abort();
+  if (fault == "silent") {
+    for (;;) ::pause();
+  }
   if (fault == "warn") {
     if (FILE* kmsg = std::fopen("/dev/kmsg", "w")) {
       std::fputs("<4>WARNING: CPU: 0 PID: 1 at harness/agent/main.cpp:1 kgate_injected_warning+0x0/0x0\n",

@@ -423,6 +423,9 @@ Status GateRun::boot() {
   r_.console_log = "console.log";
 
   r_.timings_s.emplace_back("pre_qemu", seconds_since(start_));
+  // The console log exists from here on, even if QEMU is stopped before it opens it (which
+  // truncates it, as it would anyway).
+  if (auto s = write_file_atomic(spec.console_log, ""); !s) return s;
   auto child = Child::spawn(argv, {req_.out_dir / "qemu.log", {}, {}});
   if (!child) return std::unexpected(std::move(child.error()).context("start QEMU"));
   qemu_.emplace(std::move(*child));
