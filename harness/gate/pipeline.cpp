@@ -359,13 +359,20 @@ Result<std::vector<Gate>> order(std::vector<Gate> gates, const std::string& orig
       }
     }
   }
+  // A long cycle is named by its first and last links: the message stays one readable line.
+  constexpr size_t shown = 8;
+  const size_t first = static_cast<size_t>(pos[at]), length = path.size() - first;
   std::string cycle;
-  for (size_t k = static_cast<size_t>(pos[at]); k < path.size(); ++k) {
+  for (size_t k = first; k < path.size(); ++k) {
+    if (length > 2 * shown && k == first + shown) {
+      cycle += strprintf("... (%zu more) ... ", length - 2 * shown);
+      k = path.size() - shown;
+    }
     const Gate& g = gates[path[k]];
     cycle += "\"" + g.name + "\"" + (g.line > 0 ? strprintf(" (line %d)", g.line) : "") + " needs ";
   }
   cycle += "\"" + gates[at].name + "\"";
-  return fail(FailureClass::usage, origin + ": needs form a cycle: " + cycle);
+  return fail(FailureClass::usage, origin + strprintf(": needs form a cycle of %zu gates: ", length) + cycle);
 }
 
 }  // namespace

@@ -122,6 +122,15 @@ json receipt_json(const Receipt& r) {
   };
 }
 
+std::string bounded_message(std::string_view text, std::size_t limit, std::string_view file) {
+  if (text.size() <= limit) return std::string(text);
+  const std::string note = " [... " + std::to_string(text.size()) +
+                           " bytes in all; the whole message is in " + std::string(file) + " ...] ";
+  const std::size_t keep = limit > note.size() ? limit - note.size() : 0;
+  const std::size_t head = keep * 2 / 3, tail = keep - head;
+  return std::string(text.substr(0, head)) + note + std::string(text.substr(text.size() - tail));
+}
+
 std::string render_receipt(const Receipt& r) {
   // Console lines, paths and guest text are bytes, not always UTF-8: replace what
   // is not, rather than throw and lose the receipt.

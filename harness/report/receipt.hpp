@@ -116,6 +116,12 @@ struct Receipt {
       console_splats;  // kernel splats on the console: [{id, line_no, line, context}]; null: no console
 };
 
+// A failure message fit for the receipt and a terminal line: a message longer than `limit` keeps
+// its head and tail around a note naming `file` (relative to the receipt), where the caller keeps
+// the whole text (a tar listing, a guest's words, a long list).
+inline constexpr std::size_t failure_message_limit = 4096;
+std::string bounded_message(std::string_view text, std::size_t limit, std::string_view file);
+
 nlohmann::json receipt_json(const Receipt& r);
 // The inverse, for receipt.json files (the matrix's reports, a run repeated from its receipt):
 // the schema must be this kgate's, and the verdict and failure class must agree; other fields

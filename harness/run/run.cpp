@@ -742,7 +742,7 @@ RunOutcome GateRun::execute() {
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   // A reused receipt directory must not lend an old run's console to this one.
-  for (const char* old : {"receipt.json", "console.log", "qemu.log", "spec.json", "objects"}) {
+  for (const char* old : {"receipt.json", "console.log", "qemu.log", "spec.json", "objects", "failure.txt"}) {
     std::error_code ec;
     fs::remove_all(req_.out_dir / old, ec);
   }
@@ -761,6 +761,12 @@ RunOutcome GateRun::execute() {
   }
   if (qemu_ && !qemu_->try_wait()) qemu_->terminate(std::chrono::seconds(2));
   scan_console();
+  if (r_.failure_message.size() > report::failure_message_limit) {
+    // The whole text beside the receipt; the receipt and the terminal get its head and tail.
+    (void)write_file_atomic(req_.out_dir / "failure.txt", r_.failure_message + "\n");
+    r_.failure_message =
+        report::bounded_message(r_.failure_message, report::failure_message_limit, "failure.txt");
+  }
   r_.timings_s.emplace_back("total", seconds_since(start_));
   if (r_.verdict != FailureClass::pass) {
     if (auto console = read_file(req_.out_dir / "console.log"))

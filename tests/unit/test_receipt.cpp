@@ -155,3 +155,18 @@ TEST_CASE("receipt: what cannot be read back is a usage error naming the file") 
   CHECK(r->programs[0].insns_processed == -1);
   CHECK(r->timings_s.empty());
 }
+
+TEST_CASE("receipt: a long failure message keeps its head and tail and names the file with the rest") {
+  CHECK(report::bounded_message("short", 4096, "failure.txt") == "short");
+  std::string listing;
+  for (int i = 0; i < 3326; ++i)
+    listing += "drwxr-xr-x root/root 0 2026-11-26 lib/modules/" + std::to_string(i) + "\n";
+  const std::string text =
+      "extract layer: tar: write error: No space left on device\n" + listing + "tar: exiting";
+  const std::string b = report::bounded_message(text, 4096, "failure.txt");
+  CHECK(b.size() <= 4096);
+  CHECK(b.starts_with("extract layer: tar: write error: No space left on device"));
+  CHECK(b.ends_with("tar: exiting"));
+  CHECK(b.find(std::to_string(text.size()) + " bytes in all; the whole message is in failure.txt") !=
+        std::string::npos);
+}
