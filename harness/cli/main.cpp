@@ -183,6 +183,18 @@ int cmd_run(int argc, char** argv) {
       req.entry = e->kernel;
       req.lockdown = e->lockdown;
       req.arch = entry_arch;
+    } else if (auto catalog = kgate::kernel::load_catalog(req.catalog);
+               catalog && !catalog->find(req.entry)) {
+      // Neither: say what both files name.
+      std::string names;
+      if (m)
+        for (const auto& e : m->entries) names += (names.empty() ? "" : ", ") + e.name;
+      std::string kernels;
+      for (const auto& [name, _] : catalog->entries) kernels += (kernels.empty() ? "" : ", ") + name;
+      std::cerr << "kgate: no matrix entry or catalog kernel is named '" << req.entry
+                << "' (matrix entries: " << (names.empty() ? "none" : names)
+                << "; catalog kernels: " << kernels << ")\n";
+      return kgate::exit_code(FailureClass::usage);
     }
   }
   req.cache_root = kgate::kernel::Cache::default_root();

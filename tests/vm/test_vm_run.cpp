@@ -560,6 +560,13 @@ TEST_CASE("usage before boot: a kernel command line over COMMAND_LINE_SIZE is re
   CHECK(r.receipt["failure"]["message"].get<std::string>().find(
             "takes at most 2047 (COMMAND_LINE_SIZE 2048") != std::string::npos);
   CHECK_FALSE(fs::exists(r.dir / "qemu.log"));
+  // An --entry that neither file names: both lists, so that a matrix name is found by its user.
+  auto unknown = run_kgate(tmp.path() / "unknown", {"--entry", "debian-6.1-integrty"});
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.err.find(
+            "no matrix entry or catalog kernel is named 'debian-6.1-integrty' (matrix entries: ") !=
+        std::string::npos);
+  CHECK(unknown.err.find("debian-6.1-integrity") != std::string::npos);
 }
 
 TEST_CASE("console scan: a kernel WARNING on the console fails an entry whose programs passed") {
