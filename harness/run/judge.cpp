@@ -153,18 +153,22 @@ std::string skip_reason(const spec::ObjectSpec& object, const spec::ProgramSpec*
   return {};
 }
 
+std::vector<std::string> unknown_programs(const spec::ObjectSpec& object, const ObjectObservation& obs) {
+  std::vector<std::string> out;
+  for (const auto& p : obs.load.programs) {
+    if (object.find(p.name) == nullptr && std::find(out.begin(), out.end(), p.name) == out.end())
+      out.push_back(p.name);
+  }
+  return out;
+}
+
 std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, const ObjectObservation& obs,
                                                 const RunFacts& facts) {
   std::vector<report::ProgramResult> out;
-  // The programs: as the guest listed them; when it listed none, as the spec names them.
+  // The programs the host knows the object has, as the spec lists them (every one, for a run):
+  // a guest cannot add programs to the receipt by naming them.
   std::vector<std::string> names;
-  for (const auto& p : obs.load.programs) {
-    if (!p.name.empty() && std::find(names.begin(), names.end(), p.name) == names.end())
-      names.push_back(p.name);
-  }
-  for (const auto& p : object.programs) {
-    if (std::find(names.begin(), names.end(), p.name) == names.end()) names.push_back(p.name);
-  }
+  for (const auto& p : object.programs) names.push_back(p.name);
   for (const auto& name : names) {
     const spec::ProgramSpec* ps = object.find(name);
     const spec::ProgramSpec defaults{};

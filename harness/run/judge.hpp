@@ -51,10 +51,13 @@ std::string skip_reason(const spec::ObjectSpec& object, const spec::ProgramSpec*
 // "5.15"); true when `release` sorts before `version`.
 bool release_below(std::string_view release, std::string_view version);
 
-// Pure: each program of the object (in the order the guest listed them, or the spec's if
-// the object never loaded) with its verdict, its reasons and its verifier statistics.
+// Pure: each program of the spec's object (a run's spec lists every program of the object, in the
+// object's order) with its verdict, its reasons and its verifier statistics.
 std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, const ObjectObservation& obs,
                                                 const RunFacts& facts);
+
+// Pure: programs the guest reported that the object does not have (a lying or confused guest).
+std::vector<std::string> unknown_programs(const spec::ObjectSpec& object, const ObjectObservation& obs);
 
 struct RunJudgement {
   FailureClass verdict = FailureClass::no_verdict;

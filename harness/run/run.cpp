@@ -231,6 +231,15 @@ Status GateRun::resolve_spec() {
     // the judge read one spec.
     auto& obj = spec_.objects[c.index];
     for (auto& p : spec::unnamed_programs(obj, c.layout)) obj.programs.push_back(std::move(p));
+    // In the object's order, as libbpf lists them: the receipt's order.
+    auto position = [&](const spec::ProgramSpec& p) {
+      for (std::size_t i = 0; i < c.layout.programs.size(); ++i)
+        if (c.layout.programs[i].name == p.name) return i;
+      return c.layout.programs.size();
+    };
+    std::stable_sort(
+        obj.programs.begin(), obj.programs.end(),
+        [&](const spec::ProgramSpec& a, const spec::ProgramSpec& b) { return position(a) < position(b); });
     ObjectRun run;
     run.spec = &obj;
     run.sha256 = c.sha256;
@@ -640,6 +649,14 @@ void GateRun::judge() {
     r_.programs.insert(r_.programs.end(), programs.begin(), programs.end());
     if (!o.obs.load.ok && !o.obs.load.error.empty() && !told)
       problems.push_back("object " + o.spec->name + ": " + o.obs.load.error);
+    if (auto extra = unknown_programs(*o.spec, o.obs); !extra.empty()) {
+      std::string shown;
+      for (std::size_t i = 0; i < extra.size() && i < 5; ++i)
+        shown += (i ? ", " : "") + extra[i].substr(0, 64);
+      problems.push_back(strprintf("the agent reported %zu programs that object %s does not have: %s%s",
+                                   extra.size(), o.spec->name.c_str(), shown.c_str(),
+                                   extra.size() > 5 ? ", ..." : ""));
+    }
     for (auto id : o.obs.detach.left_programs) left_programs.push_back(id);
     for (auto id : o.obs.detach.left_links) left_links.push_back(id);
     if (!o.obs.records_error.empty())

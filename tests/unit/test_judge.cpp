@@ -440,3 +440,16 @@ TEST_CASE("protocol: the hello keeps its module timings and mounts, bounded, and
   CHECK(h.modules[0] == json({{"name", "m0"}, {"ms", 1.5}}));
   CHECK(h.mounts == json({{"proc", "ok"}}));
 }
+
+TEST_CASE("a guest cannot add programs to the receipt by naming them; they are a problem of the run") {
+  auto o = healthy();
+  proto::ProgramLoad fake;
+  fake.name = "invented";
+  fake.loaded = true;
+  o.load.programs.push_back(fake);
+  auto ps = judge_object(probe(), o, facts());
+  REQUIRE(ps.size() == 2);
+  CHECK(find(ps, "on_getpid").verdict == "pass");
+  CHECK(unknown_programs(probe(), o) == std::vector<std::string>{"invented"});
+  CHECK(unknown_programs(probe(), healthy()).empty());
+}
