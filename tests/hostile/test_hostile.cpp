@@ -18,8 +18,8 @@ struct Case {
   const char* mode;
   const char* cls;
   int exit_code;
-  double max_seconds;    // wall time of the whole kgate run
-  const char* message;   // a part of failure.message
+  double max_seconds;   // wall time of the whole kgate run
+  const char* message;  // a part of failure.message
 };
 
 void check_case(const Case& c) {
@@ -30,9 +30,8 @@ void check_case(const Case& c) {
   REQUIRE(src != nullptr);
   ::setenv("KGATE_FAKE_MODE", c.mode, 1);
   auto start = Clock::now();
-  auto r = run_kgate(tmp->path() / c.mode,
-                     {"--qemu", (fs::path(src) / "tests/hostile/fake-qemu.py").string(), "--boot-timeout", "5",
-                      "--request-timeout", "3"});
+  auto r = run_kgate(tmp->path() / c.mode, {"--qemu", (fs::path(src) / "tests/hostile/fake-qemu.py").string(),
+                                            "--boot-timeout", "5", "--request-timeout", "3"});
   const double took = seconds_since(start);
   ::unsetenv("KGATE_FAKE_MODE");
   INFO("mode " << std::string(c.mode) << "\nstdout: " << r.out << "\nstderr: " << r.err);
