@@ -2,6 +2,7 @@
 
 #include "interrupt.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +25,44 @@ namespace {
 // stop with it; the child itself if the group is gone.
 void signal_group(pid_t pid, int sig) {
   if (::kill(-pid, sig) != 0) ::kill(pid, sig);
+}
+
+// Whether any process of group `pgid` is still running (not a zombie), from /proc: a member
+// orphaned by its leader is not ours to wait for, so its end can only be watched.
+bool group_has_live_members(pid_t pgid) {
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return false;
+  bool live = false;
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    FILE* f = std::fopen(path, "re");
+    if (f == nullptr) continue;
+    char line[512];
+    const bool read = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    if (!read) continue;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses; the last ')' ends it.
+    const char* close = std::strrchr(line, ')');
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    if (close == nullptr || std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) continue;
+    if (pgrp == pgid && state != 'Z' && state != 'X') {
+      live = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return live;
+}
+
+// After SIGKILL to a group whose leader had already exited: the signal is delivered at once, but
+// a member takes a moment to die (longer on a loaded machine). Bounded, so that what called it
+// returns with the group gone rather than dying.
+void await_group_end(pid_t pgid, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (group_has_live_members(pgid) && std::chrono::steady_clock::now() < until) ::usleep(5000);
 }
 
 int open_pidfd(pid_t pid) {
@@ -135,7 +175,7 @@ std::optional<int> Child::try_wait() {
   if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
       info.si_pid != pid_)
     return status_;
-  ::kill(-pid_, SIGKILL);
+  if (::kill(-pid_, SIGKILL) == 0) await_group_end(pid_, std::chrono::seconds(2));
   int st = 0;
   if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
   return status_;

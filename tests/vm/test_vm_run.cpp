@@ -605,6 +605,8 @@ TEST_CASE(
   CHECK(WEXITSTATUS(cap->status) == 1);  // too-slow timed out
   json s = json::parse(read_file(out / "verify-all-summary.json").value_or("null"), nullptr, false);
   REQUIRE(s.is_object());
+  // On a failure, the entries' own receipts (console tails included) are in the output.
+  INFO("summary: " << s.dump(1));
   const json& kernels = s["gates"][0];
   CHECK(kernels["name"] == "kernels");
   CHECK(kernels["status"] == "passed");
