@@ -163,6 +163,7 @@ int cmd_gates(int argc, char** argv) {
   eo.kgate = fs::read_symlink("/proc/self/exe", ec);
   if (ec) eo.kgate = self_dir() / "kgate";
   eo.default_matrix = find_matrix(args["matrix"].as<std::string>());
+  eo.catalog = find_catalog("");
   eo.cancel_reason = [&group] { return group ? group->superseded_reason() : std::string(); };
   if (auto st = make_dirs(eo.out_dir); !st) {
     std::cerr << "kgate: " << st.error().describe() << "\n";

@@ -148,6 +148,7 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
     if (auto spec = spec::load_spec(g.spec); !spec) return finish(false, spec.error().describe());
     ro.base.spec = g.spec;
   }
+  if (!opts.catalog.empty()) ro.base.catalog = absolute_path(opts.catalog);
   ro.run_args = g.run_args;
   ro.stop_fd = job.stop_r.get();
   ro.stop_grace = opts.kill_grace;

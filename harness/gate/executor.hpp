@@ -39,6 +39,7 @@ struct ExecOptions {
   fs::path out_dir;         // logs/<gate>.log, matrix/<gate>/<entry>/...
   fs::path kgate;           // this executable: an ebpf-matrix gate's entries are `kgate run` children
   fs::path default_matrix;  // for ebpf-matrix gates that name none
+  fs::path catalog;         // the kernel catalog every ebpf-matrix entry's request names
   Clock::duration kill_grace = std::chrono::seconds(5);  // from SIGTERM to SIGKILL
   // Asked once, when a signal cancels the run, for the receipt's reason ("SIGTERM", or
   // "superseded by ..." for a concurrency group).

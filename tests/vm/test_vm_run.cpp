@@ -617,6 +617,12 @@ TEST_CASE(
     CHECK(e["receipt"]["verdict"] == "pass");  // the entry's own receipt, nested
     CHECK(e["receipt"]["entry"] == e["name"]);
     CHECK(path_exists(out / e["dir"].get<std::string>() / "receipt.json"));
+    // The entry ran the request the gate wrote for it, catalog included.
+    json req = json::parse(read_file(out / e["dir"].get<std::string>() / "request.json").value_or("null"),
+                           nullptr, false);
+    CHECK(req.is_object());
+    CHECK(req["catalog"].get<std::string>().ends_with("kernels/catalog.json"));
+    CHECK(e["receipt"]["request"] == req);
   }
   CHECK(kernels["matrix"][1]["receipt"]["arch"] == "arm64");
   CHECK(kernels["matrix"][1]["receipt"]["lockdown"]["observed"] == "integrity");
