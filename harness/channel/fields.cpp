@@ -42,4 +42,14 @@ const nlohmann::json& get_array(const nlohmann::json& j, std::string_view key) {
   return f && f->is_array() ? *f : empty;
 }
 
+std::vector<std::string> get_strings(const nlohmann::json& j, std::string_view key, std::size_t cap,
+                                     std::size_t max_bytes) {
+  std::vector<std::string> out;
+  for (const auto& e : get_array(j, key)) {
+    if (out.size() >= cap) break;
+    if (e.is_string()) out.push_back(e.get_ref<const std::string&>().substr(0, max_bytes));
+  }
+  return out;
+}
+
 }  // namespace kgate::channel

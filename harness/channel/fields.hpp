@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kgate::channel {
 
@@ -17,5 +18,9 @@ std::optional<std::int64_t> get_int(const nlohmann::json& j, std::string_view ke
 std::optional<double> get_number(const nlohmann::json& j, std::string_view key);
 // The array at `key`, or an empty array.
 const nlohmann::json& get_array(const nlohmann::json& j, std::string_view key);
+// The strings of the array at `key` (other elements skipped), at most `cap` of them, each cut to
+// `max_bytes`.
+std::vector<std::string> get_strings(const nlohmann::json& j, std::string_view key,
+                                     std::size_t cap = SIZE_MAX, std::size_t max_bytes = SIZE_MAX);
 
 }  // namespace kgate::channel

@@ -78,12 +78,7 @@ auto list_of(const json& j, std::string_view key, Read read, std::size_t cap = m
 }
 
 std::vector<std::string> strings_of(const json& j, std::string_view key, std::size_t cap = max_list) {
-  std::vector<std::string> out;
-  for (const auto& e : get_array(j, key)) {
-    if (out.size() >= cap) break;
-    if (e.is_string()) out.push_back(e.get<std::string>().substr(0, max_text_bytes));
-  }
-  return out;
+  return channel::get_strings(j, key, cap, max_text_bytes);
 }
 
 std::vector<std::uint32_t> ids_of(const json& j, std::string_view key) {

@@ -348,4 +348,10 @@ Result<std::optional<JsonReader>> JsonReader::array(std::string_view key) const 
   return m;
 }
 
+Result<JsonDoc> read_json_doc(const fs::path& file, int max_depth) {
+  auto text = read_file(file);
+  if (!text) return std::unexpected(std::move(text.error()).reclass(FailureClass::usage));
+  return parse_json_doc(*text, file.string(), max_depth);
+}
+
 }  // namespace kgate

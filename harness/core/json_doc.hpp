@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "files.hpp"
 
 namespace kgate {
 
@@ -42,6 +43,8 @@ class JsonDoc {
 // valid JSON at line 3, column 7: <what>"), a key twice in one object, a NUL byte in a string or
 // key, and arrays and objects nested deeper than `max_depth`.
 Result<JsonDoc> parse_json_doc(std::string_view text, const std::string& origin, int max_depth = 64);
+// The same for a file, named by its path; a file that cannot be read is class usage too.
+Result<JsonDoc> read_json_doc(const fs::path& file, int max_depth = 64);
 
 // JSON paths as the messages write them: `parent.key` (`parent["odd key"]` when the key is not an
 // identifier), `parent[3]`.

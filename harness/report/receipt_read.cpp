@@ -6,6 +6,7 @@
 
 #include "channel/fields.hpp"
 #include "core/files.hpp"
+#include "core/json_doc.hpp"
 #include "report/receipt.hpp"
 
 namespace kgate::report {
@@ -17,6 +18,7 @@ using channel::get_bool;
 using channel::get_int;
 using channel::get_number;
 using channel::get_string;
+using channel::get_strings;
 using nlohmann::json;
 
 const json& member(const json& j, std::string_view key) {
@@ -24,13 +26,6 @@ const json& member(const json& j, std::string_view key) {
   if (!j.is_object()) return null;
   auto it = j.find(key);
   return it == j.end() ? null : *it;
-}
-
-std::vector<std::string> strings(const json& j, std::string_view key) {
-  std::vector<std::string> out;
-  for (const auto& s : get_array(j, key))
-    if (s.is_string()) out.push_back(s.get<std::string>());
-  return out;
 }
 
 ProgramResult program_from_json(const json& p) {
@@ -41,7 +36,7 @@ ProgramResult program_from_json(const json& p) {
   r.type = get_string(p, "type");
   r.attach = get_string(p, "attach");
   r.verdict = get_string(p, "verdict");
-  r.reasons = strings(p, "reasons");
+  r.reasons = get_strings(p, "reasons");
   r.skip_reason = get_string(p, "skip_reason");
   r.loaded = get_bool(p, "loaded");
   r.attached = get_bool(p, "attached");
@@ -64,7 +59,7 @@ ProgramResult program_from_json(const json& p) {
   for (const auto& x : get_array(p, "retvals"))
     if (x.is_number_integer()) r.retvals.push_back(x.get<std::int64_t>());
   r.error = get_string(p, "error");
-  r.log_tail = strings(p, "verifier_log_tail");
+  r.log_tail = get_strings(p, "verifier_log_tail");
   return r;
 }
 
@@ -100,14 +95,14 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
   const json& ir = member(j, "initramfs");
   r.initramfs.sha256 = get_string(ir, "sha256");
   r.initramfs.agent_sha256 = get_string(ir, "agent_sha256");
-  r.initramfs.modules = strings(ir, "modules");
+  r.initramfs.modules = get_strings(ir, "modules");
   const json& q = member(j, "qemu");
   r.qemu.binary = get_string(q, "binary");
   r.qemu.version = get_string(q, "version");
   r.qemu.accel = get_string(q, "accel");
   r.qemu.accel_note = get_string(q, "accel_note");
   r.qemu.machine = get_string(q, "machine");
-  r.qemu.argv = strings(q, "argv");
+  r.qemu.argv = get_strings(q, "argv");
   r.cmdline = get_string(j, "cmdline");
   r.guest = member(j, "guest");
   for (const auto& o : get_array(j, "objects")) {
@@ -153,17 +148,15 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
     return bad("verdict is '" + verdict + "', not pass or fail");
   }
   r.console_log = get_string(j, "console_log");
-  r.console_tail = strings(j, "console_tail");
+  r.console_tail = get_strings(j, "console_tail");
   r.console_splats = member(j, "console_splats");
   return r;
 }
 
 Result<Receipt> read_receipt(const fs::path& file) {
-  auto text = read_file(file);
-  if (!text) return std::unexpected(std::move(text.error()).reclass(FailureClass::usage));
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return fail(FailureClass::usage, file.string() + ": not JSON");
-  return receipt_from_json(j, file.string());
+  auto doc = read_json_doc(file);
+  if (!doc) return std::unexpected(doc.error());
+  return receipt_from_json(doc->root(), file.string());
 }
 
 }  // namespace kgate::report

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "core/json_doc.hpp"
 #include "core/strings.hpp"
 
 namespace kgate::run {
@@ -140,10 +141,9 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
 }
 
 Result<RunRequest> read_request(const fs::path& file) {
-  auto text = read_file(file);
-  if (!text) return std::unexpected(std::move(text.error()).reclass(FailureClass::usage));
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return fail(FailureClass::usage, file.string() + ": not JSON");
+  auto doc = read_json_doc(file);
+  if (!doc) return std::unexpected(doc.error());
+  const json& j = doc->root();
   // A receipt answers one request and records it.
   const bool receipt = j.is_object() && j.contains("schema") && j["schema"].is_string() &&
                        j["schema"].get<std::string>().starts_with("kgate.receipt/");

@@ -62,6 +62,7 @@ std::string qemu_version(const kernel::Cache& cache, const fs::path& qemu) {
 // One object of the spec in this run: its bytes and what the guest reported about it.
 struct ObjectRun {
   const spec::ObjectSpec* spec = nullptr;
+  std::size_t receipt_index = 0;  // its entry in Receipt::objects
   std::string bytes;
   std::string sha256;
   std::vector<std::string> programs;  // as the host's libbpf lists them
@@ -254,6 +255,7 @@ Status GateRun::resolve_spec() {
         return std::unexpected(std::move(w.error()).context("copy the object into the receipt directory"));
     }
     run.bytes = std::move(c.bytes);
+    run.receipt_index = r_.objects.size();
     r_.objects.push_back(std::move(ro));
     objects_.push_back(std::move(run));
   }
@@ -539,7 +541,7 @@ Status GateRun::exercise_object(ObjectRun& o) {
   auto load = request(proto::Op::load, proto::to_json(load_request(*o.spec, o.programs, facts)), o.bytes);
   if (!load) return std::unexpected(load.error());
   obs.load = proto::load_response_from_json(*load);
-  r_.objects[static_cast<std::size_t>(&o - objects_.data())].load_rounds_ms = obs.load.round_ms;
+  r_.objects[o.receipt_index].load_rounds_ms = obs.load.round_ms;
   // A refused program is judged below: the refusal is the result.
   if (!obs.load.ok) return {};
 

@@ -93,6 +93,13 @@ TEST_CASE("request: read from a request file, or from the receipt that recorded 
   auto b = run::read_request(tmp->path() / "receipt.json");
   REQUIRE_MESSAGE(b.has_value(), b.error().describe());
   CHECK(run::request_json(*b) == req);
+  // A file is read strictly: a key given twice is refused with its line.
+  std::string twice = req.dump();
+  twice.insert(1, "\"count\": 9,\n");
+  REQUIRE(write_file_atomic(tmp->path() / "twice.json", twice).has_value());
+  auto d = run::read_request(tmp->path() / "twice.json");
+  REQUIRE_FALSE(d.has_value());
+  CHECK(d.error().describe().find("appears twice") != std::string::npos);
   receipt.erase("request");
   REQUIRE(write_file_atomic(tmp->path() / "old.json", receipt.dump()).has_value());
   auto c = run::read_request(tmp->path() / "old.json");
