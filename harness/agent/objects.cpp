@@ -298,10 +298,15 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
   proto::LoadResponse resp;
   LoadSetup setup{&bytes, &req, &btf_path_};
 
-  // The programs to load: all the object has, less those the host turned off.
-  std::set<std::string> skipped;
-  for (const auto& p : req.programs)
-    if (!p.autoload) skipped.insert(p.name);
+  // The programs to load together: all the object has, less those the host turned off and
+  // those it expects the verifier to refuse (each loaded alone below, so the rest need one round).
+  std::set<std::string> skipped, alone;
+  for (const auto& p : req.programs) {
+    if (!p.autoload)
+      skipped.insert(p.name);
+    else if (p.alone)
+      alone.insert(p.name);
+  }
   std::set<std::string> enabled;
   {
     LogCapture quiet;
@@ -317,7 +322,7 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
     bpf_program* prog;
     bpf_object__for_each_program(prog, probe.get()) {
       std::string name = bpf_program__name(prog);
-      if (!skipped.contains(name)) enabled.insert(name);
+      if (!skipped.contains(name) && !alone.contains(name)) enabled.insert(name);
     }
   }
 
@@ -387,6 +392,53 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
     }
   }
 
+  // The programs expected to be refused, each alone at once with the full log. One that loads
+  // after all is reported loaded (alone, with its statistics) and closed again; the leftover
+  // check at detach covers it.
+  std::vector<std::uint32_t> alone_ids;
+  for (const auto& name : alone) {
+    const std::uint64_t start = boottime_ns();
+    Attempt a = attempt_load(setup, {name}, 1 | 4, full_log_bytes);
+    const std::uint64_t end = boottime_ns();
+    ++resp.rounds;
+    resp.round_ms.push_back(static_cast<double>(end - start) / 1e6);
+    proto::ProgramLoad pl;
+    pl.name = name;
+    pl.alone = true;
+    pl.err = a.err;
+    int fd = -1;
+    if (a.object) {
+      if (bpf_program* prog = bpf_object__find_program_by_name(a.object.get(), name.c_str()))
+        fd = bpf_program__fd(prog);
+    }
+    if (!a.object) {
+      pl.error = a.open_error;
+      pl.libbpf = tail(a.libbpf, 8192);
+    } else if (a.err != 0 || fd < 0) {
+      const std::string culprit = failed_program(a.libbpf);
+      pl.error = culprit == name ? "refused: " + strerr(a.err)
+                                 : "the object did not load: " + strerr(a.err) + " (libbpf: " +
+                                       first_line(a.libbpf) + ")";
+      pl.log = tail(a.logs[name], 48 * 1024);
+      pl.libbpf = tail(culprit == name ? lines_about(a.libbpf, name) : a.libbpf, 8192);
+    } else {
+      pl.loaded = true;
+      pl.log = tail(a.logs[name], 16 * 1024);
+      bpf_prog_info info{};
+      __u32 len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+        pl.prog_id = info.id;
+        pl.xlated_bytes = info.xlated_prog_len;
+        pl.jited_bytes = info.jited_prog_len;
+        if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof info.verified_insns)
+          pl.verified_insns = info.verified_insns;
+        pl.load_ns = end > info.load_time && info.load_time >= start ? end - info.load_time : 0;
+        alone_ids.push_back(info.id);
+      }
+    }
+    rejected[name] = std::move(pl);
+  }
+
   bpf_object* obj = final.object.get();
   if (!obj && !rejected.empty() && enabled.empty() && resp.error.empty()) {
     resp.error = "every program was refused";
@@ -419,7 +471,7 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
         pl.section = bpf_program__section_name(prog);
         pl.type = libbpf_bpf_prog_type_str(bpf_program__type(prog)) ?: "unknown";
         pl.autoload = !skipped.contains(name);
-        int fd = obj ? bpf_program__fd(prog) : -1;
+        int fd = obj && !alone.contains(name) ? bpf_program__fd(prog) : -1;
         if (fd >= 0) {
           pl.loaded = true;
           pl.log = tail(final.logs[name], 16 * 1024);
@@ -457,6 +509,7 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
       resp.maps.push_back({bpf_map__name(m), libbpf_bpf_map_type_str(bpf_map__type(m)) ?: "unknown", id});
     }
     resp.ok = true;
+    table->prog_ids.insert(table->prog_ids.end(), alone_ids.begin(), alone_ids.end());
     table->object = std::move(final.object);
     resp.handle = next_handle_++;
     objects_[resp.handle] = std::move(table);

@@ -183,7 +183,8 @@ std::string hello_from_json(const json& j, Hello& h) {
 // ---- load ----
 json to_json(const LoadRequest& r) {
   json progs = json::array();
-  for (const auto& p : r.programs) progs.push_back({{"name", p.name}, {"autoload", p.autoload}});
+  for (const auto& p : r.programs)
+    progs.push_back({{"name", p.name}, {"autoload", p.autoload}, {"alone", p.alone}});
   return {{"name", r.name}, {"programs", progs}, {"nonce_global", r.nonce_global}, {"nonce", r.nonce}};
 }
 
@@ -191,7 +192,7 @@ LoadRequest load_request_from_json(const json& j) {
   LoadRequest r;
   r.name = name(j, "name");
   r.programs = list_of(j, "programs", [](const json& p) {
-    return ProgramOption{name(p, "name"), get_bool(p, "autoload", true)};
+    return ProgramOption{name(p, "name"), get_bool(p, "autoload", true), get_bool(p, "alone")};
   });
   r.nonce_global = name(j, "nonce_global");
   r.nonce = name(j, "nonce");
@@ -260,6 +261,7 @@ json to_json(const LoadResponse& r) {
                {"type", p.type},
                {"autoload", p.autoload},
                {"loaded", p.loaded},
+               {"alone", p.alone},
                {"prog_id", p.prog_id},
                {"errno", p.err},
                {"error", p.error},
@@ -298,6 +300,7 @@ LoadResponse load_response_from_json(const json& j) {
     pl.type = name(p, "type");
     pl.autoload = get_bool(p, "autoload", true);
     pl.loaded = get_bool(p, "loaded");
+    pl.alone = get_bool(p, "alone");
     pl.prog_id = u32_of(p, "prog_id");
     pl.err = int_of(p, "errno");
     pl.error = text(p, "error");

@@ -64,6 +64,7 @@ std::string hello_from_json(const nlohmann::json& j, Hello& h);
 struct ProgramOption {
   std::string name;
   bool autoload = true;  // false: the spec skips it; it is not loaded
+  bool alone = false;    // expected to be refused: loaded alone, with the full verifier log
 };
 struct LoadRequest {
   std::string name;  // the object's name (libbpf's object_name)
@@ -99,6 +100,7 @@ struct ProgramLoad {
   std::string type;  // libbpf's name: "tracepoint", "xdp", ...
   bool autoload = true;
   bool loaded = false;
+  bool alone = false;  // loaded alone (expected to be refused), not part of the object's handle
   std::uint32_t prog_id = 0;
   int err = 0;        // errno of a refused load
   std::string error;  // what refused it

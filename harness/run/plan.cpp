@@ -51,7 +51,7 @@ unsigned checksum(std::string_view bytes) {
 
 bool loaded(const proto::LoadResponse& load, const std::string& name) {
   for (const auto& p : load.programs)
-    if (p.name == name) return p.loaded;
+    if (p.name == name) return p.loaded && !p.alone;
   return false;
 }
 
@@ -124,7 +124,11 @@ proto::LoadRequest load_request(const spec::ObjectSpec& object, const std::vecto
   r.nonce = facts.nonce;
   if (object.nonce.kind == spec::NonceSource::Kind::global) r.nonce_global = object.nonce.name;
   for (const auto& name : programs) {
-    if (!skip_reason(object, object.find(name), facts).empty()) r.programs.push_back({name, false});
+    const spec::ProgramSpec* ps = object.find(name);
+    if (!skip_reason(object, ps, facts).empty())
+      r.programs.push_back({name, false});
+    else if (ps && !ps->expect.loads)
+      r.programs.push_back({name, true, true});
   }
   return r;
 }
@@ -133,7 +137,7 @@ proto::AttachRequest attach_request(const spec::ObjectSpec& object, const proto:
   proto::AttachRequest r;
   r.handle = load.handle;
   for (const auto& p : load.programs) {
-    if (!p.loaded) continue;
+    if (!p.loaded || p.alone) continue;
     const spec::ProgramSpec* ps = object.find(p.name);
     if (ps && ps->attach != spec::AttachMode::auto_attach) continue;
     proto::AttachOption o;

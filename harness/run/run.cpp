@@ -269,7 +269,7 @@ Status GateRun::resolve_spec() {
     if (bytes->size() > channel::max_body_bytes / 2)
       return fail(FailureClass::usage,
                   strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", source->second.c_str(),
-                            bytes->size(), channel::max_body_bytes / 2));
+                            bytes->size(), std::size_t{channel::max_body_bytes / 2}));
     files_.push_back({&f, std::move(*bytes)});
   }
   return {};

@@ -272,6 +272,21 @@ TEST_CASE("skips: by arch and by kernel; an entry with nothing judged fails") {
   CHECK_FALSE(req.programs[0].autoload);
 
   o = probe();
+  o.programs[1].expect.loads = false;
+  req = load_request(o, {"on_getpid", "on_uprobe"}, facts());
+  REQUIRE(req.programs.size() == 1);
+  CHECK(req.programs[0].name == "on_uprobe");
+  CHECK(req.programs[0].autoload);
+  CHECK(req.programs[0].alone);
+  // It loaded alone after all: judged unexpected_load, never attached or triggered.
+  proto::LoadResponse lr;
+  lr.ok = true;
+  lr.programs = {loaded("on_getpid", 1), loaded("on_uprobe", 2)};
+  lr.programs[1].alone = true;
+  for (const auto& a : attach_request(o, lr).programs) CHECK(a.name != "on_uprobe");
+  CHECK_FALSE(trigger_request(o, lr, facts()).uprobe_target);
+
+  o = probe();
   o.min_kernel = "6.2";
   ps = judge_object(o, healthy(), facts());
   for (const auto& p : ps) CHECK(p.verdict == "skipped");
