@@ -89,8 +89,13 @@ programs = {}
 for r in receipts:
     for p in r["programs"]:
         if p.get("loaded"):
-            programs.setdefault(f'{p["object"]}/{p["name"]}', []).append(p["verifier"]["load_ms"])
-print(f"{len(programs)} programs loaded; kernel load time per program (median ms):")
+            programs.setdefault(f'{p["object"]}/{p["name"]}', []).append(
+                (p["verifier"]["load_ms"], p.get("attach_ms", 0), p.get("detach_ms", 0)))
+print(f"{len(programs)} programs loaded; per program (median ms): kernel load, attach, detach")
 for name, vals in programs.items():
-    print(f"  {name:32s} {statistics.median(vals):8.3f}")
+    cols = [statistics.median(v[i] for v in vals) for i in range(3)]
+    print(f"  {name:32s} {cols[0]:8.3f} {cols[1]:8.3f} {cols[2]:8.3f}")
+rounds = [ms for r in receipts for o in r.get("objects", []) for ms in o.get("load_rounds_ms", [])[:1]]
+if rounds:
+    print(f"first load round (median ms) {statistics.median(rounds):.0f}")
 PY

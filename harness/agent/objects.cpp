@@ -417,8 +417,8 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
     } else if (a.err != 0 || fd < 0) {
       const std::string culprit = failed_program(a.libbpf);
       pl.error = culprit == name ? "refused: " + strerr(a.err)
-                                 : "the object did not load: " + strerr(a.err) + " (libbpf: " +
-                                       first_line(a.libbpf) + ")";
+                                 : "the object did not load: " + strerr(a.err) +
+                                       " (libbpf: " + first_line(a.libbpf) + ")";
       pl.log = tail(a.logs[name], 48 * 1024);
       pl.libbpf = tail(culprit == name ? lines_about(a.libbpf, name) : a.libbpf, 8192);
     } else {
@@ -545,6 +545,7 @@ proto::AttachResponse ObjectTable::attach(const proto::AttachRequest& req) {
       continue;
     }
     bpf_link* link = nullptr;
+    const auto start = Clock::now();
     if (opt.how == proto::AttachHow::uprobe) {
       LIBBPF_OPTS(bpf_uprobe_opts, uopts, .retprobe = opt.retprobe, .func_name = opt.function.c_str());
       link = bpf_program__attach_uprobe_opts(prog, -1, opt.binary.c_str(), 0, &uopts);
@@ -554,6 +555,7 @@ proto::AttachResponse ObjectTable::attach(const proto::AttachRequest& req) {
     } else {
       link = bpf_program__attach(prog);
     }
+    pa.ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     if (!link) {
       pa.err = errno;
       pa.error = strerr(pa.err);
@@ -561,7 +563,7 @@ proto::AttachResponse ObjectTable::attach(const proto::AttachRequest& req) {
       if (!about.empty()) pa.error += " (" + tail(about, 2048) + ")";
       resp.ok = false;
     } else {
-      o->links.emplace_back(link);
+      o->links.push_back({opt.name, std::unique_ptr<bpf_link, LoadedObject::LinkDeleter>(link)});
       pa.attached = true;
       if (std::uint32_t id = link_id(bpf_link__fd(link))) {
         pa.link_id = id;
@@ -879,7 +881,13 @@ proto::DetachResponse ObjectTable::detach(int handle) {
   if (it == objects_.end()) return resp;
   std::vector<std::uint32_t> progs = it->second->prog_ids, links = it->second->link_ids;
   auto start = Clock::now();
-  objects_.erase(it);  // links first, then the object (LoadedObject's member order)
+  // Each link on its own, timed: the kernel's detach (trampolines and probes wait for RCU).
+  for (auto& l : it->second->links) {
+    const auto t = Clock::now();
+    l.link.reset();
+    resp.closes.push_back({l.program, std::chrono::duration<double, std::milli>(Clock::now() - t).count()});
+  }
+  objects_.erase(it);  // the object after its links
   double close_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   // Programs and links are freed after an RCU grace period: poll until ours are gone.
   auto deadline = Clock::now() + std::chrono::seconds(5);

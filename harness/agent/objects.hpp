@@ -22,8 +22,12 @@ struct LoadedObject {
   struct LinkDeleter {
     void operator()(bpf_link* l) const { bpf_link__destroy(l); }
   };
+  struct Link {
+    std::string program;
+    std::unique_ptr<bpf_link, LinkDeleter> link;
+  };
   std::unique_ptr<bpf_object, ObjectDeleter> object;
-  std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
+  std::vector<Link> links;
   std::vector<std::uint32_t> prog_ids;  // what this object created, for the leftover check
   std::vector<std::uint32_t> link_ids;
 };

@@ -376,7 +376,8 @@ json to_json(const AttachResponse& r) {
                      {"attached", p.attached},
                      {"link_id", p.link_id},
                      {"errno", p.err},
-                     {"error", p.error}});
+                     {"error", p.error},
+                     {"ms", p.ms}});
   }
   return {{"ok", r.ok}, {"error", r.error}, {"libbpf", r.libbpf}, {"programs", progs}};
 }
@@ -387,8 +388,8 @@ AttachResponse attach_response_from_json(const json& j) {
   r.error = text(j, "error");
   r.libbpf = text(j, "libbpf");
   r.programs = list_of(j, "programs", [](const json& p) {
-    return ProgramAttach{name(p, "name"), get_bool(p, "attached"), u32_of(p, "link_id"), int_of(p, "errno"),
-                         text(p, "error", 4096)};
+    return ProgramAttach{name(p, "name"),    get_bool(p, "attached"), u32_of(p, "link_id"),
+                         int_of(p, "errno"), text(p, "error", 4096),  get_number(p, "ms").value_or(0)};
   });
   return r;
 }
@@ -541,9 +542,12 @@ std::vector<Record> parse_records(std::string_view body, std::size_t rings, std:
 
 // ---- detach ----
 json to_json(const DetachResponse& r) {
+  json closes = json::array();
+  for (const auto& c : r.closes) closes.push_back({{"program", c.program}, {"ms", c.ms}});
   return {{"ok", r.ok},
           {"close_ms", r.close_ms},
           {"wait_ms", r.wait_ms},
+          {"closes", closes},
           {"created", {{"programs", r.created_programs}, {"links", r.created_links}}},
           {"left", {{"programs", r.left_programs}, {"links", r.left_links}}}};
 }
@@ -553,6 +557,9 @@ DetachResponse detach_response_from_json(const json& j) {
   r.ok = get_bool(j, "ok");
   r.close_ms = get_number(j, "close_ms").value_or(0);
   r.wait_ms = get_number(j, "wait_ms").value_or(0);
+  r.closes = list_of(j, "closes", [](const json& c) {
+    return DetachResponse::LinkClose{name(c, "program"), get_number(c, "ms").value_or(0)};
+  });
   if (j.is_object() && j.contains("created") && j["created"].is_object()) {
     r.created_programs = ids_of(j["created"], "programs");
     r.created_links = ids_of(j["created"], "links");

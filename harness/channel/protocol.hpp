@@ -157,6 +157,7 @@ struct ProgramAttach {
   std::uint32_t link_id = 0;  // 0: the attachment created no link (perf-event before 5.15)
   int err = 0;
   std::string error;
+  double ms = 0;  // the attach call, guest clock
 };
 struct AttachResponse {
   bool ok = false;
@@ -263,6 +264,11 @@ struct DetachResponse {
   bool reported = false;  // the agent said what it left (false: nothing to judge leftovers by)
   double close_ms = 0;
   double wait_ms = 0;
+  struct LinkClose {
+    std::string program;
+    double ms = 0;  // destroying the link, guest clock: the kernel's detach
+  };
+  std::vector<LinkClose> closes;  // in the order the links were destroyed
   std::vector<std::uint32_t> created_programs, created_links;
   std::vector<std::uint32_t> left_programs, left_links;
 };

@@ -245,7 +245,11 @@ int cmd_run(int argc, char** argv) {
     std::cout << kgate::strprintf("PASS %s: %s, %s, %s (%d triggers each), %.2f s\n", r.entry.c_str(),
                                   release.c_str(), r.qemu.accel.c_str(), counted.c_str(), req.count, total);
   } else {
-    for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
+    // The console says why a boot or a guest went wrong; a program's own failure (gate_failed) is
+    // in the lines below, and the console only adds to it when the kernel complained.
+    const bool splats = r.console_splats.is_array() && !r.console_splats.empty();
+    if (outcome.verdict != FailureClass::gate_failed || splats)
+      for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
     std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
               << "]: " << outcome.message << "\n";
   }

@@ -37,6 +37,8 @@ json receipt_json(const Receipt& r) {
                  {"xlated_bytes", p.xlated_bytes},
                  {"jited_bytes", p.jited_bytes},
                  {"load_ms", std::round(p.load_ms * 1000.0) / 1000.0}}},
+               {"attach_ms", std::round(p.attach_ms * 1000.0) / 1000.0},
+               {"detach_ms", std::round(p.detach_ms * 1000.0) / 1000.0},
                {"run_count", optional_json(p.run_count)},
                {"run_time_ns", p.run_time_ns},
                {"required_runs", p.required_runs},

@@ -37,6 +37,8 @@ struct ProgramResult {
   std::uint32_t xlated_bytes = 0;
   std::uint32_t jited_bytes = 0;
   double load_ms = 0;
+  double attach_ms = 0;  // the guest's attach call, and destroying its link at detach
+  double detach_ms = 0;
   std::optional<std::uint64_t> run_count;  // bpf_prog_info.run_cnt with BPF stats on
   std::uint64_t run_time_ns = 0;
   std::uint64_t required_runs = 0;

@@ -50,6 +50,8 @@ ProgramResult program_from_json(const json& p) {
   r.xlated_bytes = static_cast<std::uint32_t>(get_int(v, "xlated_bytes").value_or(0));
   r.jited_bytes = static_cast<std::uint32_t>(get_int(v, "jited_bytes").value_or(0));
   r.load_ms = get_number(v, "load_ms").value_or(0);
+  r.attach_ms = get_number(p, "attach_ms").value_or(0);
+  r.detach_ms = get_number(p, "detach_ms").value_or(0);
   if (auto n = get_int(p, "run_count")) r.run_count = static_cast<std::uint64_t>(*n);
   r.run_time_ns = static_cast<std::uint64_t>(get_int(p, "run_time_ns").value_or(0));
   r.required_runs = static_cast<std::uint64_t>(get_int(p, "required_runs").value_or(0));

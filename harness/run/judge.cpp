@@ -231,6 +231,9 @@ std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, 
     if (judged_further && want.attach == spec::AttachMode::auto_attach) {
       const proto::ProgramAttach* a = by_name(obs.attach.programs, name);
       r.attached = a && a->attached;
+      if (a) r.attach_ms = a->ms;
+      for (const auto& c : obs.detach.closes)
+        if (c.program == name) r.detach_ms += c.ms;
       if (!want.expect.attaches) {
         if (r.attached)
           fail_with(reason::unexpected_attach, "attached, but the spec expects the attach to fail");

@@ -57,7 +57,7 @@ ObjectObservation healthy() {
   o.load.programs = {loaded("on_getpid", 10), loaded("on_uprobe", 11)};
   o.attach_reached = true;
   o.attach.ok = true;
-  o.attach.programs = {{"on_getpid", true, 20, 0, ""}, {"on_uprobe", true, 21, 0, ""}};
+  o.attach.programs = {{"on_getpid", true, 20, 0, "", 1.5}, {"on_uprobe", true, 21, 0, "", 7}};
   o.trigger_reached = true;
   o.trigger.ok = true;
   o.drain_reached = true;
@@ -71,6 +71,7 @@ ObjectObservation healthy() {
   }
   o.detach.ok = true;
   o.detach.reported = true;
+  o.detach.closes = {{"on_getpid", 0.5}, {"on_uprobe", 3}, {"on_uprobe", 1}};
   return o;
 }
 
@@ -96,6 +97,9 @@ TEST_CASE("the built-in probe: a healthy report passes, with the verifier's numb
   REQUIRE(ps.size() == 2);
   for (const auto& p : ps) CHECK_MESSAGE(p.verdict == "pass", p.name << ": " << p.error);
   const auto& g = find(ps, "on_getpid");
+  CHECK(g.attach_ms == 1.5);
+  CHECK(g.detach_ms == 0.5);
+  CHECK(find(ps, "on_uprobe").detach_ms == 4);
   CHECK(g.insns_processed == 65);
   CHECK(g.total_states == 4);
   CHECK(g.peak_states == 4);

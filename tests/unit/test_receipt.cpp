@@ -26,7 +26,7 @@ report::Receipt sample() {
             {"qemu", "-M", "pc"}};
   r.cmdline = "console=ttyS0 panic=-1 rdinit=/init";
   r.guest = {{"release", "6.1.0-56-amd64"}, {"lockdown", "[none] integrity confidentiality"}, {"pid", 1}};
-  r.objects = {{"probe", "", std::string(64, 'e'), 5000}};
+  r.objects = {{"probe", "", std::string(64, 'e'), 5000, "", {150.5}}};
   r.nonce = "0123456789abcdef";
   r.trigger_count = 8;
   report::ProgramResult p;
@@ -45,6 +45,8 @@ report::Receipt sample() {
   p.xlated_bytes = 320;
   p.jited_bytes = 200;
   p.load_ms = 1.23456;
+  p.attach_ms = 2.5;
+  p.detach_ms = 0.75;
   p.run_count = 8;
   p.run_time_ns = 1234;
   p.required_runs = 8;
