@@ -15,6 +15,7 @@
 #include "core/compress.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "kernel/tar.hpp"
 
 namespace kgate::kernel {
 namespace {
@@ -424,63 +425,6 @@ Result<std::string> load_layer(const fs::path& layout, const Layer& layer, const
   return tar;
 }
 
-bool has_dotdot(std::string_view path) {
-  std::size_t pos = 0;
-  while (pos <= path.size()) {
-    std::size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    if (path.substr(pos, end - pos) == "..") return true;
-    pos = end + 1;
-  }
-  return false;
-}
-
-bool link_leaves_tree(std::string_view target) {
-  return target.empty() || target.front() == '/' || has_dotdot(target);
-}
-
-// Decodes one "..." string of GNU tar's c quoting style starting at s[pos] (the opening quote), and
-// any "..." that follows it directly. Advances pos past the last closing quote.
-std::optional<std::string> c_unquote(std::string_view s, std::size_t& pos) {
-  std::string out;
-  while (pos < s.size() && s[pos] == '"') {
-    ++pos;
-    for (;;) {
-      if (pos >= s.size()) return std::nullopt;
-      char c = s[pos++];
-      if (c == '"') break;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos >= s.size()) return std::nullopt;
-      char e = s[pos++];
-      switch (e) {
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'v': out += '\v'; break;
-        case '\\':
-        case '"':
-        case '\'':
-        case '?': out += e; break;
-        default: {
-          if (e < '0' || e > '7') return std::nullopt;
-          int v = e - '0';
-          for (int k = 0; k < 2 && pos < s.size() && s[pos] >= '0' && s[pos] <= '7'; ++k)
-            v = v * 8 + (s[pos++] - '0');
-          if (v > 255) return std::nullopt;
-          out += static_cast<char>(v);
-        }
-      }
-    }
-  }
-  return out;
-}
-
 // Whiteouts (.wh.NAME deletes NAME of a lower layer, .wh..wh..opq empties its directory) are applied
 // before the layer that holds them is unpacked: by the image spec they hide only lower layers' files.
 struct Whiteout {
@@ -532,77 +476,6 @@ Status apply_whiteouts(const fs::path& root, const std::vector<Whiteout>& whiteo
       fs::remove_all(c, ec);
       if (ec) return fail_errno("opaque whiteout: remove " + c.string(), ec.value());
     }
-  }
-  return {};
-}
-
-// Removes the symbolic links under root that point out of it, so that nothing following a path in
-// root (a later layer's tar, kgate's module scan) can leave it. A link without a ".." component and
-// not absolute can only descend, so once all such links are gone every path in root stays in it.
-Result<std::vector<std::string>> drop_leaving_links(const fs::path& root) {
-  std::error_code ec;
-  std::vector<fs::path> victims;
-  for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code lec;
-    if (!it->is_symlink(lec)) continue;
-    fs::path target = fs::read_symlink(it->path(), lec);
-    if (lec) return fail_errno("readlink " + it->path().string(), lec.value());
-    if (link_leaves_tree(target.native())) victims.push_back(it->path());
-  }
-  if (ec) return fail_errno("walk " + root.string(), ec.value());
-  std::vector<std::string> dropped;
-  for (const auto& v : victims) {
-    if (!fs::remove(v, ec) && ec) return fail_errno("remove " + v.string(), ec.value());
-    dropped.push_back(v.lexically_relative(root).generic_string());
-  }
-  return dropped;
-}
-
-// GNU tar prepends the options in $TAR_OPTIONS to its command line; one of them (--absolute-names)
-// would turn off the protection extract_tar relies on, so tar runs without it.
-std::vector<std::string> tar_argv(std::initializer_list<std::string> args) {
-  std::vector<std::string> argv = {"env", "-u", "TAR_OPTIONS", "tar"};
-  argv.insert(argv.end(), args);
-  return argv;
-}
-
-Result<std::vector<TarMember>> list_tar(const fs::path& tar, const std::string& where,
-                                        const Deadline& deadline) {
-  auto cap = run_capture(
-      tar_argv({"--list", "--verbose", "--numeric-owner", "--quoting-style=c", "--file", tar.string()}),
-      deadline);
-  if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --list"));
-  if (cap->status != 0) {
-    return fail(FailureClass::usage,
-                where + ": tar --list " + describe_status(cap->status) + ": " + trimmed(cap->err));
-  }
-  auto members = parse_tar_listing(cap->out);
-  if (!members) return std::unexpected(std::move(members.error()).context(where));
-  for (const auto& m : *members) {
-    if (std::string why = unsafe_tar_member(m); !why.empty()) {
-      return fail(FailureClass::usage, where + ": member \"" + m.name + "\" is " + why + "; refused");
-    }
-  }
-  return members;
-}
-
-// Unpacking relies on two guards. Before any layer is unpacked, its member list (`tar --list`, parsed
-// above) is checked: absolute names, ".." components, hard links to such names and anything but
-// files, directories and links are refused. During extraction GNU tar's own protection covers symbolic
-// links: one whose target is absolute or holds ".." is created as a placeholder file and made a link
-// only when the archive ends, so no later member is written through it; such links are removed after
-// each layer. --no-same-owner and --no-same-permissions leave files owned by the caller with modes
-// masked by the umask, even when kgate runs as root.
-Status extract_tar(const fs::path& tar, const fs::path& root, const std::string& where,
-                   const Deadline& deadline) {
-  auto cap = run_capture(tar_argv({"--extract", "--no-same-owner", "--no-same-permissions",
-                                   "--exclude=" + std::string(kWhiteoutPrefix) + "*", "--file", tar.string(),
-                                   "--directory", root.string()}),
-                         deadline);
-  if (!cap) return std::unexpected(std::move(cap.error()).context(where + ": tar --extract"));
-  if (cap->status != 0) {
-    return fail(FailureClass::usage,
-                where + ": tar --extract " + describe_status(cap->status) + ": " + trimmed(cap->err));
   }
   return {};
 }
@@ -816,6 +689,10 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
     const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
     auto members = list_tar(tars[i], name, deadline);
     if (!members) return std::unexpected(members.error());
+    for (const auto& m : *members) {
+      if (std::string why = unsafe_tar_member(m); !why.empty())
+        return fail(FailureClass::usage, name + ": member \"" + m.name + "\" is " + why + "; refused");
+    }
     auto w = whiteouts_of(*members, name);
     if (!w) return std::unexpected(w.error());
     whiteouts.push_back(std::move(*w));
@@ -825,9 +702,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
     const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
     if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s)
       return std::unexpected(std::move(s.error()).context(name));
-    if (auto s = extract_tar(tars[i], abs_dest, name, deadline); !s) return std::unexpected(s.error());
-    auto dropped = drop_leaving_links(abs_dest);
-    if (!dropped) return std::unexpected(std::move(dropped.error()).context(name));
+    auto dropped = extract_tar(tars[i], abs_dest, name, deadline);
+    if (!dropped) return std::unexpected(dropped.error());
     for (auto& d : *dropped) {
       if (std::find(img.dropped_links.begin(), img.dropped_links.end(), d) == img.dropped_links.end()) {
         img.dropped_links.push_back(std::move(d));
@@ -852,72 +728,6 @@ bool is_tag(std::string_view t) {
 }
 
 }  // namespace
-
-Result<std::vector<TarMember>> parse_tar_listing(std::string_view listing) {
-  std::vector<TarMember> out;
-  std::size_t pos = 0;
-  std::size_t line_no = 0;
-  while (pos < listing.size()) {
-    std::size_t end = listing.find('\n', pos);
-    if (end == std::string_view::npos) end = listing.size();
-    std::string_view line = listing.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (line.empty()) continue;
-    auto bad = [&](std::string_view why) {
-      return fail(FailureClass::usage, "tar listing line " + std::to_string(line_no) + " (" +
-                                           std::string(line.substr(0, 200)) + "): " + std::string(why));
-    };
-    // "<type><mode> <uid>/<gid> <size> <date> <time> "<name>"[ -> "<target>"| link to "<target>"]".
-    // Nothing before the name holds a quote (owners are numeric), and the words between name and
-    // target are translated, so only the quoted strings are read.
-    std::size_t q = line.find('"');
-    if (q == std::string_view::npos) return bad("no quoted name");
-    TarMember m;
-    m.type = line.front();
-    auto name = c_unquote(line, q);
-    if (!name) return bad("malformed quoted name");
-    m.name = std::move(*name);
-    std::string_view rest = line.substr(q);
-    const bool is_link = m.type == 'l' || m.type == 'h';
-    if (is_link) {
-      std::size_t t = rest.find('"');
-      if (t == std::string_view::npos) return bad("link without a target");
-      std::size_t tpos = q + t;
-      auto target = c_unquote(line, tpos);
-      if (!target || tpos != line.size()) return bad("malformed link target");
-      m.link = std::move(*target);
-    } else if (!rest.empty()) {
-      return bad("unexpected text after the name");
-    }
-    out.push_back(std::move(m));
-  }
-  return out;
-}
-
-std::string unsafe_tar_member(const TarMember& m) {
-  auto unsafe_path = [](std::string_view p) -> std::string {
-    if (p.empty()) return "an empty name";
-    if (p.front() == '/') return "an absolute path";
-    if (has_dotdot(p)) return "a path with a '..' component";
-    return {};
-  };
-  switch (m.type) {
-    case '-':
-    case 'd':
-    case 'l': return unsafe_path(m.name);
-    case 'h': {
-      if (auto why = unsafe_path(m.name); !why.empty()) return why;
-      if (auto why = unsafe_path(m.link); !why.empty()) return "a hard link to " + why;
-      return {};
-    }
-    case 'c': return "a character device";
-    case 'b': return "a block device";
-    case 'p': return "a FIFO";
-    case 's': return "a socket";
-    default: return std::string("of tar type '") + m.type + "', which kernel images do not need";
-  }
-}
 
 Result<OciImage> import_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
                                    std::string_view arch, const fs::path& dest, const Deadline& deadline) {

@@ -74,17 +74,4 @@ std::vector<std::string> skopeo_copy_argv(const fs::path& skopeo, const OciRefer
 // source failed, skopeo's message, and how to supply the kernel by hand. Returns `dest_layout`.
 Result<fs::path> pull_oci(std::string_view reference, const fs::path& dest_layout, const Deadline& deadline);
 
-// One line of `tar --list --verbose --quoting-style=c`: its type letter ('-', 'd', 'l', 'h', ...), its
-// name and, for links, the target. Pure, for tests.
-struct TarMember {
-  char type = '-';
-  std::string name;
-  std::string link;
-};
-Result<std::vector<TarMember>> parse_tar_listing(std::string_view listing);
-
-// Why a member may not be unpacked ("an absolute path"), or empty when it may. Symbolic links may point
-// anywhere: GNU tar does not write through one that leaves the tree, and they are removed afterwards.
-std::string unsafe_tar_member(const TarMember& m);
-
 }  // namespace kgate::kernel
