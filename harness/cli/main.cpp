@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <ctime>
@@ -13,6 +14,7 @@
 #include "channel/fields.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "kernel/btf.hpp"
@@ -21,6 +23,7 @@
 #include "kernel/prepare.hpp"
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
+#include "report/receipt.hpp"
 #include "run/request.hpp"
 #include "run/run.hpp"
 #include "vm/arch.hpp"
@@ -410,7 +413,20 @@ int cmd_fetch(int argc, char** argv) {
     }
   }
   if (!status) {
-    std::cerr << "kgate: " << status.error().describe() << "\n";
+    // A failure can carry pages of a tool's output (apt, dpkg, skopeo): the terminal gets the
+    // head and the tail, the whole text goes to a file under the cache that the message names.
+    std::string message = status.error().describe();
+    if (message.size() > kgate::report::failure_message_limit) {
+      std::string base = "fetch-" + name + ".txt";
+      std::replace(base.begin(), base.end(), '/', '_');
+      const fs::path file = kgate::kernel::Cache::default_root() / "logs" / base;
+      std::error_code ec;
+      fs::create_directories(file.parent_path(), ec);
+      if (kgate::write_file_atomic(file, message + "\n"))
+        message =
+            kgate::report::bounded_message(message, kgate::report::failure_message_limit, file.string());
+    }
+    std::cerr << "kgate: " << message << "\n";
     return kgate::exit_code(status.error().cls());
   }
   return 0;

@@ -2,7 +2,10 @@
 // connects to kgate's channel as QEMU's virtserialport would and then misbehaves. For each way,
 // the run must end in its class and exit code within a bound, write a receipt of bounded size and
 // its console log, and leave no process behind. The kernel is the cached Debian one (never booted).
+// Hostile tools too: an apt-get whose failure floods stderr.
 #include <doctest/doctest.h>
+
+#include <sys/wait.h>
 
 #include <cstdlib>
 
@@ -91,4 +94,43 @@ TEST_CASE("hostile guest: every load answered with a huge error and thousands of
   // Its refused canary under lockdown=none is the first thing wrong; the made-up programs are one
   // problem of the run, not 4000 entries of the receipt.
   check_case({"huge-error", "lockdown_mismatch", 8, 25, "the bpf_probe_write_user canary was refused"});
+}
+
+TEST_CASE("hostile tools: an apt-get that floods stderr gives a bounded message, the whole text in a file") {
+  // apt-cache is the real one (the package lists scripts/setup.sh fetched); apt-get download fails
+  // with 300 KB on stderr, as dpkg and apt do when the disk fills up.
+  auto tmp = TempDir::create("kgate-hostile");
+  REQUIRE(tmp.has_value());
+  const fs::path bin = tmp->path() / "bin";
+  fs::create_directories(bin);
+  REQUIRE(write_file_atomic(bin / "apt-get",
+                            "#!/bin/sh\nfor i in $(seq 1 6000); do\n"
+                            "  echo \"E: Write error - write (28: No space left on device) $i\"\n"
+                            "done >&2\necho 'E: the last words' >&2\nexit 100\n")
+              .has_value());
+  fs::permissions(bin / "apt-get", fs::perms::owner_all);
+  const fs::path catalog = tmp->path() / "catalog.json";
+  REQUIRE(write_file_atomic(catalog, R"({"schema": "kgate.catalog/1", "default": "flood", "kernels": {
+    "flood": {"arch": "x86_64", "modules": [],
+              "source": {"type": "debian-package", "metapackage": "linux-image-amd64",
+                         "package_prefix": "linux-image-6.1.0-"}}}})")
+              .has_value());
+  const fs::path xdg = tmp->path() / "cache";
+  const std::string path = bin.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  auto cap = run_capture({"env", "PATH=" + path, "XDG_CACHE_HOME=" + xdg.string(), kgate_binary().string(),
+                          "fetch", "--catalog", catalog.string()},
+                         Deadline(std::chrono::seconds(60)));
+  REQUIRE(cap.has_value());
+  INFO("stderr (head): " << cap->err.substr(0, 600));
+  CHECK(WIFEXITED(cap->status));
+  CHECK(WEXITSTATUS(cap->status) == 6);  // infra
+  CHECK(cap->err.size() < 8192);
+  const fs::path file = xdg / "kgate" / "logs" / "fetch-flood.txt";
+  CHECK(cap->err.find("the whole message is in " + file.string()) != std::string::npos);
+  CHECK(cap->err.find("the last words") != std::string::npos);  // the tail is kept
+  auto whole = read_file(file);
+  REQUIRE(whole.has_value());
+  CHECK(whole->size() > 300000);
+  CHECK(whole->find("on device) 3000\n") != std::string::npos);
+  CHECK(whole->find("the last words") != std::string::npos);
 }
