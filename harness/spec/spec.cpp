@@ -655,6 +655,106 @@ Result<FileSpec> read_file_spec(const JsonReader& f, const fs::path& base_dir) {
   return out;
 }
 
+// "loader": {"exec", "dest", "args", "env", "cwd", "ready": {"timeout_s", "line"}, "stop":
+// {"grace_s"}, "pins", "programs": {NAME: {"type", "trigger", "expect": {"runs", "attached"}}}}.
+Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
+  if (auto st = l.expect_object("must be an object with \"exec\" and \"programs\""); !st)
+    return std::unexpected(st.error());
+  if (auto st = l.only_keys({"exec", "dest", "args", "env", "cwd", "ready", "stop", "pins", "programs"}); !st)
+    return std::unexpected(st.error());
+  LoaderSpec out;
+  out.line = l.line();
+  if (!l.has("exec"))
+    return l.bad("needs \"exec\": the loader on the host, or {\"x86_64\": ..., \"arm64\": ...}");
+  auto exec = read_arch_paths(l.member("exec"), base_dir, "loader");
+  if (!exec) return err(exec);
+  out.exec = std::move(*exec);
+  auto dest = checked_string(l, "dest", is_guest_path, "is not an absolute guest path without \"..\"");
+  if (!dest) return err(dest);
+  if (*dest) out.dest = **dest;
+  auto args = l.strings("args");
+  if (!args) return err(args);
+  if (*args) out.args = **args;
+  auto env = l.object("env");
+  if (!env) return err(env);
+  if (*env) {
+    for (const auto& key : (*env)->keys()) {
+      JsonReader v = (*env)->member(key);
+      if (key.empty() || key.find('=') != std::string::npos)
+        return v.bad("is not an environment variable's name");
+      if (!v.value().is_string()) return v.bad("must be a string");
+      out.env.push_back(key + "=" + v.value().get<std::string>());
+    }
+  }
+  auto cwd = checked_string(l, "cwd", is_guest_path, "is not an absolute guest path without \"..\"");
+  if (!cwd) return err(cwd);
+  if (*cwd) out.cwd = **cwd;
+  auto ready = l.object("ready");
+  if (!ready) return err(ready);
+  if (*ready) {
+    if (auto st = (*ready)->only_keys({"timeout_s", "line"}); !st) return std::unexpected(st.error());
+    auto t = (*ready)->integer("timeout_s", 1, 3600);
+    if (!t) return err(t);
+    if (*t) out.ready_timeout_s = static_cast<double>(**t);
+    auto line = (*ready)->string("line", true);
+    if (!line) return err(line);
+    if (*line) out.ready_line = **line;
+  }
+  auto stop = l.object("stop");
+  if (!stop) return err(stop);
+  if (*stop) {
+    if (auto st = (*stop)->only_keys({"grace_s"}); !st) return std::unexpected(st.error());
+    auto g = (*stop)->integer("grace_s", 0, 600);
+    if (!g) return err(g);
+    if (*g) out.stop_grace_s = static_cast<double>(**g);
+  }
+  auto pins = l.boolean("pins");
+  if (!pins) return err(pins);
+  out.pins = pins->value_or(false);
+  auto programs = l.object("programs");
+  if (!programs) return err(programs);
+  if (!*programs || (*programs)->keys().empty())
+    return l.bad("needs \"programs\": the programs the loader must load, by name, each with its \"type\"");
+  for (const auto& key : (*programs)->keys()) {
+    JsonReader pr = (*programs)->member(key);
+    if (auto st = pr.expect_object("must be an object with \"type\""); !st)
+      return std::unexpected(st.error());
+    if (auto st = pr.only_keys({"type", "trigger", "expect"}); !st) return std::unexpected(st.error());
+    if (!is_c_identifier(key)) return pr.bad("\"" + key + "\" is not a program name");
+    LoaderProgram p;
+    p.name = key;
+    p.line = pr.line();
+    p.json_path = pr.path();
+    auto type = pr.string("type", true);
+    if (!type) return err(type);
+    if (!*type)
+      return pr.bad("needs \"type\": the program type as libbpf names it (\"kprobe\", \"tracepoint\", ...)");
+    p.type = **type;
+    if (pr.has("trigger")) {
+      auto t = read_trigger(pr);
+      if (!t) return err(t);
+      p.trigger = std::move(*t);
+    }
+    auto expect = pr.object("expect");
+    if (!expect) return err(expect);
+    if (*expect) {
+      if (auto st = (*expect)->only_keys({"runs", "attached"}); !st) return std::unexpected(st.error());
+      auto runs = read_count(**expect, "runs");
+      if (!runs) return err(runs);
+      p.runs = *runs;
+      auto attached = (*expect)->boolean("attached");
+      if (!attached) return err(attached);
+      p.attached = attached->value_or(true);
+    }
+    if (p.runs && p.trigger.kind == TriggerKind::none)
+      return pr.bad("expects runs but has no \"trigger\": give the trigger that runs it");
+    out.programs.push_back(std::move(p));
+  }
+  std::stable_sort(out.programs.begin(), out.programs.end(),
+                   [](const LoaderProgram& a, const LoaderProgram& b) { return a.line < b.line; });
+  return out;
+}
+
 }  // namespace
 
 Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::path& base_dir) {
@@ -663,7 +763,7 @@ Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::p
   if (!doc) return err(doc);
   JsonReader root(*doc);
   if (auto st = root.expect_object("a spec must be a JSON object"); !st) return std::unexpected(st.error());
-  if (auto st = root.only_keys({"schema", "description", "objects", "files"}); !st)
+  if (auto st = root.only_keys({"schema", "description", "objects", "loader", "files"}); !st)
     return std::unexpected(st.error());
   auto schema = root.string("schema");
   if (!schema || !*schema || **schema != spec_schema)
@@ -674,12 +774,17 @@ Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::p
   auto description = root.string("description");
   if (!description) return err(description);
   spec.description = description->value_or("");
+  if (root.has("loader")) {
+    auto loader = read_loader(root.member("loader"), base_dir);
+    if (!loader) return err(loader);
+    spec.loader = std::move(*loader);
+  }
   auto objects = root.array("objects");
   if (!objects) return err(objects);
-  if (!*objects || (*objects)->value().empty())
-    return root.bad_at("objects", "a spec needs objects: an array of at least one");
+  if ((!*objects || (*objects)->value().empty()) && !spec.loader)
+    return root.bad_at("objects", "a spec needs objects (an array of at least one), a loader, or both");
   std::map<std::string, std::size_t> names;
-  for (std::size_t i = 0; i < (*objects)->value().size(); ++i) {
+  for (std::size_t i = 0; *objects && i < (*objects)->value().size(); ++i) {
     JsonReader o = (*objects)->element(i);
     auto obj = read_object(o, base_dir);
     if (!obj) return err(obj);
@@ -700,6 +805,14 @@ Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::p
         return f.bad_at("dest", "\"" + fspec->dest + "\" is the dest of an earlier file too");
       spec.files.push_back(std::move(*fspec));
     }
+  }
+  if (spec.loader) {
+    // The loader ships as one more file, executable.
+    for (const auto& f : spec.files) {
+      if (f.dest == spec.loader->dest)
+        return root.member("loader").bad("its dest \"" + f.dest + "\" is the dest of a file too");
+    }
+    spec.files.push_back({spec.loader->exec, spec.loader->dest, 0755});
   }
   spec.lines = doc->lines();
   return spec;

@@ -172,10 +172,39 @@ struct FileSpec {
   std::uint32_t mode = 0644;
 };
 
+// A program a user's loader is expected to load: found in the kernel's list by its name (the
+// kernel keeps the first 15 bytes) and type, not loaded by kgate.
+struct LoaderProgram {
+  std::string name;
+  std::string type;  // libbpf's name of the program type: "tracepoint", "kprobe", "xdp", ...
+  Trigger trigger;
+  std::optional<MinCount> runs;  // the kernel's run count must grow by at least this over the triggers
+  bool attached = true;          // false: loaded only (no link expected)
+  int line = 0;
+  std::string json_path;  // "loader.programs.NAME"
+};
+
+// A user's own loader (their agent), run by kgate's agent in the guest: it loads and attaches its
+// programs itself; kgate watches the kernel's list of programs and links.
+struct LoaderSpec {
+  std::map<std::string, fs::path> exec;       // arch name -> the executable on the host (static for now)
+  std::string dest = "/kgate/loader/loader";  // where it is shipped in the guest
+  std::vector<std::string> args;              // "{nonce}" replaced in each
+  std::vector<std::string> env;               // "NAME=value"
+  std::string cwd = "/";
+  double ready_timeout_s = 30;  // every program loaded (and attached) by then
+  std::string ready_line;       // or: the loader printed a line holding this
+  double stop_grace_s = 5;      // SIGTERM, this long, then SIGKILL
+  bool pins = false;            // true: programs or links it pins may outlive it (no leaked reason)
+  std::vector<LoaderProgram> programs;
+  int line = 0;
+};
+
 struct Spec {
   fs::path file;  // empty for a spec made in code (the built-in probe, --object alone)
   std::string description;
   std::vector<ObjectSpec> objects;
+  std::optional<LoaderSpec> loader;
   std::vector<FileSpec> files;
   // The line in `file` of every value by its JSON path ("objects[0].programs.on_getpid.trigger"),
   // so that checks made after parsing (check.hpp) can say where; empty for a spec made in code.

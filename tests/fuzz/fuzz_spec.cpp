@@ -2,6 +2,7 @@
 // a gate's author wrote. Every input is either a usage error, or a spec whose values are in the
 // ranges the runner relies on without checking again: valid unique names, absolute paths, counts and
 // offsets in range, attach and trigger combinations that can work, a reason on every skip.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <set>
@@ -44,7 +45,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     KGATE_FUZZ_CHECK(s.error().describe().starts_with("fuzz/spec.json"));
     return 0;
   }
-  KGATE_FUZZ_CHECK(!s->objects.empty());
+  KGATE_FUZZ_CHECK(!s->objects.empty() || s->loader);
+  if (s->loader) {
+    const auto& l = *s->loader;
+    KGATE_FUZZ_CHECK(!l.exec.empty() && !l.programs.empty());
+    for (const auto& [arch, path] : l.exec) KGATE_FUZZ_CHECK(path.is_absolute());
+    KGATE_FUZZ_CHECK(l.dest.starts_with("/") && l.cwd.starts_with("/"));
+    KGATE_FUZZ_CHECK(l.ready_timeout_s >= 1 && l.ready_timeout_s <= 3600);
+    for (const auto& e : l.env) KGATE_FUZZ_CHECK(e.find('=') != std::string::npos && e.front() != '=');
+    std::set<std::string> seen;
+    for (const auto& p : l.programs) {
+      KGATE_FUZZ_CHECK(!p.name.empty() && !p.type.empty() && seen.insert(p.name).second);
+      if (p.runs) {
+        check_count(*p.runs);
+        KGATE_FUZZ_CHECK(p.trigger.kind != TriggerKind::none);
+      }
+    }
+    // The loader ships as a file, and no other file has its dest.
+    KGATE_FUZZ_CHECK(std::count_if(s->files.begin(), s->files.end(),
+                                   [&](const kgate::spec::FileSpec& f) { return f.dest == l.dest; }) == 1);
+  }
   std::set<std::string> names;
   for (const auto& o : s->objects) {
     KGATE_FUZZ_CHECK(!o.name.empty() && o.name.size() <= 100 && names.insert(o.name).second);
@@ -156,5 +176,10 @@ std::vector<std::string> kgate_fuzz_seeds() {
   seeds.push_back("\xef\xbb\xbf" + std::string(full));
   seeds.push_back(std::string(full) + "]");
   for (std::string_view s : near_misses) seeds.emplace_back(s);
+  seeds.emplace_back(
+      R"({"schema":"kgate.spec/1","loader":{"exec":{"x86_64":"a","arm64":"b"},"args":["{nonce}"],"env":{"A":"1"},)"
+      R"("cwd":"/tmp","ready":{"timeout_s":5,"line":"ready"},"stop":{"grace_s":1},"pins":false,"programs":{)"
+      R"("p":{"type":"kprobe","trigger":"openat","expect":{"runs":"count","attached":true}},"q":{"type":"xdp"}}},)"
+      R"("files":[{"source":"c","dest":"/etc/c"}]})");
   return seeds;
 }

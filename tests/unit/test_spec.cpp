@@ -42,6 +42,10 @@ std::string object_named(const std::string& body) {
          " \"objects\": [{\"name\": \"o\",\n" +
          body + "}]}";
 }
+// A loader's keys on line 2, as loader; no objects.
+std::string loader(const std::string& body) {
+  return "{\"schema\": \"kgate.spec/1\",\n \"loader\": {" + body + "}}";
+}
 // Top-level keys on line 3.
 std::string top(const std::string& body) {
   return "{\"schema\": \"kgate.spec/1\",\n"
@@ -68,6 +72,28 @@ TEST_CASE("parse_spec refuses each mistake, naming the file, the line and the JS
       {"[1, 2]", "line 1", "a spec must be a JSON object"},
       {top(", \"extra\": 1"), "line 3: extra", "unknown key"},
       {"{\"schema\": \"kgate.spec/1\",\n \"objects\": []}", "line 2: objects", "at least one"},
+      // A user's loader.
+      {loader("\"args\": []"), "line 2: loader", "needs \"exec\""},
+      {loader("\"exec\": \"agent\""), "line 2: loader", "needs \"programs\""},
+      {loader("\"exec\": \"agent\", \"programs\": {\"p\": {}}"), "line 2: loader.programs.p",
+       "needs \"type\""},
+      {loader(
+           "\"exec\": \"agent\", \"programs\": {\"p\": {\"type\": \"kprobe\", \"expect\": {\"runs\": 1}}}"),
+       "line 2: loader.programs.p", "no \"trigger\""},
+      {loader("\"exec\": \"agent\", \"programs\": {\"p-x\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.programs.p-x", "not a program name"},
+      {loader("\"exec\": \"agent\", \"cwd\": \"tmp\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.cwd", "absolute"},
+      {loader(
+           "\"exec\": \"agent\", \"env\": {\"A=B\": \"x\"}, \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.env[\"A=B\"]", "environment variable"},
+      {loader("\"exec\": \"agent\", \"ready\": {\"timeout_s\": 0}, \"programs\": {\"p\": {\"type\": "
+              "\"kprobe\"}}"),
+       "line 2: loader.ready.timeout_s", "1"},
+      {"{\"schema\": \"kgate.spec/1\",\n \"loader\": {\"exec\": \"agent\", \"dest\": \"/x\", \"programs\": "
+       "{\"p\": "
+       "{\"type\": \"kprobe\"}}},\n \"files\": [{\"source\": \"a\", \"dest\": \"/x\"}]}",
+       "line 2: loader", "dest of a file too"},
       {"{\"schema\": \"kgate.spec/1\",\n \"objects\": {}}", "line 2: objects", "must be an array"},
       {top(", \"description\": 7"), "line 3: description", "must be a string"},
       {top(", \"objects\": 1"), "line 3: objects", "appears twice"},
@@ -733,4 +759,36 @@ TEST_CASE("section_target") {
   CHECK(section_target("usdt/bin/x:prov:probe").names_target);
   CHECK(section_target("uprobe_fake").kind.empty());
   CHECK(section_target("kprobe/do_sys_open").kind.empty());
+}
+
+TEST_CASE("parse_spec: a spec with a loader and no objects; the loader ships as a file") {
+  auto s = parse(R"({"schema": "kgate.spec/1",
+ "loader": {"exec": {"x86_64": "agent.x86", "arm64": "/abs/agent.arm"}, "args": ["--nonce", "{nonce}"],
+   "env": {"LOG": "debug"}, "cwd": "/tmp", "ready": {"timeout_s": 12, "line": "ready"}, "stop": {"grace_s": 2},
+   "programs": {"handle_exec": {"type": "tracepoint", "trigger": "execve", "expect": {"runs": "count"}},
+                "xdp_main": {"type": "xdp", "expect": {"attached": false}}}},
+ "files": [{"source": "cfg.yaml", "dest": "/etc/agent.yaml"}]})");
+  REQUIRE_MESSAGE(s.has_value(), error_of(s));
+  CHECK(s->objects.empty());
+  REQUIRE(s->loader.has_value());
+  const auto& l = *s->loader;
+  CHECK(l.exec.at("x86_64") == "/repo/ci/agent.x86");
+  CHECK(l.exec.at("arm64") == "/abs/agent.arm");
+  CHECK(l.dest == "/kgate/loader/loader");
+  CHECK(l.args == std::vector<std::string>{"--nonce", "{nonce}"});
+  CHECK(l.env == std::vector<std::string>{"LOG=debug"});
+  CHECK(l.cwd == "/tmp");
+  CHECK(l.ready_timeout_s == 12);
+  CHECK(l.ready_line == "ready");
+  CHECK(l.stop_grace_s == 2);
+  REQUIRE(l.programs.size() == 2);
+  CHECK(l.programs[0].name == "handle_exec");
+  CHECK(l.programs[0].trigger.kind == TriggerKind::execve);
+  CHECK(l.programs[0].runs->per_trigger);
+  CHECK(l.programs[1].type == "xdp");
+  CHECK_FALSE(l.programs[1].attached);
+  REQUIRE(s->files.size() == 2);
+  CHECK(s->files[1].dest == "/kgate/loader/loader");
+  CHECK(s->files[1].mode == 0755);
+  CHECK(s->files[1].sources.at("x86_64") == "/repo/ci/agent.x86");
 }
