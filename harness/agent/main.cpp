@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "agent/loader.hpp"
 #include "agent/objects.hpp"
 #include "agent/system.hpp"
 #include "channel/fields.hpp"
@@ -30,7 +31,8 @@ constexpr const char* agent_version = "kgate-agent " KGATE_VERSION;
 
 // Answers one request: the typed request read from the header (and body), the typed
 // response as its JSON. `body` receives a response body (the drain's records).
-json handle(kgate::agent::ObjectTable& objects, const Frame& req, std::string& body, bool& power_off) {
+json handle(kgate::agent::ObjectTable& objects, kgate::agent::Loader& loader, const Frame& req,
+            std::string& body, bool& power_off) {
   namespace proto = kgate::proto;
   const auto op = proto::parse_op(req.header.value("op", ""));
   if (!op) return {{"ok", false}, {"error", "unknown op '" + req.header.value("op", "") + "'"}};
@@ -53,6 +55,12 @@ json handle(kgate::agent::ObjectTable& objects, const Frame& req, std::string& b
       return proto::to_json(objects.detach(kgate::channel::get_int(req.header, "handle").value_or(0)));
     case proto::Op::dmesg: return {{"ok", true}, {"text", kgate::agent::kernel_log(256 * 1024)}};
     case proto::Op::poweroff: power_off = true; return {{"ok", true}};
+    case proto::Op::loader_start:
+      objects.enable_stats();
+      return proto::to_json(loader.start(proto::loader_start_request_from_json(req.header)));
+    case proto::Op::loader_stats: return proto::to_json(loader.stats());
+    case proto::Op::loader_stop:
+      return proto::to_json(loader.stop(kgate::channel::get_int(req.header, "grace_ms").value_or(5000)));
   }
   return {{"ok", false}, {"error", "unhandled op"}};
 }
@@ -116,6 +124,7 @@ int main(int argc, char** argv) {
 
   kgate::agent::loopback_up();
   kgate::agent::ObjectTable objects;
+  kgate::agent::Loader loader;
   for (;;) {
     // The host bounds each request; this bounds a host that went away silently.
     auto req = channel.receive(Deadline(std::chrono::minutes(10)));
@@ -127,7 +136,7 @@ int main(int argc, char** argv) {
     }
     bool power_off = false;
     std::string body;
-    json resp = handle(objects, **req, body, power_off);
+    json resp = handle(objects, loader, **req, body, power_off);
     resp["op"] = (*req)->header.value("op", "");
     if (auto id = (*req)->header.find("id"); id != (*req)->header.end()) resp["id"] = *id;
     if (auto s =

@@ -137,14 +137,6 @@ std::uint32_t link_id(int fd) {
   return info.id;
 }
 
-template <class Next>
-std::vector<std::uint32_t> live_ids(Next next) {
-  std::vector<std::uint32_t> ids;
-  __u32 id = 0;
-  while (next(id, &id) == 0) ids.push_back(id);
-  return ids;
-}
-
 // Sets a `const volatile` global of .rodata before load: finds the variable in the object's BTF
 // (the .rodata DATASEC) and writes the value into the map's initial image.
 std::string set_rodata_u64(bpf_object* obj, const std::string& var, std::uint64_t value) {
@@ -698,9 +690,14 @@ std::string run_action(const proto::TriggerAction& a, const std::string& nonce) 
 
 proto::TriggerResponse ObjectTable::trigger(const proto::TriggerRequest& req) {
   proto::TriggerResponse resp;
-  LoadedObject* o = find(req.handle);
-  if (!o) {
+  // Handle 0: no object of kgate's (a user's loader holds the programs); actions only.
+  LoadedObject* o = req.handle == 0 ? nullptr : find(req.handle);
+  if (req.handle != 0 && !o) {
     resp.error = "no object with handle " + std::to_string(req.handle);
+    return resp;
+  }
+  if (!o && (!req.nonce_map.empty() || !req.test_runs.empty())) {
+    resp.error = "a nonce map or a test run needs an object";
     return resp;
   }
   if (req.count < 1 || req.count > 1'000'000) {

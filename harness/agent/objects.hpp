@@ -13,6 +13,15 @@
 
 namespace kgate::agent {
 
+// The ids the kernel holds now, from bpf_prog_get_next_id or bpf_link_get_next_id.
+template <class Next>
+std::vector<std::uint32_t> live_ids(Next next) {
+  std::vector<std::uint32_t> ids;
+  __u32 id = 0;
+  while (next(id, &id) == 0) ids.push_back(id);
+  return ids;
+}
+
 // One BPF object in the guest: the bpf_object libbpf loaded and the links attached to its
 // programs. Members are declared so that the links go before the object they belong to.
 struct LoadedObject {
@@ -57,11 +66,11 @@ class ObjectTable {
   // Destroys the object's links and the object, then waits (bounded) for the kernel to free
   // every program and link it created, and reports what is left.
   proto::DetachResponse detach(int handle);
+  // Turns BPF run statistics on (sysctl, else BPF_ENABLE_STATS, whose fd keeps them on).
+  bool enable_stats();
 
  private:
   LoadedObject* find(int handle);
-  // Turns BPF run statistics on (sysctl, else BPF_ENABLE_STATS, whose fd keeps them on).
-  bool enable_stats();
 
   std::map<int, std::unique_ptr<LoadedObject>> objects_;
   int next_handle_ = 1;

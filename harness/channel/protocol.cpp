@@ -16,7 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::pair<Op, std::string_view>, 9> op_names = {{
+constexpr std::array<std::pair<Op, std::string_view>, 12> op_names = {{
     {Op::btf, "btf"},
     {Op::put_file, "put_file"},
     {Op::load, "load"},
@@ -26,6 +26,9 @@ constexpr std::array<std::pair<Op, std::string_view>, 9> op_names = {{
     {Op::detach, "detach"},
     {Op::dmesg, "dmesg"},
     {Op::poweroff, "poweroff"},
+    {Op::loader_start, "loader_start"},
+    {Op::loader_stats, "loader_stats"},
+    {Op::loader_stop, "loader_stop"},
 }};
 
 // A guest string, capped: the tail is what matters in a log, so the head is cut.
@@ -567,6 +570,107 @@ DetachResponse detach_response_from_json(const json& j) {
   if (j.is_object() && j.contains("left") && j["left"].is_object() && j["left"].contains("programs") &&
       j["left"]["programs"].is_array() && j["left"].contains("links") && j["left"]["links"].is_array()) {
     r.reported = true;
+    r.left_programs = ids_of(j["left"], "programs");
+    r.left_links = ids_of(j["left"], "links");
+  }
+  return r;
+}
+
+// ---- a user's loader ----
+json to_json(const LoaderStartRequest& r) {
+  json progs = json::array();
+  for (const auto& p : r.programs)
+    progs.push_back({{"name", p.name}, {"type", p.type}, {"attached", p.attached}});
+  return {{"argv", r.argv},
+          {"env", r.env},
+          {"cwd", r.cwd},
+          {"programs", progs},
+          {"ready_line", r.ready_line},
+          {"timeout_ms", r.timeout_ms}};
+}
+
+LoaderStartRequest loader_start_request_from_json(const json& j) {
+  LoaderStartRequest r;
+  r.argv = strings_of(j, "argv");
+  r.env = strings_of(j, "env");
+  r.cwd = name(j, "cwd");
+  r.programs = list_of(j, "programs", [](const json& p) {
+    return LoaderWant{name(p, "name"), name(p, "type"), get_bool(p, "attached", true)};
+  });
+  r.ready_line = text(j, "ready_line", 4096);
+  r.timeout_ms = int_of(j, "timeout_ms");
+  return r;
+}
+
+json to_json(const LoaderResponse& r) {
+  json progs = json::array();
+  for (const auto& p : r.programs) {
+    json links = json::array();
+    for (const auto& l : p.links) links.push_back({{"id", l.id}, {"type", l.type}});
+    json pj = {{"id", p.id},
+               {"name", p.name},
+               {"type", p.type},
+               {"tag", p.tag},
+               {"run_count", p.run_count},
+               {"run_time_ns", p.run_time_ns},
+               {"xlated_bytes", p.xlated_bytes},
+               {"jited_bytes", p.jited_bytes},
+               {"links", links}};
+    if (p.verified_insns) pj["verified_insns"] = *p.verified_insns;
+    progs.push_back(std::move(pj));
+  }
+  return {{"ok", r.ok},
+          {"error", r.error},
+          {"started", r.started},
+          {"ready", r.ready},
+          {"ready_ms", r.ready_ms},
+          {"exited", r.exited},
+          {"status", r.status},
+          {"killed", r.killed},
+          {"output", r.output},
+          {"programs", progs},
+          {"created", {{"programs", r.created_programs}, {"links", r.created_links}}},
+          {"left", {{"programs", r.left_programs}, {"links", r.left_links}}}};
+}
+
+LoaderResponse loader_response_from_json(const json& j) {
+  LoaderResponse r;
+  r.ok = get_bool(j, "ok");
+  r.error = text(j, "error", 4096);
+  r.started = get_bool(j, "started");
+  r.ready = get_bool(j, "ready");
+  r.ready_ms = get_number(j, "ready_ms").value_or(0);
+  r.exited = get_bool(j, "exited");
+  r.status = int_of(j, "status");
+  r.killed = get_bool(j, "killed");
+  r.output = text(j, "output", 16 * 1024);
+  r.programs = list_of(
+      j, "programs",
+      [](const json& p) {
+        KernelProgram k;
+        k.id = u32_of(p, "id");
+        k.name = name(p, "name");
+        k.type = name(p, "type");
+        k.tag = name(p, "tag");
+        k.run_count = u64_of(p, "run_count");
+        k.run_time_ns = u64_of(p, "run_time_ns");
+        if (get_int(p, "verified_insns")) k.verified_insns = u32_of(p, "verified_insns");
+        k.xlated_bytes = u32_of(p, "xlated_bytes");
+        k.jited_bytes = u32_of(p, "jited_bytes");
+        k.links = list_of(
+            p, "links",
+            [](const json& l) {
+              return KernelLink{u32_of(l, "id"), name(l, "type")};
+            },
+            64);
+        return k;
+      },
+      256);
+  if (j.is_object() && j.contains("created") && j["created"].is_object()) {
+    r.created_programs = ids_of(j["created"], "programs");
+    r.created_links = ids_of(j["created"], "links");
+  }
+  if (j.is_object() && j.contains("left") && j["left"].is_object()) {
     r.left_programs = ids_of(j["left"], "programs");
     r.left_links = ids_of(j["left"], "links");
   }

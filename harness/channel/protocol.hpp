@@ -18,7 +18,7 @@
 
 namespace kgate::proto {
 
-inline constexpr int protocol_version = 2;
+inline constexpr int protocol_version = 3;
 inline constexpr const char* port_name = "org.kgate.channel";
 
 enum class Op {
@@ -31,6 +31,9 @@ enum class Op {
   detach,    // closes the object; reports what of it the kernel still holds
   dmesg,     // the kernel log
   poweroff,
+  loader_start,  // starts a user's loader and waits until the kernel shows its programs (or a deadline)
+  loader_stats,  // the loader's programs as the kernel shows them now (run counts)
+  loader_stop,   // SIGTERM, a grace, SIGKILL; then waits for what it created to go
 };
 std::string_view op_name(Op op);
 std::optional<Op> parse_op(std::string_view name);
@@ -274,6 +277,57 @@ struct DetachResponse {
 };
 nlohmann::json to_json(const DetachResponse& r);
 DetachResponse detach_response_from_json(const nlohmann::json& j);
+
+// ---- a user's loader ----
+struct LoaderWant {
+  std::string name;  // the kernel keeps the first 15 bytes of a program's name
+  std::string type;  // libbpf's program type name
+  bool attached = true;
+};
+struct LoaderStartRequest {
+  std::vector<std::string> argv;  // argv[0] is the executable's guest path
+  std::vector<std::string> env;   // "NAME=value", the whole environment
+  std::string cwd = "/";
+  std::vector<LoaderWant> programs;
+  std::string ready_line;  // ready also when the loader prints a line holding this
+  int timeout_ms = 30000;
+};
+nlohmann::json to_json(const LoaderStartRequest& r);
+LoaderStartRequest loader_start_request_from_json(const nlohmann::json& j);
+
+struct KernelLink {
+  std::uint32_t id = 0;
+  std::string type;  // libbpf's link type name
+};
+// A program the kernel holds that was not there when the loader started.
+struct KernelProgram {
+  std::uint32_t id = 0;
+  std::string name;
+  std::string type;
+  std::string tag;  // 16 hex digits
+  std::uint64_t run_count = 0;
+  std::uint64_t run_time_ns = 0;
+  std::optional<std::uint32_t> verified_insns;
+  std::uint32_t xlated_bytes = 0;
+  std::uint32_t jited_bytes = 0;
+  std::vector<KernelLink> links;
+};
+struct LoaderResponse {
+  bool ok = false;  // the op itself worked (a loader that failed is an observation)
+  std::string error;
+  bool started = false;
+  bool ready = false;
+  double ready_ms = 0;
+  bool exited = false;  // the loader is gone (before stop: on its own)
+  int status = 0;       // its wait status, when exited
+  bool killed = false;  // stop: it needed SIGKILL
+  std::string output;   // the tail of its stdout and stderr, interleaved
+  std::vector<KernelProgram> programs;
+  std::vector<std::uint32_t> created_programs, created_links;  // stop: everything it made
+  std::vector<std::uint32_t> left_programs, left_links;        // stop: what outlived it
+};
+nlohmann::json to_json(const LoaderResponse& r);
+LoaderResponse loader_response_from_json(const nlohmann::json& j);
 
 // ---- small ones ----
 struct Ack {

@@ -1,0 +1,269 @@
+#include "agent/loader.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "agent/objects.hpp"
+
+namespace kgate::agent {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t max_output = 64 * 1024;
+constexpr std::size_t max_name = 15;  // BPF_OBJ_NAME_LEN less the NUL
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+std::set<std::uint32_t> as_set(const std::vector<std::uint32_t>& v) {
+  return {v.begin(), v.end()};
+}
+
+std::string hex(const unsigned char* p, std::size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+Loader::~Loader() {
+  if (pid_ > 0 && !exited_) {
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Loader::pump_output() {
+  if (!out_.valid()) return;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(out_.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    output_.append(buf, static_cast<std::size_t>(n));
+    if (output_.size() > max_output) output_.erase(0, output_.size() - max_output);
+    if (ready_line_.empty() || line_seen_) continue;
+    pending_.append(buf, static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = pending_.find('\n')) != std::string::npos; pending_.erase(0, nl + 1)) {
+      if (pending_.substr(0, nl).find(ready_line_) != std::string::npos) line_seen_ = true;
+    }
+    if (pending_.size() > 4096) pending_.erase(0, pending_.size() - 4096);
+  }
+}
+
+bool Loader::reap() {
+  if (exited_ || pid_ <= 0) return exited_;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    exited_ = true;
+    status_ = status;
+  }
+  return exited_;
+}
+
+std::vector<proto::KernelProgram> Loader::created() {
+  std::vector<proto::KernelProgram> out;
+  for (std::uint32_t id : live_ids(bpf_prog_get_next_id)) {
+    if (before_programs_.contains(id) || out.size() >= 256) continue;
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;  // freed meanwhile
+    UniqueFd owned(fd);
+    bpf_prog_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    seen_programs_.insert(id);
+    proto::KernelProgram p;
+    p.id = id;
+    p.name = std::string(info.name, ::strnlen(info.name, sizeof info.name));
+    p.type = libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(info.type)) ?: "unknown";
+    p.tag = hex(info.tag, sizeof info.tag);
+    p.run_count = info.run_cnt;
+    p.run_time_ns = info.run_time_ns;
+    if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof info.verified_insns)
+      p.verified_insns = info.verified_insns;
+    p.xlated_bytes = info.xlated_prog_len;
+    p.jited_bytes = info.jited_prog_len;
+    out.push_back(std::move(p));
+  }
+  for (std::uint32_t id : live_ids(bpf_link_get_next_id)) {
+    if (before_links_.contains(id)) continue;
+    int fd = bpf_link_get_fd_by_id(id);
+    if (fd < 0) continue;
+    UniqueFd owned(fd);
+    bpf_link_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    seen_links_.insert(id);
+    for (auto& p : out) {
+      if (p.id == info.prog_id && p.links.size() < 64)
+        p.links.push_back({id, libbpf_bpf_link_type_str(static_cast<bpf_link_type>(info.type)) ?: "unknown"});
+    }
+  }
+  return out;
+}
+
+void Loader::fill(proto::LoaderResponse& r) {
+  pump_output();
+  reap();
+  r.ok = true;
+  r.started = pid_ > 0;
+  r.exited = exited_;
+  r.status = status_;
+  r.output = output_.size() > 16 * 1024 ? output_.substr(output_.size() - 16 * 1024) : output_;
+  r.programs = created();
+}
+
+proto::LoaderResponse Loader::start(const proto::LoaderStartRequest& req) {
+  proto::LoaderResponse r;
+  if (pid_ > 0) {
+    r.error = "a loader is running already";
+    return r;
+  }
+  if (req.argv.empty() || req.argv[0].empty() || req.argv[0][0] != '/') {
+    r.error = "the loader's argv[0] must be an absolute path";
+    return r;
+  }
+  before_programs_ = as_set(live_ids(bpf_prog_get_next_id));
+  before_links_ = as_set(live_ids(bpf_link_get_next_id));
+  ready_line_ = req.ready_line;
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    r.error = std::string("pipe: ") + std::strerror(errno);
+    return r;
+  }
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  std::vector<char*> argv, envp;
+  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : req.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const std::string cwd = req.cwd.empty() ? "/" : req.cwd;
+  const auto t0 = Clock::now();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    r.error = std::string("fork: ") + std::strerror(errno);
+    return r;
+  }
+  if (pid == 0) {
+    // The child: its own process group (stop signals all of it), output into the pipe.
+    ::setpgid(0, 0);
+    ::dup2(write_end.get(), 1);
+    ::dup2(write_end.get(), 2);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (::chdir(cwd.c_str()) != 0) {
+      std::fprintf(stderr, "kgate-agent: chdir %s: %s\n", cwd.c_str(), std::strerror(errno));
+      ::_exit(126);
+    }
+    ::execve(argv[0], argv.data(), envp.data());
+    std::fprintf(stderr, "kgate-agent: exec %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  pid_ = pid;
+  ::setpgid(pid, pid);
+  write_end.reset();
+  ::fcntl(read_end.get(), F_SETFL, ::fcntl(read_end.get(), F_GETFL) | O_NONBLOCK);
+  out_ = std::move(read_end);
+
+  const auto deadline = t0 + std::chrono::milliseconds(std::max(1, req.timeout_ms));
+  for (;;) {
+    fill(r);
+    bool all = !req.programs.empty();
+    for (const auto& want : req.programs) {
+      const std::string name = want.name.substr(0, max_name);
+      bool found = std::any_of(r.programs.begin(), r.programs.end(), [&](const proto::KernelProgram& p) {
+        return p.name == name && p.type == want.type && (!want.attached || !p.links.empty());
+      });
+      all = all && found;
+    }
+    if (all || line_seen_) {
+      r.ready = true;
+      r.ready_ms = ms_since(t0);
+      return r;
+    }
+    if (exited_ || Clock::now() >= deadline) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+proto::LoaderResponse Loader::stats() {
+  proto::LoaderResponse r;
+  if (pid_ <= 0) {
+    r.error = "no loader was started";
+    return r;
+  }
+  fill(r);
+  return r;
+}
+
+proto::LoaderResponse Loader::stop(int grace_ms) {
+  proto::LoaderResponse r;
+  if (pid_ <= 0) {
+    r.error = "no loader was started";
+    return r;
+  }
+  fill(r);  // the programs as they were, before the stop
+  if (!exited_) {
+    ::kill(-pid_, SIGTERM);
+    ::kill(pid_, SIGTERM);
+    const auto until = Clock::now() + std::chrono::milliseconds(std::max(0, grace_ms));
+    while (!reap() && Clock::now() < until) {
+      pump_output();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!exited_) {
+      r.killed = true;
+      ::kill(-pid_, SIGKILL);
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      if (::waitpid(pid_, &status, 0) == pid_) {
+        exited_ = true;
+        status_ = status;
+      }
+    }
+  }
+  ::kill(-pid_, SIGKILL);  // what it left in its group
+  pump_output();
+  r.exited = exited_;
+  r.status = status_;
+  r.output = output_.size() > 16 * 1024 ? output_.substr(output_.size() - 16 * 1024) : output_;
+  r.created_programs.assign(seen_programs_.begin(), seen_programs_.end());
+  r.created_links.assign(seen_links_.begin(), seen_links_.end());
+  // Programs and links are freed after an RCU grace period: poll until they are gone.
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    r.left_programs.clear();
+    r.left_links.clear();
+    for (auto id : live_ids(bpf_prog_get_next_id))
+      if (seen_programs_.contains(id)) r.left_programs.push_back(id);
+    for (auto id : live_ids(bpf_link_get_next_id))
+      if (seen_links_.contains(id)) r.left_links.push_back(id);
+    if ((r.left_programs.empty() && r.left_links.empty()) || Clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return r;
+}
+
+}  // namespace kgate::agent
