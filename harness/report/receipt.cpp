@@ -115,6 +115,7 @@ json receipt_json(const Receipt& r) {
       {"trigger_count", r.trigger_count},
       {"programs", programs},
       {"leftovers", r.leftovers},
+      {"loader", r.loader},
       {"timings_s", timings},
       {"verdict", r.verdict == FailureClass::pass ? "pass" : "fail"},
       {"failure", failure},

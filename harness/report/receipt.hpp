@@ -109,6 +109,9 @@ struct Receipt {
   int trigger_count = 0;
   std::vector<ProgramResult> programs;
   nlohmann::json leftovers;  // {"programs": [...], "links": [...]} from the agent; null if not reached
+  // A user's loader (spec "loader"): the executable, its argv and environment, readiness, exit,
+  // output tail and the kernel's view of its programs; null without one.
+  nlohmann::json loader;
   std::vector<std::pair<std::string, double>> timings_s;
   FailureClass verdict = FailureClass::no_verdict;
   std::string failure_message;

@@ -130,6 +130,7 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
   r.trigger_count = static_cast<int>(get_int(j, "trigger_count").value_or(0));
   for (const auto& p : get_array(j, "programs")) r.programs.push_back(program_from_json(p));
   r.leftovers = member(j, "leftovers");
+  r.loader = member(j, "loader");
   const json& t = member(j, "timings_s");
   if (t.is_object()) {
     for (const auto& [phase, seconds] : t.items())

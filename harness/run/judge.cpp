@@ -1,5 +1,7 @@
 #include "run/judge.hpp"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -366,6 +368,129 @@ std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, 
       fail_with(reason::leaked, "the agent reported nothing about what it left behind");
     }
 
+    for (const auto& p : problems) r.error += (r.error.empty() ? "" : "; ") + p;
+    r.verdict = problems.empty() ? "pass" : "fail";
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+namespace {
+
+const proto::KernelProgram* kernel_program(const std::vector<proto::KernelProgram>& seen, std::uint32_t id) {
+  for (const auto& p : seen)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+// "exit status 3", "killed by signal 9", from a wait status.
+std::string exit_text(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
+}
+
+std::string last_line(const std::string& text) {
+  std::string_view s(text);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+  auto nl = s.rfind('\n');
+  s = nl == std::string_view::npos ? s : s.substr(nl + 1);
+  return std::string(s.substr(0, 300));
+}
+
+}  // namespace
+
+std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, const LoaderObservation& obs,
+                                                const RunFacts& facts) {
+  std::vector<report::ProgramResult> out;
+  for (const auto& want : loader.programs) {
+    report::ProgramResult r;
+    r.object = "loader";
+    r.name = want.name;
+    r.type = want.type;
+    r.attach = "loader";
+    std::vector<std::string> problems;
+    auto fail_with = [&](const char* why, std::string text) {
+      if (std::find(r.reasons.begin(), r.reasons.end(), why) == r.reasons.end()) r.reasons.push_back(why);
+      problems.push_back(std::move(text));
+    };
+    const std::string kernel_name = want.name.substr(0, 15);
+    const proto::KernelProgram* k = nullptr;
+    for (const auto& p : obs.start.programs)
+      if (p.name == kernel_name && p.type == want.type && (!k || (k->links.empty() && !p.links.empty())))
+        k = &p;
+
+    if (!obs.start_reached || !obs.start.started) {
+      fail_with(reason::never_loaded, obs.start.error.empty()
+                                          ? "the run ended before the loader started"
+                                          : "the loader did not start: " + obs.start.error);
+    } else if (!k) {
+      std::string text = "the loader never loaded it (no " + want.type + " program named '" + kernel_name +
+                         "' in the kernel " +
+                         (obs.start.exited  ? std::string("before the loader exited")
+                          : obs.start.ready ? std::string("when it was ready")
+                                            : strprintf("within %.0f s", loader.ready_timeout_s)) +
+                         ")";
+      fail_with(reason::never_loaded, text);
+    }
+    if (k) {
+      r.loaded = true;
+      r.attached = !k->links.empty();
+      r.verified_insns = k->verified_insns;
+      // The kernel keeps the verifier's processed-instruction count as verified_insns (5.16+).
+      if (k->verified_insns) r.insns_processed = *k->verified_insns;
+      r.xlated_bytes = k->xlated_bytes;
+      r.jited_bytes = k->jited_bytes;
+      if (want.attached && !r.attached)
+        fail_with(reason::attach_failed, "loaded, but never attached (no link)");
+    }
+    if (obs.start_reached && obs.start.exited) {
+      fail_with(reason::loader_exited, "the loader ended before it was stopped (" +
+                                           exit_text(obs.start.status) + "): " + last_line(obs.start.output));
+    }
+    // Runs: the kernel's count over the triggers. A program that is not there, or not attached, has
+    // its reason already; the triggers only run once every program is.
+    const bool in_place = k && (!want.attached || r.attached);
+    if (in_place && want.runs && !obs.start.ready) {
+      fail_with(reason::did_not_fire,
+                "not triggered: the loader was not ready (another program was missing)");
+    } else if (in_place && want.runs) {
+      r.required_runs = want.runs->resolve(facts.count);
+      const proto::KernelProgram* after =
+          obs.stats_reached ? kernel_program(obs.stats.programs, k->id) : nullptr;
+      if (after) r.run_count = after->run_count - std::min(after->run_count, k->run_count);
+      if (after) r.run_time_ns = after->run_time_ns - std::min(after->run_time_ns, k->run_time_ns);
+      if (!obs.trigger_reached || !obs.stats_reached) {
+        fail_with(reason::did_not_fire, "the run ended before the triggers");
+      } else if (!after) {
+        fail_with(reason::did_not_fire, "gone from the kernel before its run count was read");
+      } else if (*r.run_count < r.required_runs) {
+        fail_with(reason::did_not_fire, strprintf("ran %llu times over the triggers, needs %llu",
+                                                  static_cast<unsigned long long>(*r.run_count),
+                                                  static_cast<unsigned long long>(r.required_runs)));
+      }
+      for (const auto& a : obs.trigger.actions) {
+        if (a.kind == spec::trigger_kind_name(want.trigger.kind) && !a.error.empty())
+          fail_with(reason::did_not_fire, "trigger " + a.kind + ": " + a.error);
+      }
+    }
+    // Whatever it created must be gone once it was stopped.
+    if (k && !loader.pins) {
+      if (!obs.stop_reached) {
+        fail_with(reason::leaked, "the run ended before the loader was stopped");
+      } else {
+        const auto& left = obs.stop.left_programs;
+        bool prog = std::find(left.begin(), left.end(), k->id) != left.end();
+        bool link = std::any_of(k->links.begin(), k->links.end(), [&](const proto::KernelLink& l) {
+          return std::find(obs.stop.left_links.begin(), obs.stop.left_links.end(), l.id) !=
+                 obs.stop.left_links.end();
+        });
+        if (prog || link)
+          fail_with(reason::leaked, std::string("still held by the kernel after the loader was stopped: ") +
+                                        (prog ? "its program" : "") + (prog && link ? " and " : "") +
+                                        (link ? "its link" : ""));
+      }
+    }
     for (const auto& p : problems) r.error += (r.error.empty() ? "" : "; ") + p;
     r.verdict = problems.empty() ? "pass" : "fail";
     out.push_back(std::move(r));

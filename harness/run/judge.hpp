@@ -59,6 +59,24 @@ std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, 
 // Pure: programs the guest reported that the object does not have (a lying or confused guest).
 std::vector<std::string> unknown_programs(const spec::ObjectSpec& object, const ObjectObservation& obs);
 
+// What the guest reported about a user's loader. A phase that never ran leaves its response at
+// the default.
+struct LoaderObservation {
+  bool start_reached = false;
+  proto::LoaderResponse start;  // the kernel's view once ready (or at the deadline, or the exit)
+  bool trigger_reached = false;
+  proto::TriggerResponse trigger;
+  bool stats_reached = false;
+  proto::LoaderResponse stats;  // after the triggers
+  bool stop_reached = false;
+  proto::LoaderResponse stop;
+};
+
+// Pure: each program the loader spec names, with its verdict: found in the kernel's list by name
+// (its first 15 bytes) and type, attached (a link), run by the triggers, gone after the stop.
+std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, const LoaderObservation& obs,
+                                                const RunFacts& facts);
+
 struct RunJudgement {
   FailureClass verdict = FailureClass::no_verdict;
   std::string message;  // every failing program with its reasons, then `problems`, "; "-separated
@@ -82,6 +100,8 @@ inline constexpr const char* test_run_mismatch = "test_run_mismatch";
 inline constexpr const char* leaked = "leaked";
 inline constexpr const char* unexpected_load = "unexpected_load";      // expect.loads false, but it loaded
 inline constexpr const char* unexpected_attach = "unexpected_attach";  // expect.attaches false, but it did
+inline constexpr const char* never_loaded = "never_loaded";            // a loader's program never appeared
+inline constexpr const char* loader_exited = "loader_exited";  // the loader ended before it was stopped
 }  // namespace reason
 
 }  // namespace kgate::run

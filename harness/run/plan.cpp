@@ -28,13 +28,6 @@ bool is_agent_call(const spec::Trigger& t) {
          t.function == "kgate_uprobe_target";
 }
 
-std::string with_nonce(std::string s, const std::string& nonce) {
-  const std::string key = "{nonce}";
-  for (std::size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + nonce.size()))
-    s.replace(at, key.size(), nonce);
-  return s;
-}
-
 void put16(std::string& s, std::size_t at, unsigned v) {
   s[at] = static_cast<char>(v >> 8);
   s[at + 1] = static_cast<char>(v & 0xff);
@@ -56,6 +49,23 @@ bool loaded(const proto::LoadResponse& load, const std::string& name) {
 }
 
 }  // namespace
+
+std::string with_nonce(std::string s, const std::string& nonce) {
+  const std::string key = "{nonce}";
+  for (std::size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + nonce.size()))
+    s.replace(at, key.size(), nonce);
+  return s;
+}
+
+proto::TriggerAction trigger_action(const spec::Trigger& t, const std::string& nonce) {
+  proto::TriggerAction a;
+  a.kind = std::string(spec::trigger_kind_name(t.kind));
+  if (t.kind == spec::TriggerKind::openat)
+    a.path = with_nonce(t.path.empty() ? "/tmp/kgate-trigger-{nonce}" : t.path, nonce);
+  a.binary = with_nonce(t.binary, nonce);
+  for (const auto& arg : t.args) a.args.push_back(with_nonce(arg, nonce));
+  return a;
+}
 
 spec::Spec builtin_probe_spec() {
   spec::Spec s;
@@ -184,13 +194,7 @@ proto::TriggerRequest trigger_request(const spec::ObjectSpec& object, const prot
       r.uprobe_target = true;
       continue;
     }
-    proto::TriggerAction a;
-    a.kind = std::string(spec::trigger_kind_name(p.trigger.kind));
-    if (p.trigger.kind == spec::TriggerKind::openat)
-      a.path =
-          with_nonce(p.trigger.path.empty() ? "/tmp/kgate-trigger-{nonce}" : p.trigger.path, facts.nonce);
-    a.binary = with_nonce(p.trigger.binary, facts.nonce);
-    for (const auto& arg : p.trigger.args) a.args.push_back(with_nonce(arg, facts.nonce));
+    proto::TriggerAction a = trigger_action(p.trigger, facts.nonce);
     bool seen = std::any_of(r.actions.begin(), r.actions.end(), [&](const proto::TriggerAction& b) {
       return b.kind == a.kind && b.path == a.path && b.binary == a.binary && b.args == a.args;
     });

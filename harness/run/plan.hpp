@@ -31,4 +31,9 @@ proto::TriggerRequest trigger_request(const spec::ObjectSpec& object, const prot
                                       const RunFacts& facts);
 proto::DrainRequest drain_request(const spec::ObjectSpec& object, int handle);
 
+// "{nonce}" in `s` replaced by the run's nonce.
+std::string with_nonce(std::string s, const std::string& nonce);
+// One trigger as the agent runs it, "{nonce}" replaced in its path, binary and arguments.
+proto::TriggerAction trigger_action(const spec::Trigger& t, const std::string& nonce);
+
 }  // namespace kgate::run

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <algorithm>
+#include <cmath>
 
 #include "bpf/structure.hpp"
 #include "channel/fields.hpp"
@@ -36,6 +37,52 @@ using channel::FrameType;
 using nlohmann::json;
 
 constexpr const char* kgate_version = KGATE_VERSION;
+
+// The receipt's view of a user's loader: readiness, exit, output tail, and every program it created
+// as the kernel showed it (run counts at readiness and after the triggers).
+json loader_json(const LoaderObservation& o) {
+  json programs = json::array();
+  for (const auto& p : o.start.programs) {
+    json links = json::array();
+    for (const auto& l : p.links) links.push_back({{"id", l.id}, {"type", l.type}});
+    json after = nullptr;
+    for (const auto& q : o.stats.programs)
+      if (q.id == p.id) after = q.run_count;
+    programs.push_back({{"id", p.id},
+                        {"name", p.name},
+                        {"type", p.type},
+                        {"tag", p.tag},
+                        {"links", links},
+                        {"run_count_ready", p.run_count},
+                        {"run_count_after_triggers", after}});
+  }
+  auto status_of = [](const proto::LoaderResponse& r) -> json {
+    if (!r.exited) return nullptr;
+    if (WIFEXITED(r.status)) return {{"exit_code", WEXITSTATUS(r.status)}};
+    if (WIFSIGNALED(r.status)) return {{"signal", WTERMSIG(r.status)}};
+    return {{"wait_status", r.status}};
+  };
+  const proto::LoaderResponse& last = o.stop_reached ? o.stop : o.start;
+  std::vector<std::string> tail;
+  std::size_t pos = 0;
+  while (pos < last.output.size()) {
+    std::size_t nl = last.output.find('\n', pos);
+    if (nl == std::string::npos) nl = last.output.size();
+    tail.push_back(last.output.substr(pos, std::min<std::size_t>(nl - pos, 512)));
+    pos = nl + 1;
+  }
+  if (tail.size() > 50) tail.erase(tail.begin(), tail.end() - 50);
+  return {{"started", o.start.started},
+          {"start_error", o.start.error},
+          {"ready", o.start.ready},
+          {"ready_ms", std::round(o.start.ready_ms * 10) / 10},
+          {"exited_before_stop", o.start_reached && o.start.exited},
+          {"exit", status_of(last)},
+          {"killed", o.stop.killed},
+          {"output_tail", tail},
+          {"programs", programs},
+          {"left", {{"programs", o.stop.left_programs}, {"links", o.stop.left_links}}}};
+}
 
 std::string random_nonce() {
   std::uint64_t v = 0;
@@ -99,11 +146,15 @@ class GateRun {
   void scan_console();
   Status exercise();
   Status exercise_object(ObjectRun& o);
+  // A user's loader: started, watched until ready, triggered, stopped (spec "loader").
+  Status exercise_loader();
   Status prove_lockdown_level();
   RunFacts run_facts() const;
   Status power_off();
   // Sends one request and returns the response header; `body` receives the response body.
-  Result<json> request(proto::Op op, json fields, std::string body = {}, std::string* reply_body = nullptr);
+  // `extra_s` lengthens this request's deadline (a loader's readiness wait).
+  Result<json> request(proto::Op op, json fields, std::string body = {}, std::string* reply_body = nullptr,
+                       double extra_s = 0);
   void judge();
   // Reclassifies a failure by what actually happened to QEMU and the guest.
   Error classify(Error e);
@@ -137,6 +188,7 @@ class GateRun {
   spec::Spec spec_;  // objects_ point into it
   std::vector<ObjectRun> objects_;
   std::vector<ShippedFile> files_;
+  LoaderObservation loader_;
   bool canary_reached_ = false;
   proto::LoadResponse canary_load_;
   proto::DetachResponse canary_detach_;
@@ -270,6 +322,12 @@ Status GateRun::resolve_spec() {
       return fail(FailureClass::usage,
                   strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", source->second.c_str(),
                             bytes->size(), std::size_t{channel::max_body_bytes / 2}));
+    if (spec_.loader && f.dest == spec_.loader->dest) {
+      r_.loader = {{"source", absolute_path(source->second).string()},
+                   {"sha256", sha256_hex(*bytes)},
+                   {"size", bytes->size()},
+                   {"dest", f.dest}};
+    }
     files_.push_back({&f, std::move(*bytes)});
   }
   return {};
@@ -479,12 +537,13 @@ Status GateRun::boot() {
   return {};
 }
 
-Result<json> GateRun::request(proto::Op op, json fields, std::string body, std::string* reply_body) {
+Result<json> GateRun::request(proto::Op op, json fields, std::string body, std::string* reply_body,
+                              double extra_s) {
   const std::string name(proto::op_name(op));
   const int id = next_id_++;
   json header = proto::request_header(op, id, std::move(fields));
-  Deadline deadline(
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
+  Deadline deadline(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(request_timeout_s_ + extra_s)));
   if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline, watch_fds()); !s) {
     return std::unexpected(std::move(s.error()).context("send " + name));
   }
@@ -528,10 +587,67 @@ Status GateRun::exercise() {
     if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
       return fail(FailureClass::infra, "the agent could not write " + f.spec->dest + ": " + ack.error);
   }
+  if (spec_.loader) {
+    if (auto s = exercise_loader(); !s) return s;
+  }
   for (auto& o : objects_) {
     if (auto s = exercise_object(o); !s) return s;
   }
   return prove_lockdown_level();
+}
+
+Status GateRun::exercise_loader() {
+  const spec::LoaderSpec& l = *spec_.loader;
+  const RunFacts facts = run_facts();
+  proto::LoaderStartRequest start;
+  start.argv = {l.dest};
+  for (const auto& a : l.args) start.argv.push_back(with_nonce(a, facts.nonce));
+  start.env = l.env;
+  if (std::none_of(start.env.begin(), start.env.end(),
+                   [](const std::string& e) { return e.starts_with("PATH="); }))
+    start.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  start.cwd = l.cwd;
+  for (const auto& p : l.programs) start.programs.push_back({p.name, p.type, p.attached});
+  start.ready_line = l.ready_line;
+  start.timeout_ms = static_cast<int>(l.ready_timeout_s * 1000);
+  r_.loader["argv"] = start.argv;
+  r_.loader["env"] = start.env;
+  r_.loader["cwd"] = start.cwd;
+
+  phase("loader");
+  auto started = request(proto::Op::loader_start, proto::to_json(start), {}, nullptr, l.ready_timeout_s);
+  if (!started) return std::unexpected(started.error());
+  loader_.start = proto::loader_response_from_json(*started);
+  loader_.start_reached = true;
+  if (loader_.start.ready && !loader_.start.exited) {
+    phase("trigger");
+    proto::TriggerRequest trig;
+    trig.nonce = facts.nonce;
+    trig.count = facts.count;
+    for (const auto& p : l.programs) {
+      if (p.trigger.kind == spec::TriggerKind::none) continue;
+      proto::TriggerAction a = trigger_action(p.trigger, facts.nonce);
+      bool seen = std::any_of(trig.actions.begin(), trig.actions.end(), [&](const proto::TriggerAction& b) {
+        return b.kind == a.kind && b.path == a.path && b.binary == a.binary && b.args == a.args;
+      });
+      if (!seen) trig.actions.push_back(std::move(a));
+    }
+    auto t = request(proto::Op::trigger, proto::to_json(trig));
+    if (!t) return std::unexpected(t.error());
+    loader_.trigger = proto::trigger_response_from_json(*t);
+    loader_.trigger_reached = true;
+    auto stats = request(proto::Op::loader_stats, json::object());
+    if (!stats) return std::unexpected(stats.error());
+    loader_.stats = proto::loader_response_from_json(*stats);
+    loader_.stats_reached = true;
+  }
+  phase("loader_stop");
+  auto stopped = request(proto::Op::loader_stop, {{"grace_ms", static_cast<int>(l.stop_grace_s * 1000)}}, {},
+                         nullptr, l.stop_grace_s + 5);
+  if (!stopped) return std::unexpected(stopped.error());
+  loader_.stop = proto::loader_response_from_json(*stopped);
+  loader_.stop_reached = true;
+  return {};
 }
 
 Status GateRun::exercise_object(ObjectRun& o) {
@@ -668,6 +784,13 @@ void GateRun::judge() {
         problems.push_back(strprintf("the agent dropped %llu records of ring '%s'",
                                      static_cast<unsigned long long>(ring.dropped), ring.name.c_str()));
     }
+  }
+  if (spec_.loader) {
+    auto programs = judge_loader(*spec_.loader, loader_, facts);
+    r_.programs.insert(r_.programs.end(), programs.begin(), programs.end());
+    r_.loader.update(loader_json(loader_));
+    for (auto id : loader_.stop.left_programs) left_programs.push_back(id);
+    for (auto id : loader_.stop.left_links) left_links.push_back(id);
   }
   r_.leftovers = {{"programs", left_programs}, {"links", left_links}};
   if (canary_reached_) {

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <functional>
 
 #include "channel/protocol.hpp"
 #include "run/judge.hpp"
@@ -471,4 +472,147 @@ TEST_CASE("a guest cannot add programs to the receipt by naming them; they are a
   CHECK(find(ps, "on_getpid").verdict == "pass");
   CHECK(unknown_programs(probe(), o) == std::vector<std::string>{"invented"});
   CHECK(unknown_programs(probe(), healthy()).empty());
+}
+
+namespace {
+
+spec::LoaderSpec live_loader() {
+  spec::LoaderSpec l;
+  spec::LoaderProgram tp;
+  tp.name = "handle_getpid_long_name";  // the kernel keeps 15 bytes: "handle_getpid_l"
+  tp.type = "tracepoint";
+  tp.trigger.kind = spec::TriggerKind::getpid;
+  tp.runs = spec::MinCount{true, 1};
+  spec::LoaderProgram kp;
+  kp.name = "on_unlink";
+  kp.type = "kprobe";
+  l.programs = {tp, kp};
+  return l;
+}
+
+proto::KernelProgram kernel_prog(std::uint32_t id, std::string name, std::string type, std::uint64_t runs,
+                                 bool linked) {
+  proto::KernelProgram p;
+  p.id = id;
+  p.name = std::move(name);
+  p.type = std::move(type);
+  p.run_count = runs;
+  p.verified_insns = 40;
+  if (linked) p.links.push_back({id + 100, "perf_event"});
+  return p;
+}
+
+// A loader that loaded and attached both programs; the triggers ran getpid 4 times.
+LoaderObservation live_observation() {
+  LoaderObservation o;
+  o.start_reached = true;
+  o.start.ok = o.start.started = o.start.ready = true;
+  o.start.programs = {kernel_prog(7, "handle_getpid_l", "tracepoint", 2, true),
+                      kernel_prog(8, "on_unlink", "kprobe", 0, true),
+                      kernel_prog(9, "helper", "kprobe", 0, false)};
+  o.trigger_reached = true;
+  o.trigger.ok = true;
+  o.trigger.actions = {{"getpid", 4, ""}};
+  o.stats_reached = true;
+  o.stats.programs = o.start.programs;
+  o.stats.programs[0].run_count = 6;
+  o.stop_reached = true;
+  o.stop.ok = true;
+  o.stop.exited = true;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a user's loader: found by name and type, attached, run by the triggers, gone after the stop") {
+  auto ps = judge_loader(live_loader(), live_observation(), facts());
+  REQUIRE(ps.size() == 2);
+  for (const auto& p : ps) CHECK_MESSAGE(p.verdict == "pass", p.name << ": " << p.error);
+  CHECK(ps[0].run_count == 4);  // over the triggers, not since the load
+  CHECK(ps[0].required_runs == 4);
+  CHECK(ps[0].insns_processed == 40);
+  CHECK(ps[0].object == "loader");
+}
+
+TEST_CASE("a user's loader: each way it fails has its reason") {
+  struct Row {
+    const char* what;
+    std::function<void(LoaderObservation&, spec::LoaderSpec&)> change;
+    const char* program;
+    std::vector<std::string> reasons;
+  };
+  const std::vector<Row> rows = {
+      {"a replayer loads nothing",
+       [](LoaderObservation& o, spec::LoaderSpec&) {
+         o.start.programs.clear();
+         o.start.ready = false;
+       },
+       "on_unlink",
+       {"never_loaded"}},
+      {"the type differs",
+       [](LoaderObservation& o, spec::LoaderSpec&) { o.start.programs[1].type = "tracepoint"; },
+       "on_unlink",
+       {"never_loaded"}},
+      {"loaded but not attached, so not ready: the triggers did not run",
+       [](LoaderObservation& o, spec::LoaderSpec&) {
+         o.start.programs[1].links.clear();
+         o.start.ready = false;
+         o.trigger_reached = o.stats_reached = false;
+       },
+       "on_unlink",
+       {"attach_failed"}},
+      {"not ready: the others are not triggered",
+       [](LoaderObservation& o, spec::LoaderSpec&) {
+         o.start.programs[1].links.clear();
+         o.start.ready = false;
+         o.trigger_reached = o.stats_reached = false;
+       },
+       "handle_getpid_long_name",
+       {"did_not_fire"}},
+      {"the triggers did not reach it",
+       [](LoaderObservation& o, spec::LoaderSpec&) { o.stats.programs[0].run_count = 3; },
+       "handle_getpid_long_name",
+       {"did_not_fire"}},
+      {"it exited before the stop",
+       [](LoaderObservation& o, spec::LoaderSpec&) {
+         o.start.exited = true;
+         o.start.status = 3 << 8;
+         o.start.output = "loader: bad config\n";
+       },
+       "on_unlink",
+       {"loader_exited"}},
+      {"a link outlived it",
+       [](LoaderObservation& o, spec::LoaderSpec&) { o.stop.left_links = {108}; },
+       "on_unlink",
+       {"leaked"}},
+      {"the run ended before the stop",
+       [](LoaderObservation& o, spec::LoaderSpec&) { o.stop_reached = false; },
+       "on_unlink",
+       {"leaked"}},
+  };
+  for (const auto& row : rows) {
+    CAPTURE(row.what);
+    LoaderObservation o = live_observation();
+    spec::LoaderSpec l = live_loader();
+    row.change(o, l);
+    auto ps = judge_loader(l, o, facts());
+    const auto& p = find(ps, row.program);
+    CAPTURE(p.error);
+    CHECK(p.verdict == "fail");
+    CHECK(p.reasons == row.reasons);
+  }
+  // A loader whose spec says it pins: what outlives it is not a leak.
+  LoaderObservation o = live_observation();
+  o.stop.left_links = {108};
+  spec::LoaderSpec l = live_loader();
+  l.pins = true;
+  CHECK(find(judge_loader(l, o, facts()), "on_unlink").verdict == "pass");
+  // The exit status and the loader's last line are in the message.
+  o = live_observation();
+  o.start.exited = true;
+  o.start.status = 3 << 8;
+  o.start.output = "starting\nloader: bad config\n";
+  auto e = find(judge_loader(live_loader(), o, facts()), "on_unlink").error;
+  CHECK(e.find("exit status 3") != std::string::npos);
+  CHECK(e.find("loader: bad config") != std::string::npos);
 }

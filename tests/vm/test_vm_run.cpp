@@ -792,3 +792,91 @@ TEST_CASE(
         std::string::npos);
   CHECK_FALSE(fs::exists(arm.dir / "console.log"));  // nothing booted
 }
+
+// ---- A user's own loader: tests/objects/loader.c and live.json ----
+
+TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto r = run_passing(tmp, "live", {"--spec", (objects_dir() / "live.json").string(), "--count", "3"});
+  const json& rc = r.receipt;
+  const json& l = rc["loader"];
+  CHECK(l["ready"] == true);
+  CHECK(l["exited_before_stop"] == false);
+  CHECK(l["exit"]["exit_code"] == 0);
+  CHECK(l["source"] == (objects_dir() / "loader.x86_64").string());
+  CHECK(l["sha256"] == sha256_hex(read_file(objects_dir() / "loader.x86_64").value()));
+  CHECK(l["argv"][0] == "/kgate/loader/loader");
+  CHECK(l["output_tail"].dump().find("loader: ready") != std::string::npos);
+  CHECK(l["left"]["programs"].empty());
+  CHECK(l["left"]["links"].empty());
+  for (const char* name : {"tp_getpid", "kp_unlinkat"}) {
+    const json& p = program(rc, name);
+    CAPTURE(p.dump());
+    CHECK(p["object"] == "loader");
+    CHECK(p["verdict"] == "pass");
+    CHECK(p["attached"] == true);
+    CHECK(p["run_count"].get<int>() >= 3);
+    CHECK(p["verifier"]["insns_processed"].get<int>() > 0);
+  }
+  // The kernel's view: each program with its link.
+  REQUIRE(l["programs"].size() == 2);
+  for (const auto& p : l["programs"]) CHECK(p["links"].size() == 1);
+}
+
+TEST_CASE("loader: a replayer, a loader that does not attach, one that exits early and one that leaks fail") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  json base = json::parse(read_file(objects_dir() / "live.json").value());
+  base["loader"]["exec"] = {{"x86_64", (objects_dir() / "loader.x86_64").string()}};
+  base["files"][0]["source"] = {{"x86_64", (objects_dir() / "gate.x86_64.bpf.o").string()}};
+  base["loader"]["ready"]["timeout_s"] = 5;
+  struct Row {
+    const char* mode;
+    std::map<std::string, std::vector<std::string>> reasons;  // per program
+    const char* message;
+  };
+  const std::vector<Row> rows = {
+      // It prints what a loader prints, and the spec trusts that line: the kernel says otherwise.
+      {"replay",
+       {{"tp_getpid", {"never_loaded"}}, {"kp_unlinkat", {"never_loaded"}}},
+       "the loader never loaded it"},
+      {"no-attach",
+       {{"tp_getpid", {"attach_failed"}}, {"kp_unlinkat", {"attach_failed"}}},
+       "loaded, but never attached"},
+      {"exit-early",
+       {{"tp_getpid", {"never_loaded", "loader_exited"}}, {"kp_unlinkat", {"never_loaded", "loader_exited"}}},
+       "exit status 3"},
+      {"leak", {{"tp_getpid", {"leaked"}}, {"kp_unlinkat", {}}}, "still held by the kernel"},
+  };
+  for (const auto& row : rows) {
+    CAPTURE(row.mode);
+    json spec = base;
+    spec["loader"]["args"][1] = row.mode;
+    if (std::string(row.mode) == "replay") spec["loader"]["ready"]["line"] = "loader: ready";
+    const fs::path file = tmp.path() / (std::string(row.mode) + ".json");
+    REQUIRE(write_file_atomic(file, spec.dump()).has_value());
+    auto r = run_kgate(tmp.path() / row.mode, {"--spec", file.string(), "--count", "2"});
+    check_failure(r, "gate_failed", 1);
+    CHECK(r.receipt["failure"]["message"].get<std::string>().find(row.message) != std::string::npos);
+    for (const auto& [name, reasons] : row.reasons) {
+      const json& p = program(r.receipt, name);
+      CAPTURE(p.dump());
+      CHECK(p["reasons"] == json(reasons));
+    }
+  }
+}
+
+TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-arm64") {
+  require_vm_prerequisites("arm64");
+  auto tmp = out_root();
+  auto r = run_passing(
+      tmp, "live-arm64",
+      {"--entry", "debian-6.1-arm64", "--spec", (objects_dir() / "live.json").string(), "--count", "2"});
+  CHECK(r.receipt["arch"] == "arm64");
+  CHECK(r.receipt["loader"]["source"] == (objects_dir() / "loader.arm64").string());
+  for (const char* name : {"tp_getpid", "kp_unlinkat"}) {
+    CHECK(program(r.receipt, name)["verdict"] == "pass");
+    CHECK(program(r.receipt, name)["run_count"].get<int>() >= 2);
+  }
+}
