@@ -5,6 +5,7 @@
 # class, the exit code, the time, the receipt and that no process is left.
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -21,8 +22,16 @@ def frame(kind, header=b"", body=b""):
     return MAGIC + struct.pack("<HHII", kind, 0, len(header), len(body)) + header + body
 
 
+def protocol_version():
+    # The version this kgate speaks, from the header both sides are built from: a guest that
+    # speaks another is refused before anything hostile could happen.
+    header = os.path.join(os.environ["KGATE_SOURCE_ROOT"], "harness/channel/protocol.hpp")
+    with open(header) as f:
+        return int(re.search(r"protocol_version = (\d+);", f.read()).group(1))
+
+
 def hello():
-    return {"protocol": 2, "agent": "fake", "release": "6.1.0-fake", "version": "#1", "machine": "x86_64",
+    return {"protocol": protocol_version(), "agent": "fake", "release": "6.1.0-fake", "version": "#1", "machine": "x86_64",
             "cmdline": "", "lockdown": "[none] integrity confidentiality", "lsm": "bpf", "btf": True, "pid": 1}
 
 
