@@ -56,7 +56,11 @@ void Loader::pump_output() {
   for (;;) {
     ssize_t n = ::read(out_.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n == 0) {
+      out_.reset();  // every writer is gone: nothing more to read, nothing to watch
+      break;
+    }
+    if (n < 0) break;
     output_.append(buf, static_cast<std::size_t>(n));
     if (output_.size() > max_output) output_.erase(0, output_.size() - max_output);
     if (ready_line_.empty() || line_seen_) continue;

@@ -31,9 +31,13 @@ class Loader {
   // SIGTERM, up to `grace_ms`, then SIGKILL; then waits (up to 5 s) for every program and link it
   // created to be freed, and reports what is left.
   proto::LoaderResponse stop(int grace_ms);
+  // The read end of its output pipe while it is open (-1 otherwise), and the read of what it
+  // holds: the agent's loop watches the pipe between requests, so that a loader that prints a lot
+  // never blocks on a full pipe.
+  int output_fd() const { return out_.get(); }
+  void pump_output();
 
  private:
-  void pump_output();
   bool reap();  // true once the loader has exited (status_ kept)
   std::vector<proto::KernelProgram> created();
   void fill(proto::LoaderResponse& r);

@@ -127,9 +127,16 @@ int main(int argc, char** argv) {
   kgate::agent::Loader loader;
   for (;;) {
     // The host bounds each request; this bounds a host that went away silently.
-    auto req = channel.receive(Deadline(std::chrono::minutes(10)));
+    // A running loader's output is read between requests (receive returns nothing when it is).
+    const int loader_out[] = {loader.output_fd()};
+    auto req =
+        channel.receive(Deadline(std::chrono::minutes(10)),
+                        loader_out[0] >= 0 ? std::span<const int>(loader_out) : std::span<const int>());
     if (!req) die("receive: " + req.error().describe());
-    if (!*req) continue;
+    if (!*req) {
+      loader.pump_output();
+      continue;
+    }
     if ((*req)->type != FrameType::request) die("unexpected frame type from host");
     if (fault == "hang") {
       for (;;) ::pause();

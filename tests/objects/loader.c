@@ -7,6 +7,7 @@
 //   no-attach   load PROGRAMs, attach none
 //   exit-early  fail at start-up as a loader with a bad configuration does (exit status 3)
 //   leak        as `attach`, but on SIGTERM pin a link to bpffs and exit without detaching
+//   chatty      as `attach`, then print 2 MB of log lines before waiting for SIGTERM
 #include <bpf/libbpf.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "loader: load %s failed\n", argv[1]);
       return 1;
     }
-    if (strcmp(mode, "no-attach") != 0) {
+    if (strcmp(mode, "no-attach") != 0) {  // attach, leak, chatty
       bpf_object__for_each_program(prog, obj) {
         if (!named(bpf_program__name(prog), argc, argv) || n_links == 64) continue;
         links[n_links] = bpf_program__attach(prog);
@@ -64,6 +65,9 @@ int main(int argc, char** argv) {
   }
   for (int i = 3; i < argc; ++i) printf("loader: %s attached\n", argv[i]);
   printf("loader: ready\n");
+  if (strcmp(mode, "chatty") == 0) {
+    for (int i = 0; i < 40000; ++i) printf("loader: event %d: a line of the kind a busy agent logs\n", i);
+  }
 
   int sig = 0;
   sigwait(&term, &sig);

@@ -822,6 +822,18 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   // The kernel's view: each program with its link.
   REQUIRE(l["programs"].size() == 2);
   for (const auto& p : l["programs"]) CHECK(p["links"].size() == 1);
+
+  // A loader that prints 2 MB after it is ready: its output is read while the triggers run, so it
+  // is waiting for SIGTERM when it comes, and exits on its own.
+  json spec = json::parse(read_file(objects_dir() / "live.json").value());
+  spec["loader"]["exec"] = {{"x86_64", (objects_dir() / "loader.x86_64").string()}};
+  spec["files"][0]["source"] = {{"x86_64", (objects_dir() / "gate.x86_64.bpf.o").string()}};
+  spec["loader"]["args"][1] = "chatty";
+  REQUIRE(write_file_atomic(tmp.path() / "chatty.json", spec.dump()).has_value());
+  auto chatty = run_passing(tmp, "chatty", {"--spec", (tmp.path() / "chatty.json").string(), "--count", "2"});
+  CHECK(chatty.receipt["loader"]["killed"] == false);
+  CHECK(chatty.receipt["loader"]["exit"]["exit_code"] == 0);
+  CHECK(chatty.receipt["loader"]["output_tail"].back() == "loader: SIGTERM, shutting down");
 }
 
 TEST_CASE("loader: a replayer, a loader that does not attach, one that exits early and one that leaks fail") {
