@@ -15,6 +15,7 @@
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "image/closure.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/kconfig.hpp"
@@ -311,6 +312,24 @@ Status GateRun::resolve_spec() {
     r_.objects.push_back(std::move(ro));
     objects_.push_back(std::move(run));
   }
+  if (spec_.loader) {
+    // A dynamic loader brings its ELF interpreter and library closure, as found on this host.
+    const std::string arch(vm::arch_name(arch_));
+    if (auto exec = spec_.loader->exec.find(arch); exec != spec_.loader->exec.end()) {
+      auto libs = image::library_closure(exec->second, spec_.loader->dest);
+      if (!libs)
+        return std::unexpected(
+            std::move(libs.error()).context("the spec's loader").reclass(FailureClass::usage));
+      json shipped = json::array();
+      for (const auto& l : *libs) {
+        shipped.push_back({{"name", l.name}, {"source", l.source.string()}, {"dest", l.dest}});
+        const bool taken = std::any_of(spec_.files.begin(), spec_.files.end(),
+                                       [&](const spec::FileSpec& f) { return f.dest == l.dest; });
+        if (!taken) spec_.files.push_back({{{arch, l.source}}, l.dest, 0755});
+      }
+      r_.loader["libraries"] = shipped;
+    }
+  }
   for (const auto& f : spec_.files) {
     auto source = f.sources.find(std::string(vm::arch_name(arch_)));
     if (source == f.sources.end())
@@ -323,10 +342,10 @@ Status GateRun::resolve_spec() {
                   strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", source->second.c_str(),
                             bytes->size(), std::size_t{channel::max_body_bytes / 2}));
     if (spec_.loader && f.dest == spec_.loader->dest) {
-      r_.loader = {{"source", absolute_path(source->second).string()},
-                   {"sha256", sha256_hex(*bytes)},
-                   {"size", bytes->size()},
-                   {"dest", f.dest}};
+      r_.loader["source"] = absolute_path(source->second).string();
+      r_.loader["sha256"] = sha256_hex(*bytes);
+      r_.loader["size"] = bytes->size();
+      r_.loader["dest"] = f.dest;
     }
     files_.push_back({&f, std::move(*bytes)});
   }

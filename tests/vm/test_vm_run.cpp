@@ -834,6 +834,18 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   CHECK(chatty.receipt["loader"]["killed"] == false);
   CHECK(chatty.receipt["loader"]["exit"]["exit_code"] == 0);
   CHECK(chatty.receipt["loader"]["output_tail"].back() == "loader: SIGTERM, shutting down");
+
+  // The same loader linked dynamically: its interpreter and libraries go in with it.
+  spec["loader"]["exec"] = {{"x86_64", (objects_dir() / "loader-dynamic.x86_64").string()}};
+  spec["loader"]["args"][1] = "attach";
+  REQUIRE(write_file_atomic(tmp.path() / "dynamic.json", spec.dump()).has_value());
+  auto dynamic =
+      run_passing(tmp, "dynamic", {"--spec", (tmp.path() / "dynamic.json").string(), "--count", "2"});
+  const json& libs = dynamic.receipt["loader"]["libraries"];
+  CHECK(libs[0]["dest"] == "/lib64/ld-linux-x86-64.so.2");
+  CHECK(libs.dump().find("/lib/x86_64-linux-gnu/libbpf.so.1") != std::string::npos);
+  for (const char* name : {"tp_getpid", "kp_unlinkat"})
+    CHECK(program(dynamic.receipt, name)["verdict"] == "pass");
 }
 
 TEST_CASE("loader: a replayer, a loader that does not attach, one that exits early and one that leaks fail") {
@@ -877,6 +889,19 @@ TEST_CASE("loader: a replayer, a loader that does not attach, one that exits ear
       CHECK(p["reasons"] == json(reasons));
     }
   }
+  // A dynamic loader whose own library is not beside it: refused before boot, naming it.
+  REQUIRE(fs::create_directories(tmp.path() / "alone"));
+  fs::copy_file(objects_dir() / "needs-gone.x86_64", tmp.path() / "alone" / "agent");
+  json spec = base;
+  spec["loader"]["exec"] = {{"x86_64", (tmp.path() / "alone" / "agent").string()}};
+  REQUIRE(write_file_atomic(tmp.path() / "missing.json", spec.dump()).has_value());
+  auto missing = run_kgate(tmp.path() / "missing", {"--spec", (tmp.path() / "missing.json").string()});
+  CHECK(missing.exit_code == 2);
+  REQUIRE(missing.receipt.is_object());
+  CHECK(missing.receipt["failure"]["class"] == "usage");
+  CHECK(missing.receipt["failure"]["message"].get<std::string>().find("needs libkgate-gone.so") !=
+        std::string::npos);
+  CHECK_FALSE(fs::exists(missing.dir / "console.log"));  // nothing booted
 }
 
 TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-arm64") {
@@ -891,4 +916,16 @@ TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-
     CHECK(program(r.receipt, name)["verdict"] == "pass");
     CHECK(program(r.receipt, name)["run_count"].get<int>() >= 2);
   }
+  // Linked dynamically: its arm64 libraries come from Debian's :arm64 packages on this x86 host.
+  json spec = json::parse(read_file(objects_dir() / "live.json").value());
+  spec["loader"]["exec"] = {{"arm64", (objects_dir() / "loader-dynamic.arm64").string()}};
+  spec["files"][0]["source"] = {{"arm64", (objects_dir() / "gate.arm64.bpf.o").string()}};
+  REQUIRE(write_file_atomic(tmp.path() / "dynamic.json", spec.dump()).has_value());
+  auto dynamic = run_passing(
+      tmp, "dynamic-arm64",
+      {"--entry", "debian-6.1-arm64", "--spec", (tmp.path() / "dynamic.json").string(), "--count", "2"});
+  CHECK(dynamic.receipt["loader"]["libraries"].dump().find("/lib/aarch64-linux-gnu/libbpf.so.1") !=
+        std::string::npos);
+  for (const char* name : {"tp_getpid", "kp_unlinkat"})
+    CHECK(program(dynamic.receipt, name)["verdict"] == "pass");
 }
