@@ -125,7 +125,22 @@ int cmd_run(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value(""));
   add("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>());
   add("refresh", "resolve the entry's package again even if it is cached");
+  add("exec",
+      "the user's loader to run instead of the spec loader's executable (words after -- are its arguments)",
+      cxxopts::value<std::string>());
+  add("file", "SRC:DEST, a file shipped into the guest at DEST (repeatable)",
+      cxxopts::value<std::vector<std::string>>());
+  add("sysroot", "a directory searched first for a dynamic loader's libraries (repeatable)",
+      cxxopts::value<std::vector<std::string>>());
   add("h,help", "show this help");
+  // Words after "--" are the loader's arguments, not kgate's.
+  std::optional<std::vector<std::string>> loader_args;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) != "--") continue;
+    loader_args.emplace(argv + i + 1, argv + argc);
+    argc = i;
+    break;
+  }
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
 
@@ -161,6 +176,18 @@ int cmd_run(int argc, char** argv) {
   if (args.count("btf")) req.btf = args["btf"].as<std::string>();
   if (args.count("object")) req.object = args["object"].as<std::string>();
   if (args.count("spec")) req.spec = args["spec"].as<std::string>();
+  if (args.count("exec")) req.exec = args["exec"].as<std::string>();
+  if (loader_args) req.exec_args = loader_args;
+  if (args.count("file")) {
+    for (const auto& f : args["file"].as<std::vector<std::string>>()) {
+      auto colon = f.rfind(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 >= f.size() || f[colon + 1] != '/')
+        return usage_error("--file takes SRC:DEST with DEST an absolute guest path, not '" + f + "'");
+      req.files.push_back({f.substr(0, colon), f.substr(colon + 1)});
+    }
+  }
+  if (args.count("sysroot"))
+    for (const auto& s : args["sysroot"].as<std::vector<std::string>>()) req.sysroots.push_back(s);
   if (!req.entry.empty() && !req.kernel.empty())
     return usage_error("--entry and --kernel exclude each other");
   if (!req.modules_dir.empty() && req.kernel.empty()) return usage_error("--modules needs --kernel");

@@ -67,6 +67,10 @@ class Fields {
 }  // namespace
 
 json request_json(const RunRequest& r) {
+  json files = json::array();
+  for (const auto& f : r.files) files.push_back({{"source", absolute_or_empty(f.source)}, {"dest", f.dest}});
+  json sysroots = json::array();
+  for (const auto& s : r.sysroots) sysroots.push_back(absolute_or_empty(s));
   return {{"schema", request_schema},
           {"name", r.name},
           {"entry", r.entry},
@@ -84,7 +88,11 @@ json request_json(const RunRequest& r) {
           {"request_timeout_s", optional_number(r.request_timeout_s)},
           {"append", r.append},
           {"qemu_args", r.qemu_args},
-          {"refresh", r.refresh}};
+          {"refresh", r.refresh},
+          {"exec", absolute_or_empty(r.exec)},
+          {"exec_args", r.exec_args ? json(*r.exec_args) : json(nullptr)},
+          {"files", files},
+          {"sysroots", sysroots}};
 }
 
 Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
@@ -92,12 +100,14 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
       "schema",   "name",           "entry",   "kernel",    "modules", "btf",
       "spec",     "object",         "catalog", "arch",      "qemu",    "count",
       "lockdown", "boot_timeout_s", "append",  "qemu_args", "refresh", "request_timeout_s"};
+  // Keys added later within kgate.request/1: optional, so that older receipts still read.
+  static const std::set<std::string> optional_keys = {"exec", "exec_args", "files", "sysroots"};
   auto bad = [&](const std::string& what) {
     return fail(FailureClass::usage, std::string(origin) + ": " + what);
   };
   if (!j.is_object()) return bad("a request is a JSON object");
   for (const auto& [key, _] : j.items()) {
-    if (!keys.contains(key)) return bad("unknown key \"" + key + "\"");
+    if (!keys.contains(key) && !optional_keys.contains(key)) return bad("unknown key \"" + key + "\"");
   }
   for (const auto& key : keys) {
     if (!j.contains(key)) return bad("missing key \"" + key + "\"");
@@ -136,6 +146,32 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
   r.count = j["count"].get<int>();
   if (!j["refresh"].is_boolean()) return f.bad("refresh", "must be true or false");
   r.refresh = j["refresh"].get<bool>();
+  if (j.contains("exec")) {
+    if (auto s = f.path("exec", r.exec); !s) return std::unexpected(s.error());
+  }
+  if (j.contains("exec_args") && !j["exec_args"].is_null()) {
+    std::vector<std::string> args;
+    if (auto s = f.strings("exec_args", args); !s) return std::unexpected(s.error());
+    r.exec_args = std::move(args);
+  }
+  if (j.contains("files")) {
+    if (!j["files"].is_array()) return f.bad("files", "must be an array of {\"source\", \"dest\"}");
+    for (const auto& e : j["files"]) {
+      if (!e.is_object() || e.size() != 2 || !e.contains("source") || !e.contains("dest") ||
+          !e["source"].is_string() || !e["dest"].is_string() ||
+          !e["source"].get<std::string>().starts_with("/") || !e["dest"].get<std::string>().starts_with("/"))
+        return f.bad("files", "each must be {\"source\": absolute host path, \"dest\": absolute guest path}");
+      r.files.push_back({e["source"].get<std::string>(), e["dest"].get<std::string>()});
+    }
+  }
+  if (j.contains("sysroots")) {
+    std::vector<std::string> roots;
+    if (auto s = f.strings("sysroots", roots); !s) return std::unexpected(s.error());
+    for (const auto& root : roots) {
+      if (!root.starts_with("/")) return f.bad("sysroots", "must be absolute paths");
+      r.sysroots.push_back(root);
+    }
+  }
   if (!r.entry.empty() && !r.kernel.empty()) return bad("entry and kernel exclude each other");
   return r;
 }

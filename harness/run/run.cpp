@@ -267,6 +267,27 @@ Status GateRun::resolve_spec() {
   } else {
     spec_ = builtin_probe_spec();
   }
+  const std::string arch_key(vm::arch_name(arch_));
+  if (!req_.exec.empty() || req_.exec_args) {
+    if (!spec_.loader)
+      return fail(
+          FailureClass::usage,
+          "--exec and a loader's arguments after -- need a --spec with a \"loader\" naming the programs "
+          "it loads (docs/spec.md#loader)");
+    if (!req_.exec.empty()) {
+      spec_.loader->exec = {{arch_key, absolute_path(req_.exec)}};
+      for (auto& f : spec_.files)
+        if (f.dest == spec_.loader->dest) f.sources = spec_.loader->exec;
+    }
+    if (req_.exec_args) spec_.loader->args = *req_.exec_args;
+  }
+  for (const auto& f : req_.files) {
+    // --file: a file for this run, beside the spec's (the same dest replaces the spec's).
+    std::error_code ec;
+    const bool exec = (fs::status(f.source, ec).permissions() & fs::perms::owner_exec) != fs::perms::none;
+    std::erase_if(spec_.files, [&](const spec::FileSpec& s) { return s.dest == f.dest; });
+    spec_.files.push_back({{{arch_key, absolute_path(f.source)}}, f.dest, exec ? 0755u : 0644u});
+  }
   auto checked = spec::check_spec(spec_, vm::arch_name(arch_), {{"probe", probe_object(arch_)}});
   if (!checked) return std::unexpected(checked.error());
 
@@ -316,7 +337,7 @@ Status GateRun::resolve_spec() {
     // A dynamic loader brings its ELF interpreter and library closure, as found on this host.
     const std::string arch(vm::arch_name(arch_));
     if (auto exec = spec_.loader->exec.find(arch); exec != spec_.loader->exec.end()) {
-      auto libs = image::library_closure(exec->second, spec_.loader->dest);
+      auto libs = image::library_closure(exec->second, spec_.loader->dest, req_.sysroots);
       if (!libs)
         return std::unexpected(
             std::move(libs.error()).context("the spec's loader").reclass(FailureClass::usage));

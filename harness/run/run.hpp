@@ -37,6 +37,17 @@ struct RunRequest {
   std::vector<std::string> append;          // extra kernel command line words
   std::vector<std::string> qemu_args;       // extra QEMU arguments
   bool refresh = false;                     // re-resolve the entry's package even if cached
+  // A user's loader (the spec's "loader" names its programs): --exec replaces its executable,
+  // the words after "--" its arguments; --file ships more files; --sysroot is searched first for
+  // a dynamic loader's libraries.
+  fs::path exec;
+  std::optional<std::vector<std::string>> exec_args;
+  struct File {
+    fs::path source;
+    std::string dest;  // absolute, in the guest
+  };
+  std::vector<File> files;
+  std::vector<fs::path> sysroots;
 };
 
 struct RunOutcome {

@@ -19,6 +19,10 @@ run::RunRequest sample() {
   r.request_timeout_s = 30;
   r.append = {"rcupdate.rcu_expedited=1"};
   r.out_dir = "/tmp/out";
+  r.exec = "/repo/dist/agent";
+  r.exec_args = std::vector<std::string>{"--config", "/etc/agent.yaml"};
+  r.files = {{"/repo/ci/agent.yaml", "/etc/agent.yaml"}};
+  r.sysroots = {"/opt/sysroot-arm64"};
   return r;
 }
 }  // namespace
@@ -38,6 +42,19 @@ TEST_CASE("request: what decides a run goes to JSON and back, and nothing else")
   CHECK(back->count == 3);
   CHECK(back->request_timeout_s == 30);
   CHECK_FALSE(back->boot_timeout_s.has_value());
+  CHECK(back->exec == "/repo/dist/agent");
+  CHECK(back->exec_args == std::vector<std::string>{"--config", "/etc/agent.yaml"});
+  REQUIRE(back->files.size() == 1);
+  CHECK(back->files[0].dest == "/etc/agent.yaml");
+  CHECK(back->sysroots == std::vector<fs::path>{"/opt/sysroot-arm64"});
+
+  // A request written before the loader's keys existed still reads, with none of them.
+  json older = j;
+  for (const char* key : {"exec", "exec_args", "files", "sysroots"}) older.erase(key);
+  auto old = run::request_from_json(older, "old.json");
+  REQUIRE_MESSAGE(old.has_value(), old.error().describe());
+  CHECK(old->exec.empty());
+  CHECK_FALSE(old->exec_args.has_value());
 
   // Relative paths are made absolute: the request means the same from any directory.
   run::RunRequest rel;
@@ -70,6 +87,9 @@ TEST_CASE("request: a request kgate would not make is refused, naming the key") 
       {with("append", "a b"), "append: must be an array of strings"},
       {with("boot_timeout_s", -1), "boot_timeout_s: must be null or seconds"},
       {with("kernel", "/boot/vmlinuz"), "entry and kernel exclude each other"},
+      {with("files", json::array({{{"source", "rel"}, {"dest", "/x"}}})), "files: each must be"},
+      {with("exec_args", "--flag"), "exec_args: must be an array of strings"},
+      {with("sysroots", json::array({"rel"})), "sysroots: must be absolute"},
       {json::array(), "a request is a JSON object"},
   };
   for (const auto& row : rows) {

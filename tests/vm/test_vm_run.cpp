@@ -835,12 +835,16 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   CHECK(chatty.receipt["loader"]["exit"]["exit_code"] == 0);
   CHECK(chatty.receipt["loader"]["output_tail"].back() == "loader: SIGTERM, shutting down");
 
-  // The same loader linked dynamically: its interpreter and libraries go in with it.
-  spec["loader"]["exec"] = {{"x86_64", (objects_dir() / "loader-dynamic.x86_64").string()}};
-  spec["loader"]["args"][1] = "attach";
-  REQUIRE(write_file_atomic(tmp.path() / "dynamic.json", spec.dump()).has_value());
+  // The same loader linked dynamically, from the command line: its interpreter and libraries go
+  // in with it, its object as a --file where its arguments after -- say.
   auto dynamic =
-      run_passing(tmp, "dynamic", {"--spec", (tmp.path() / "dynamic.json").string(), "--count", "2"});
+      run_passing(tmp, "dynamic",
+                  {"--spec", (objects_dir() / "live.json").string(), "--exec",
+                   (objects_dir() / "loader-dynamic.x86_64").string(), "--file",
+                   (objects_dir() / "gate.x86_64.bpf.o").string() + ":/opt/agent/gate.bpf.o", "--count", "2",
+                   "--", "/opt/agent/gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat"});
+  CHECK(dynamic.receipt["loader"]["argv"][1] == "/opt/agent/gate.bpf.o");
+  CHECK(dynamic.receipt["request"]["exec"] == (objects_dir() / "loader-dynamic.x86_64").string());
   const json& libs = dynamic.receipt["loader"]["libraries"];
   CHECK(libs[0]["dest"] == "/lib64/ld-linux-x86-64.so.2");
   CHECK(libs.dump().find("/lib/x86_64-linux-gnu/libbpf.so.1") != std::string::npos);
