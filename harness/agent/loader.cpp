@@ -62,6 +62,11 @@ void Loader::pump_output() {
     }
     if (n < 0) break;
     output_.append(buf, static_cast<std::size_t>(n));
+    if (!nonce_.empty() && !nonce_seen_) {
+      // Across the end of the previous read too.
+      const std::size_t window = std::min(output_.size(), static_cast<std::size_t>(n) + nonce_.size());
+      nonce_seen_ = output_.find(nonce_, output_.size() - window) != std::string::npos;
+    }
     if (output_.size() > max_output) output_.erase(0, output_.size() - max_output);
     if (ready_line_.empty() || line_seen_) continue;
     pending_.append(buf, static_cast<std::size_t>(n));
@@ -131,6 +136,7 @@ void Loader::fill(proto::LoaderResponse& r) {
   r.started = pid_ > 0;
   r.exited = exited_;
   r.status = status_;
+  r.nonce_seen = nonce_seen_;
   r.output = output_.size() > 16 * 1024 ? output_.substr(output_.size() - 16 * 1024) : output_;
   r.programs = created();
 }
@@ -148,6 +154,7 @@ proto::LoaderResponse Loader::start(const proto::LoaderStartRequest& req) {
   before_programs_ = as_set(live_ids(bpf_prog_get_next_id));
   before_links_ = as_set(live_ids(bpf_link_get_next_id));
   ready_line_ = req.ready_line;
+  nonce_ = req.nonce;
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -252,6 +259,7 @@ proto::LoaderResponse Loader::stop(int grace_ms) {
   pump_output();
   r.exited = exited_;
   r.status = status_;
+  r.nonce_seen = nonce_seen_;
   r.output = output_.size() > 16 * 1024 ? output_.substr(output_.size() - 16 * 1024) : output_;
   r.created_programs.assign(seen_programs_.begin(), seen_programs_.end());
   r.created_links.assign(seen_links_.begin(), seen_links_.end());

@@ -48,6 +48,8 @@ class Loader {
   std::string pending_;  // the line being printed, for the ready line
   bool line_seen_ = false;
   std::string ready_line_;
+  std::string nonce_;  // looked for in all of its output (not only the tail kept)
+  bool nonce_seen_ = false;
   bool exited_ = false;
   int status_ = 0;
   std::set<std::uint32_t> before_programs_, before_links_;

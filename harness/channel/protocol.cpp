@@ -586,6 +586,7 @@ json to_json(const LoaderStartRequest& r) {
           {"cwd", r.cwd},
           {"programs", progs},
           {"ready_line", r.ready_line},
+          {"nonce", r.nonce},
           {"timeout_ms", r.timeout_ms}};
 }
 
@@ -598,6 +599,7 @@ LoaderStartRequest loader_start_request_from_json(const json& j) {
     return LoaderWant{name(p, "name"), name(p, "type"), get_bool(p, "attached", true)};
   });
   r.ready_line = text(j, "ready_line", 4096);
+  r.nonce = name(j, "nonce");
   r.timeout_ms = int_of(j, "timeout_ms");
   return r;
 }
@@ -627,6 +629,7 @@ json to_json(const LoaderResponse& r) {
           {"exited", r.exited},
           {"status", r.status},
           {"killed", r.killed},
+          {"nonce_seen", r.nonce_seen},
           {"output", r.output},
           {"programs", progs},
           {"created", {{"programs", r.created_programs}, {"links", r.created_links}}},
@@ -643,6 +646,7 @@ LoaderResponse loader_response_from_json(const json& j) {
   r.exited = get_bool(j, "exited");
   r.status = int_of(j, "status");
   r.killed = get_bool(j, "killed");
+  r.nonce_seen = get_bool(j, "nonce_seen");
   r.output = text(j, "output", 16 * 1024);
   r.programs = list_of(
       j, "programs",

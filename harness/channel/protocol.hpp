@@ -290,6 +290,7 @@ struct LoaderStartRequest {
   std::string cwd = "/";
   std::vector<LoaderWant> programs;
   std::string ready_line;  // ready also when the loader prints a line holding this
+  std::string nonce;       // when set: watch the loader's whole output for it
   int timeout_ms = 30000;
 };
 nlohmann::json to_json(const LoaderStartRequest& r);
@@ -318,10 +319,11 @@ struct LoaderResponse {
   bool started = false;
   bool ready = false;
   double ready_ms = 0;
-  bool exited = false;  // the loader is gone (before stop: on its own)
-  int status = 0;       // its wait status, when exited
-  bool killed = false;  // stop: it needed SIGKILL
-  std::string output;   // the tail of its stdout and stderr, interleaved
+  bool exited = false;      // the loader is gone (before stop: on its own)
+  int status = 0;           // its wait status, when exited
+  bool killed = false;      // stop: it needed SIGKILL
+  bool nonce_seen = false;  // the nonce asked for appeared in its output so far
+  std::string output;       // the tail of its stdout and stderr, interleaved
   std::vector<KernelProgram> programs;
   std::vector<std::uint32_t> created_programs, created_links;  // stop: everything it made
   std::vector<std::uint32_t> left_programs, left_links;        // stop: what outlived it

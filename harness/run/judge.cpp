@@ -491,6 +491,14 @@ std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, 
                                         (link ? "its link" : ""));
       }
     }
+    // A replayer can print the right words, but not this run's nonce.
+    if (loader.nonce_in_output && obs.start_reached && obs.start.started) {
+      const proto::LoaderResponse& last = obs.stop_reached    ? obs.stop
+                                          : obs.stats_reached ? obs.stats
+                                                              : obs.start;
+      if (!last.nonce_seen)
+        fail_with(reason::nonce_missing, "this run's nonce never appeared in the loader's output");
+    }
     for (const auto& p : problems) r.error += (r.error.empty() ? "" : "; ") + p;
     r.verdict = problems.empty() ? "pass" : "fail";
     out.push_back(std::move(r));

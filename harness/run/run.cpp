@@ -80,6 +80,7 @@ json loader_json(const LoaderObservation& o) {
           {"exited_before_stop", o.start_reached && o.start.exited},
           {"exit", status_of(last)},
           {"killed", o.stop.killed},
+          {"nonce_seen", last.nonce_seen},
           {"output_tail", tail},
           {"programs", programs},
           {"left", {{"programs", o.stop.left_programs}, {"links", o.stop.left_links}}}};
@@ -642,7 +643,8 @@ Status GateRun::exercise_loader() {
   proto::LoaderStartRequest start;
   start.argv = {l.dest};
   for (const auto& a : l.args) start.argv.push_back(with_nonce(a, facts.nonce));
-  start.env = l.env;
+  for (const auto& e : l.env) start.env.push_back(with_nonce(e, facts.nonce));
+  if (l.nonce_in_output) start.nonce = facts.nonce;
   if (std::none_of(start.env.begin(), start.env.end(),
                    [](const std::string& e) { return e.starts_with("PATH="); }))
     start.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");

@@ -660,7 +660,9 @@ Result<FileSpec> read_file_spec(const JsonReader& f, const fs::path& base_dir) {
 Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
   if (auto st = l.expect_object("must be an object with \"exec\" and \"programs\""); !st)
     return std::unexpected(st.error());
-  if (auto st = l.only_keys({"exec", "dest", "args", "env", "cwd", "ready", "stop", "pins", "programs"}); !st)
+  if (auto st =
+          l.only_keys({"exec", "dest", "args", "env", "cwd", "ready", "stop", "pins", "nonce", "programs"});
+      !st)
     return std::unexpected(st.error());
   LoaderSpec out;
   out.line = l.line();
@@ -711,6 +713,11 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
   auto pins = l.boolean("pins");
   if (!pins) return err(pins);
   out.pins = pins->value_or(false);
+  auto nonce = l.string("nonce");
+  if (!nonce) return err(nonce);
+  if (*nonce && **nonce != "output")
+    return l.bad_at("nonce", "\"" + **nonce + "\" is not where the nonce can be looked for: output");
+  out.nonce_in_output = nonce->has_value();
   auto programs = l.object("programs");
   if (!programs) return err(programs);
   if (!*programs || (*programs)->keys().empty())

@@ -192,10 +192,11 @@ struct LoaderSpec {
   std::vector<std::string> args;              // "{nonce}" replaced in each
   std::vector<std::string> env;               // "NAME=value"
   std::string cwd = "/";
-  double ready_timeout_s = 30;  // every program loaded (and attached) by then
-  std::string ready_line;       // or: the loader printed a line holding this
-  double stop_grace_s = 5;      // SIGTERM, this long, then SIGKILL
-  bool pins = false;            // true: programs or links it pins may outlive it (no leaked reason)
+  double ready_timeout_s = 30;   // every program loaded (and attached) by then
+  std::string ready_line;        // or: the loader printed a line holding this
+  double stop_grace_s = 5;       // SIGTERM, this long, then SIGKILL
+  bool pins = false;             // true: programs or links it pins may outlive it (no leaked reason)
+  bool nonce_in_output = false;  // "nonce": "output": this run's nonce must appear in what it prints
   std::vector<LoaderProgram> programs;
   int line = 0;
 };

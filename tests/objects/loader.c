@@ -1,7 +1,8 @@
 // A user's loader, as a project writes one with libbpf: it opens its object, loads the programs it
 // is told to, attaches them and runs until SIGTERM, when it detaches and exits. The modes give the
 // ways a shipped agent goes wrong, for kgate's loader gate to tell apart:
-//   loader OBJECT MODE PROGRAM...
+//   loader OBJECT MODE PROGRAM... [nonce=N]
+// It prints "loader: run nonce N" at start-up (a fixture replayer prints the nonce it recorded).
 //   attach      load and attach PROGRAMs (the object's others are not loaded)
 //   replay      print what `attach` prints and load nothing (a fixture replayer)
 //   no-attach   load PROGRAMs, attach none
@@ -12,6 +13,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+// The run's nonce, from a "nonce=N" argument.
+static const char* nonce_arg(int argc, char** argv) {
+  for (int i = 3; i < argc; ++i)
+    if (strncmp(argv[i], "nonce=", 6) == 0) return argv[i] + 6;
+  return NULL;
+}
 
 static int named(const char* name, int argc, char** argv) {
   for (int i = 3; i < argc; ++i)
@@ -26,6 +34,11 @@ int main(int argc, char** argv) {
   }
   const char* mode = argv[2];
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (strcmp(mode, "replay") == 0) {
+    printf("loader: run nonce 5ca1ab1e0ddba11\n");  // what a recording holds
+  } else if (strcmp(mode, "exit-early") != 0 && nonce_arg(argc, argv)) {
+    printf("loader: run nonce %s\n", nonce_arg(argc, argv));
+  }
   if (strcmp(mode, "exit-early") == 0) {
     fprintf(stderr, "loader: cannot read /etc/loader.yaml: No such file or directory\n");
     return 3;
@@ -63,7 +76,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  for (int i = 3; i < argc; ++i) printf("loader: %s attached\n", argv[i]);
+  for (int i = 3; i < argc; ++i)
+    if (strncmp(argv[i], "nonce=", 6) != 0) printf("loader: %s attached\n", argv[i]);
   printf("loader: ready\n");
   if (strcmp(mode, "chatty") == 0) {
     for (int i = 0; i < 40000; ++i) printf("loader: event %d: a line of the kind a busy agent logs\n", i);

@@ -601,6 +601,17 @@ TEST_CASE("a user's loader: each way it fails has its reason") {
     CHECK(p.verdict == "fail");
     CHECK(p.reasons == row.reasons);
   }
+  // A spec that asks for the nonce in the loader's output: a replayer's canned output fails it.
+  {
+    LoaderObservation seen = live_observation();
+    spec::LoaderSpec asks = live_loader();
+    asks.nonce_in_output = true;
+    seen.stop.nonce_seen = true;
+    for (const auto& p : judge_loader(asks, seen, facts())) CHECK(p.verdict == "pass");
+    seen.stop.nonce_seen = false;
+    for (const auto& p : judge_loader(asks, seen, facts()))
+      CHECK(p.reasons == std::vector<std::string>{"nonce_missing"});
+  }
   // A loader whose spec says it pins: what outlives it is not a leak.
   LoaderObservation o = live_observation();
   o.stop.left_links = {108};

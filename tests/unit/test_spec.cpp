@@ -90,6 +90,8 @@ TEST_CASE("parse_spec refuses each mistake, naming the file, the line and the JS
       {loader("\"exec\": \"agent\", \"ready\": {\"timeout_s\": 0}, \"programs\": {\"p\": {\"type\": "
               "\"kprobe\"}}"),
        "line 2: loader.ready.timeout_s", "1"},
+      {loader("\"exec\": \"agent\", \"nonce\": \"file\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.nonce", "not where the nonce can be looked for"},
       {"{\"schema\": \"kgate.spec/1\",\n \"loader\": {\"exec\": \"agent\", \"dest\": \"/x\", \"programs\": "
        "{\"p\": "
        "{\"type\": \"kprobe\"}}},\n \"files\": [{\"source\": \"a\", \"dest\": \"/x\"}]}",

@@ -808,6 +808,9 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   CHECK(l["sha256"] == sha256_hex(read_file(objects_dir() / "loader.x86_64").value()));
   CHECK(l["argv"][0] == "/kgate/loader/loader");
   CHECK(l["output_tail"].dump().find("loader: ready") != std::string::npos);
+  CHECK(l["output_tail"].dump().find("loader: run nonce " + rc["nonce"].get<std::string>()) !=
+        std::string::npos);
+  CHECK(l["nonce_seen"] == true);
   CHECK(l["left"]["programs"].empty());
   CHECK(l["left"]["links"].empty());
   for (const char* name : {"tp_getpid", "kp_unlinkat"}) {
@@ -842,7 +845,7 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
                   {"--spec", (objects_dir() / "live.json").string(), "--exec",
                    (objects_dir() / "loader-dynamic.x86_64").string(), "--file",
                    (objects_dir() / "gate.x86_64.bpf.o").string() + ":/opt/agent/gate.bpf.o", "--count", "2",
-                   "--", "/opt/agent/gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat"});
+                   "--", "/opt/agent/gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}"});
   CHECK(dynamic.receipt["loader"]["argv"][1] == "/opt/agent/gate.bpf.o");
   CHECK(dynamic.receipt["request"]["exec"] == (objects_dir() / "loader-dynamic.x86_64").string());
   const json& libs = dynamic.receipt["loader"]["libraries"];
@@ -867,13 +870,14 @@ TEST_CASE("loader: a replayer, a loader that does not attach, one that exits ear
   const std::vector<Row> rows = {
       // It prints what a loader prints, and the spec trusts that line: the kernel says otherwise.
       {"replay",
-       {{"tp_getpid", {"never_loaded"}}, {"kp_unlinkat", {"never_loaded"}}},
+       {{"tp_getpid", {"never_loaded", "nonce_missing"}}, {"kp_unlinkat", {"never_loaded", "nonce_missing"}}},
        "the loader never loaded it"},
       {"no-attach",
        {{"tp_getpid", {"attach_failed"}}, {"kp_unlinkat", {"attach_failed"}}},
        "loaded, but never attached"},
       {"exit-early",
-       {{"tp_getpid", {"never_loaded", "loader_exited"}}, {"kp_unlinkat", {"never_loaded", "loader_exited"}}},
+       {{"tp_getpid", {"never_loaded", "loader_exited", "nonce_missing"}},
+        {"kp_unlinkat", {"never_loaded", "loader_exited", "nonce_missing"}}},
        "exit status 3"},
       {"leak", {{"tp_getpid", {"leaked"}}, {"kp_unlinkat", {}}}, "still held by the kernel"},
   };
