@@ -263,18 +263,9 @@ proto::LoaderResponse Loader::stop(int grace_ms) {
   r.output = output_.size() > 16 * 1024 ? output_.substr(output_.size() - 16 * 1024) : output_;
   r.created_programs.assign(seen_programs_.begin(), seen_programs_.end());
   r.created_links.assign(seen_links_.begin(), seen_links_.end());
-  // Programs and links are freed after an RCU grace period: poll until they are gone.
-  const auto until = Clock::now() + std::chrono::seconds(5);
-  for (;;) {
-    r.left_programs.clear();
-    r.left_links.clear();
-    for (auto id : live_ids(bpf_prog_get_next_id))
-      if (seen_programs_.contains(id)) r.left_programs.push_back(id);
-    for (auto id : live_ids(bpf_link_get_next_id))
-      if (seen_links_.contains(id)) r.left_links.push_back(id);
-    if ((r.left_programs.empty() && r.left_links.empty()) || Clock::now() >= until) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  StillAlive left = wait_until_freed(r.created_programs, r.created_links, std::chrono::seconds(5));
+  r.left_programs = std::move(left.programs);
+  r.left_links = std::move(left.links);
   return r;
 }
 

@@ -872,6 +872,23 @@ proto::DrainResponse ObjectTable::drain(const proto::DrainRequest& req, std::str
   return resp;
 }
 
+StillAlive wait_until_freed(const std::vector<std::uint32_t>& programs,
+                            const std::vector<std::uint32_t>& links, std::chrono::milliseconds limit) {
+  auto contains = [](const std::vector<std::uint32_t>& v, std::uint32_t id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  const auto deadline = Clock::now() + limit;
+  for (;;) {
+    StillAlive left;
+    for (auto id : live_ids(bpf_prog_get_next_id))
+      if (contains(programs, id)) left.programs.push_back(id);
+    for (auto id : live_ids(bpf_link_get_next_id))
+      if (contains(links, id)) left.links.push_back(id);
+    if ((left.programs.empty() && left.links.empty()) || Clock::now() >= deadline) return left;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 proto::DetachResponse ObjectTable::detach(int handle) {
   proto::DetachResponse resp;
   auto it = objects_.find(handle);
@@ -886,18 +903,9 @@ proto::DetachResponse ObjectTable::detach(int handle) {
   }
   objects_.erase(it);  // the object after its links
   double close_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  // Programs and links are freed after an RCU grace period: poll until ours are gone.
-  auto deadline = Clock::now() + std::chrono::seconds(5);
-  for (;;) {
-    resp.left_programs.clear();
-    resp.left_links.clear();
-    for (auto id : live_ids(bpf_prog_get_next_id))
-      if (std::find(progs.begin(), progs.end(), id) != progs.end()) resp.left_programs.push_back(id);
-    for (auto id : live_ids(bpf_link_get_next_id))
-      if (std::find(links.begin(), links.end(), id) != links.end()) resp.left_links.push_back(id);
-    if ((resp.left_programs.empty() && resp.left_links.empty()) || Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  StillAlive left = wait_until_freed(progs, links, std::chrono::seconds(5));
+  resp.left_programs = std::move(left.programs);
+  resp.left_links = std::move(left.links);
   double total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   resp.ok = true;
   resp.reported = true;

@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -21,6 +22,14 @@ std::vector<std::uint32_t> live_ids(Next next) {
   while (next(id, &id) == 0) ids.push_back(id);
   return ids;
 }
+
+// Programs and links are freed after an RCU grace period: waits (polling, up to `limit`) until
+// none of these ids is alive, and returns those still alive.
+struct StillAlive {
+  std::vector<std::uint32_t> programs, links;
+};
+StillAlive wait_until_freed(const std::vector<std::uint32_t>& programs,
+                            const std::vector<std::uint32_t>& links, std::chrono::milliseconds limit);
 
 // One BPF object in the guest: the bpf_object libbpf loaded and the links attached to its
 // programs. Members are declared so that the links go before the object they belong to.

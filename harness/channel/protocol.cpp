@@ -93,6 +93,25 @@ std::vector<std::uint32_t> ids_of(const json& j, std::string_view key) {
   return out;
 }
 
+// "created" and "left", each {"programs": [ids], "links": [ids]}, of a detach or a loader's stop.
+// True when "left" is there in full (the guest said what it left).
+bool read_created_left(const json& j, std::vector<std::uint32_t>& created_programs,
+                       std::vector<std::uint32_t>& created_links, std::vector<std::uint32_t>& left_programs,
+                       std::vector<std::uint32_t>& left_links) {
+  if (!j.is_object()) return false;
+  if (j.contains("created") && j["created"].is_object()) {
+    created_programs = ids_of(j["created"], "programs");
+    created_links = ids_of(j["created"], "links");
+  }
+  const json* left = j.contains("left") ? &j["left"] : nullptr;
+  if (!left || !left->is_object() || !left->contains("programs") || !(*left)["programs"].is_array() ||
+      !left->contains("links") || !(*left)["links"].is_array())
+    return false;
+  left_programs = ids_of(*left, "programs");
+  left_links = ids_of(*left, "links");
+  return true;
+}
+
 // A small JSON value from the guest, kept only if it is an object of short strings/bools/numbers.
 json flat_object(const json& j, std::string_view key) {
   json out = json::object();
@@ -563,16 +582,7 @@ DetachResponse detach_response_from_json(const json& j) {
   r.closes = list_of(j, "closes", [](const json& c) {
     return DetachResponse::LinkClose{name(c, "program"), get_number(c, "ms").value_or(0)};
   });
-  if (j.is_object() && j.contains("created") && j["created"].is_object()) {
-    r.created_programs = ids_of(j["created"], "programs");
-    r.created_links = ids_of(j["created"], "links");
-  }
-  if (j.is_object() && j.contains("left") && j["left"].is_object() && j["left"].contains("programs") &&
-      j["left"]["programs"].is_array() && j["left"].contains("links") && j["left"]["links"].is_array()) {
-    r.reported = true;
-    r.left_programs = ids_of(j["left"], "programs");
-    r.left_links = ids_of(j["left"], "links");
-  }
+  r.reported = read_created_left(j, r.created_programs, r.created_links, r.left_programs, r.left_links);
   return r;
 }
 
@@ -670,14 +680,7 @@ LoaderResponse loader_response_from_json(const json& j) {
         return k;
       },
       256);
-  if (j.is_object() && j.contains("created") && j["created"].is_object()) {
-    r.created_programs = ids_of(j["created"], "programs");
-    r.created_links = ids_of(j["created"], "links");
-  }
-  if (j.is_object() && j.contains("left") && j["left"].is_object()) {
-    r.left_programs = ids_of(j["left"], "programs");
-    r.left_links = ids_of(j["left"], "links");
-  }
+  read_created_left(j, r.created_programs, r.created_links, r.left_programs, r.left_links);
   return r;
 }
 

@@ -1,11 +1,10 @@
 #include "run/judge.hpp"
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "core/strings.hpp"
+#include "core/subprocess.hpp"
 
 namespace kgate::run {
 
@@ -383,21 +382,6 @@ const proto::KernelProgram* kernel_program(const std::vector<proto::KernelProgra
   return nullptr;
 }
 
-// "exit status 3", "killed by signal 9", from a wait status.
-std::string exit_text(int status) {
-  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "wait status " + std::to_string(status);
-}
-
-std::string last_line(const std::string& text) {
-  std::string_view s(text);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
-  auto nl = s.rfind('\n');
-  s = nl == std::string_view::npos ? s : s.substr(nl + 1);
-  return std::string(s.substr(0, 300));
-}
-
 }  // namespace
 
 std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, const LoaderObservation& obs,
@@ -445,8 +429,10 @@ std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, 
         fail_with(reason::attach_failed, "loaded, but never attached (no link)");
     }
     if (obs.start_reached && obs.start.exited) {
-      fail_with(reason::loader_exited, "the loader ended before it was stopped (" +
-                                           exit_text(obs.start.status) + "): " + last_line(obs.start.output));
+      const auto last = last_lines(obs.start.output, 1);
+      fail_with(reason::loader_exited,
+                "the loader ended before it was stopped (it " + describe_status(obs.start.status) +
+                    "): " + (last.empty() ? std::string() : last.back().substr(0, 300)));
     }
     // Runs: the kernel's count over the triggers. A program that is not there, or not attached, has
     // its reason already; the triggers only run once every program is.

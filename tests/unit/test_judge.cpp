@@ -624,6 +624,6 @@ TEST_CASE("a user's loader: each way it fails has its reason") {
   o.start.status = 3 << 8;
   o.start.output = "starting\nloader: bad config\n";
   auto e = find(judge_loader(live_loader(), o, facts()), "on_unlink").error;
-  CHECK(e.find("exit status 3") != std::string::npos);
+  CHECK(e.find("exited with 3") != std::string::npos);
   CHECK(e.find("loader: bad config") != std::string::npos);
 }

@@ -878,7 +878,7 @@ TEST_CASE("loader: a replayer, a loader that does not attach, one that exits ear
       {"exit-early",
        {{"tp_getpid", {"never_loaded", "loader_exited", "nonce_missing"}},
         {"kp_unlinkat", {"never_loaded", "loader_exited", "nonce_missing"}}},
-       "exit status 3"},
+       "exited with 3"},
       {"leak", {{"tp_getpid", {"leaked"}}, {"kp_unlinkat", {}}}, "still held by the kernel"},
   };
   for (const auto& row : rows) {
