@@ -322,10 +322,54 @@ struct Layer {
   std::string diff_id;  // sha256 of the uncompressed tar, from the config; empty if it gives none
 };
 
+struct Manifest {
+  std::vector<Layer> layers;
+  ImageConfig config;
+};
+
+Result<std::vector<std::string>> optional_strings(const json& obj, const char* key,
+                                                  const std::string& where) {
+  std::vector<std::string> out;
+  const json* v = member(obj, key);
+  if (!v || v->is_null()) return out;
+  if (!v->is_array())
+    return fail(FailureClass::usage, where + ": \"" + key + "\" is not an array of strings");
+  for (const json& e : *v) {
+    if (!e.is_string())
+      return fail(FailureClass::usage, where + ": \"" + key + "\" holds something other than a string");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+// The parts of an image config's "config" a container runtime starts the image's process with.
+Result<ImageConfig> read_image_config(const json& cfg, const std::string& where) {
+  ImageConfig out;
+  const json* c = member(cfg, "config");
+  if (!c || c->is_null()) return out;
+  if (!c->is_object()) return fail(FailureClass::usage, where + ": \"config\" is not an object");
+  const std::string cw = where + " config";
+  auto env = optional_strings(*c, "Env", cw);
+  if (!env) return std::unexpected(env.error());
+  auto entrypoint = optional_strings(*c, "Entrypoint", cw);
+  if (!entrypoint) return std::unexpected(entrypoint.error());
+  auto cmd = optional_strings(*c, "Cmd", cw);
+  if (!cmd) return std::unexpected(cmd.error());
+  auto dir = optional_string(*c, "WorkingDir", cw);
+  if (!dir) return std::unexpected(dir.error());
+  auto user = optional_string(*c, "User", cw);
+  if (!user) return std::unexpected(user.error());
+  out.env = std::move(*env);
+  out.entrypoint = std::move(*entrypoint);
+  out.cmd = std::move(*cmd);
+  out.working_dir = std::move(*dir);
+  out.user = std::move(*user);
+  return out;
+}
+
 // Reads the verified manifest and config, checks the config's platform, and returns the layers,
-// every media type among them known.
-Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descriptor& man,
-                                         std::string_view goarch) {
+// every media type among them known, and what the config says to start the image with.
+Result<Manifest> read_manifest(const fs::path& layout, const Descriptor& man, std::string_view goarch) {
   const std::string where = "manifest " + man.digest;
   auto doc = read_json_blob(layout, man, "manifest");
   if (!doc) return std::unexpected(doc.error());
@@ -386,7 +430,9 @@ Result<std::vector<Layer>> read_manifest(const fs::path& layout, const Descripto
       }
     }
   }
-  return layers;
+  auto image_config = read_image_config(*cfg, cwhere);
+  if (!image_config) return std::unexpected(image_config.error());
+  return Manifest{std::move(layers), std::move(*image_config)};
 }
 
 std::string layer_label(std::size_t i, std::size_t n) {
@@ -601,8 +647,14 @@ Status prepare_dest(const fs::path& dest) {
   return make_dirs(dest);
 }
 
-Result<OciImage> import(const fs::path& layout, std::string_view ref, std::string_view pinned,
-                        std::string_view arch, const fs::path& dest, const Deadline& deadline) {
+// The image the layout names, its manifest and its layers, every JSON blob on the way verified.
+struct Resolved {
+  OciImage img;
+  std::vector<Layer> layers;
+};
+
+Result<Resolved> resolve(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                         std::string_view arch) {
   const std::string_view goarch = goarch_of(arch);
   if (goarch.empty()) {
     return fail(FailureClass::usage,
@@ -631,7 +683,8 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   auto top = choose_entry(*index, ref, "index.json");
   if (!top) return std::unexpected(top.error());
 
-  OciImage img;
+  Resolved out;
+  OciImage& img = out.img;
   img.pinned_digest = top->digest;
   if (!pinned.empty() && top->digest != pinned) {
     return fail(FailureClass::digest_mismatch,
@@ -663,11 +716,18 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   }
   img.manifest_digest = man.digest;
 
-  auto layers = read_manifest(layout, man, goarch);
-  if (!layers) return std::unexpected(layers.error());
-  for (const auto& l : *layers) img.layer_digests.push_back(l.desc.digest);
+  auto manifest = read_manifest(layout, man, goarch);
+  if (!manifest) return std::unexpected(manifest.error());
+  out.layers = std::move(manifest->layers);
+  img.image_config = std::move(manifest->config);
+  for (const auto& l : out.layers) img.layer_digests.push_back(l.desc.digest);
+  return out;
+}
 
-  if (auto s = prepare_dest(dest); !s) return std::unexpected(s.error());
+Status unpack(const fs::path& layout, Resolved& r, const fs::path& dest, const Deadline& deadline) {
+  OciImage& img = r.img;
+  const std::vector<Layer>& layers = r.layers;
+  if (auto s = prepare_dest(dest); !s) return s;
   img.root = dest;
 
   // Each layer is verified, decompressed and written to a private work directory next to dest, and every
@@ -675,18 +735,18 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   fs::path parent = dest.parent_path();
   auto work = TempDir::create(".kgate-oci", parent.empty() ? fs::path(".") : parent);
   if (!work) return std::unexpected(work.error());
-  const std::size_t n = layers->size();
+  const std::size_t n = layers.size();
   std::vector<fs::path> tars;
   for (std::size_t i = 0; i < n; ++i) {
-    auto tar = load_layer(layout, (*layers)[i], layer_label(i, n));
+    auto tar = load_layer(layout, layers[i], layer_label(i, n));
     if (!tar) return std::unexpected(tar.error());
     fs::path p = absolute_path(work->path() / ("layer-" + std::to_string(i) + ".tar"));
-    if (auto s = write_file_atomic(p, *tar); !s) return std::unexpected(s.error());
+    if (auto s = write_file_atomic(p, *tar); !s) return s;
     tars.push_back(std::move(p));
   }
   std::vector<std::vector<Whiteout>> whiteouts;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
+    const std::string name = layer_label(i, n) + " " + layers[i].desc.digest;
     auto members = list_tar(tars[i], name, deadline);
     if (!members) return std::unexpected(members.error());
     for (const auto& m : *members) {
@@ -699,7 +759,7 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
   }
   const fs::path abs_dest = absolute_path(dest);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string name = layer_label(i, n) + " " + (*layers)[i].desc.digest;
+    const std::string name = layer_label(i, n) + " " + layers[i].desc.digest;
     if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s)
       return std::unexpected(std::move(s.error()).context(name));
     auto dropped = extract_tar(tars[i], abs_dest, name, deadline);
@@ -711,10 +771,17 @@ Result<OciImage> import(const fs::path& layout, std::string_view ref, std::strin
     }
   }
   std::sort(img.dropped_links.begin(), img.dropped_links.end());
+  return {};
+}
 
-  if (auto s = find_kernel(img); !s)
-    return std::unexpected(std::move(s.error()).context("manifest " + man.digest));
-  return img;
+Result<OciImage> import(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                        std::string_view arch, const fs::path& dest, const Deadline& deadline) {
+  auto r = resolve(layout, ref, pinned, arch);
+  if (!r) return std::unexpected(r.error());
+  if (auto s = unpack(layout, *r, dest, deadline); !s) return std::unexpected(s.error());
+  if (auto s = find_kernel(r->img); !s)
+    return std::unexpected(std::move(s.error()).context("manifest " + r->img.manifest_digest));
+  return std::move(r->img);
 }
 
 bool is_ref_name_char(char c) {
@@ -734,6 +801,41 @@ Result<OciImage> import_oci_layout(const fs::path& layout, std::string_view ref,
   return with_context(
       import(layout, ref, pinned, arch, dest, deadline),
       "import OCI layout " + layout.string() + (ref.empty() ? "" : " (" + std::string(ref) + ")"));
+}
+
+Result<OciImage> unpack_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                                   std::string_view arch, const fs::path& dest, const Deadline& deadline) {
+  auto r = resolve(layout, ref, pinned, arch);
+  Status s = r ? unpack(layout, *r, dest, deadline) : Status(std::unexpected(r.error()));
+  if (!s)
+    return std::unexpected(std::move(s.error()).context("unpack OCI layout " + layout.string() +
+                                                        (ref.empty() ? "" : " (" + std::string(ref) + ")")));
+  return std::move(r->img);
+}
+
+Result<OciImage> verify_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                                   std::string_view arch) {
+  const std::string where =
+      "verify OCI layout " + layout.string() + (ref.empty() ? "" : " (" + std::string(ref) + ")");
+  auto r = resolve(layout, ref, pinned, arch);
+  if (!r) return std::unexpected(std::move(r.error()).context(where));
+  const std::size_t n = r->layers.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const Descriptor& d = r->layers[i].desc;
+    const std::string name = layer_label(i, n) + " " + d.digest;
+    const fs::path path = layout / "blobs" / "sha256" / hex_of(d.digest);
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec)
+      return fail(FailureClass::usage, where + ": " + name + " is missing from the layout: " + path.string());
+    auto sha = sha256_file(path);
+    if (!sha) return std::unexpected(sha.error());
+    if (size != d.size || "sha256:" + *sha != d.digest)
+      return fail(FailureClass::digest_mismatch, where + ": " + name + ": content has digest sha256:" + *sha +
+                                                     " (" + std::to_string(size) + " bytes), expected " +
+                                                     d.digest + " (" + path.string() + ")");
+  }
+  return std::move(r->img);
 }
 
 Result<OciReference> parse_oci_reference(std::string_view reference) {

@@ -10,6 +10,15 @@
 
 namespace kgate::kernel {
 
+// What an image's config says to start its process with (the parts a container runtime uses).
+struct ImageConfig {
+  std::vector<std::string> env;         // "NAME=value"
+  std::vector<std::string> entrypoint;  // may be empty
+  std::vector<std::string> cmd;         // may be empty
+  std::string working_dir;              // empty: "/"
+  std::string user;                     // as given, or empty
+};
+
 // A kernel imported from an OCI image layout (what `skopeo copy docker://REF oci:DIR` writes, and the
 // form cilium/ci-kernels images are published in): where its layers were unpacked and what was found.
 struct OciImage {
@@ -17,6 +26,7 @@ struct OciImage {
   std::string pinned_digest;    // the digest checked against the pin: the index.json entry's (the index's or
                                 // the manifest's), which is the image digest a registry reports
   std::vector<std::string> layer_digests;
+  ImageConfig image_config;
   fs::path root;  // the unpacked layers (dest)
   // The kernel file found in root: boot/vmlinuz*, boot/vmlinux*, boot/bzImage, or a top-level vmlinuz,
   // vmlinux or bzImage, in that order of preference.
@@ -46,6 +56,17 @@ struct OciImage {
 // staging directory and move it into place on success.
 Result<OciImage> import_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
                                    std::string_view arch, const fs::path& dest, const Deadline& deadline);
+
+// The same reading, checks and unpacking for any image (a loader's, not a kernel's): `dest` holds the
+// image's filesystem; image, config, modules_dir and release stay empty.
+Result<OciImage> unpack_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                                   std::string_view arch, const fs::path& dest, const Deadline& deadline);
+
+// Reads the layout as unpack_oci_layout does and checks every layer blob's size and sha256 without
+// decompressing or unpacking anything (a flipped byte is class digest_mismatch naming the layer).
+// root is empty in what it returns. For an image unpacked before, by its manifest digest.
+Result<OciImage> verify_oci_layout(const fs::path& layout, std::string_view ref, std::string_view pinned,
+                                   std::string_view arch);
 
 // A registry reference that carries a digest: "ghcr.io/cilium/ci-kernels:6.1@sha256:<hex>" or
 // "ghcr.io/cilium/ci-kernels@sha256:<hex>" (a leading "docker://" is accepted).

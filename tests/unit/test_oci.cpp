@@ -106,22 +106,25 @@ class Layout {
     return dir_ / "blobs" / "sha256" / desc["digest"].get<std::string>().substr(7);
   }
   // A manifest over already stored layer descriptors; returns its descriptor.
-  json manifest(const json& layer_descs, const json& diff_ids, const std::string& arch = "amd64") {
+  json manifest(const json& layer_descs, const json& diff_ids, const std::string& arch = "amd64",
+                const json& run_config = nullptr) {
     json config = {
         {"architecture", arch}, {"os", "linux"}, {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
+    if (!run_config.is_null()) config["config"] = run_config;
     json m = {{"schemaVersion", 2},
               {"mediaType", kOciManifest},
               {"config", put(kOciConfig, config.dump())},
               {"layers", layer_descs}};
     return put(kOciManifest, m.dump());
   }
-  json image(const std::vector<LayerSpec>& layers, const std::string& arch = "amd64") {
+  json image(const std::vector<LayerSpec>& layers, const std::string& arch = "amd64",
+             const json& run_config = nullptr) {
     json descs = json::array(), diff_ids = json::array();
     for (const auto& l : layers) {
       descs.push_back(put(l.media_type, l.blob));
       diff_ids.push_back("sha256:" + sha256_hex(l.tar));
     }
-    return manifest(descs, diff_ids, arch);
+    return manifest(descs, diff_ids, arch, run_config);
   }
   void index(const std::vector<json>& entries) {
     write(dir_ / "index.json",
@@ -266,6 +269,57 @@ TEST_CASE("a tampered layer is refused before anything is unpacked") {
   CHECK(contains(msg, "layer 2 of 2 " + layer_digest));
   CHECK(contains(msg, "sha256:" + sha256_hex(bytes)));
   f.check_untouched();
+}
+
+TEST_CASE("any image unpacks with its config; a verify reads every layer's digest and unpacks nothing") {
+  Fixture f;
+  write(f.base / "app" / "usr" / "bin" / "agent", "#!agent");
+  write(f.base / "app" / "etc" / "agent.yaml", "level: 1\n");
+  LayerSpec layer = gz_layer(make_tar(f.base / "app", {"usr", "etc"}));
+  json run = {{"Env", {"PATH=/usr/bin", "MODE=live"}},
+              {"Entrypoint", {"/usr/bin/agent"}},
+              {"Cmd", {"--config", "/etc/agent.yaml"}},
+              {"WorkingDir", "/var/lib/agent"}};
+  json man = f.layout.image({layer}, "amd64", run);
+  f.layout.index({named(man, "v1.4.2")});
+
+  auto checked = verify_oci_layout(f.layout.dir(), "v1.4.2", "", "x86_64");
+  REQUIRE(checked.has_value());
+  CHECK(checked->manifest_digest == man["digest"].get<std::string>());
+  CHECK(checked->root.empty());
+  CHECK(checked->image_config.entrypoint == std::vector<std::string>{"/usr/bin/agent"});
+  CHECK(checked->image_config.cmd == std::vector<std::string>{"--config", "/etc/agent.yaml"});
+  CHECK(checked->image_config.env == std::vector<std::string>{"PATH=/usr/bin", "MODE=live"});
+  CHECK(checked->image_config.working_dir == "/var/lib/agent");
+  f.check_untouched();
+
+  auto img = unpack_oci_layout(f.layout.dir(), "v1.4.2", "", "x86_64", f.dest, deadline());
+  REQUIRE(img.has_value());
+  CHECK(read_file(f.dest / "usr" / "bin" / "agent").value() == "#!agent");
+  CHECK(img->image.empty());  // no kernel is looked for
+  CHECK(img->image_config.working_dir == "/var/lib/agent");
+
+  // One flipped byte in the layer: verify names it, before anything would be unpacked.
+  fs::path blob = f.layout.blob(man).parent_path() / sha256_hex(layer.blob);
+  std::string bytes = read_file(blob).value();
+  bytes[bytes.size() / 2] ^= 0x01;
+  write(blob, bytes);
+  auto bad = verify_oci_layout(f.layout.dir(), "v1.4.2", "", "x86_64");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().cls() == FailureClass::digest_mismatch);
+  CHECK(contains(bad.error().describe(), "layer 1 of 1 sha256:" + sha256_hex(layer.blob)));
+}
+
+TEST_CASE("an image config whose Env or Entrypoint is not a list of strings is a usage error") {
+  Fixture f;
+  write(f.base / "app" / "agent", "x");
+  LayerSpec layer = gz_layer(make_tar(f.base / "app", {"agent"}));
+  json man = f.layout.image({layer}, "amd64", {{"Entrypoint", "/agent"}});
+  f.layout.index({man});
+  auto bad = verify_oci_layout(f.layout.dir(), "", "", "x86_64");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().cls() == FailureClass::usage);
+  CHECK(contains(bad.error().describe(), "\"Entrypoint\" is not an array of strings"));
 }
 
 TEST_CASE("a blob whose size differs from its descriptor is refused") {
