@@ -3,12 +3,16 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -38,6 +42,28 @@ std::string hex(const unsigned char* p, std::size_t n) {
     out += digits[p[i] & 15];
   }
   return out;
+}
+
+// In the loader's child, before exec: a mount namespace of its own, where the guest's /proc, /sys
+// (with bpffs, tracefs and debugfs under it) and /dev are bound into `root`, and then `root` becomes
+// its root. Everything bound goes with the namespace when the loader exits.
+bool enter_root(const std::string& root) {
+  auto complain = [&](const std::string& what) {
+    std::fprintf(stderr, "kgate-agent: %s for the image root %s: %s\n", what.c_str(), root.c_str(),
+                 std::strerror(errno));
+    return false;
+  };
+  if (::unshare(CLONE_NEWNS) != 0) return complain("unshare(CLONE_NEWNS)");
+  ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);  // nothing propagates back
+  for (const char* dir : {"proc", "sys", "dev"}) {
+    const std::string target = root + "/" + dir;
+    if (::mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) return complain("mkdir " + target);
+    if (::mount((std::string("/") + dir).c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return complain(std::string("bind /") + dir);
+  }
+  if (::chroot(root.c_str()) != 0) return complain("chroot");
+  if (::chdir("/") != 0) return complain("chdir /");
+  return true;
 }
 
 }  // namespace
@@ -184,6 +210,7 @@ proto::LoaderResponse Loader::start(const proto::LoaderStartRequest& req) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (!req.root.empty() && !enter_root(req.root)) ::_exit(126);
     if (::chdir(cwd.c_str()) != 0) {
       std::fprintf(stderr, "kgate-agent: chdir %s: %s\n", cwd.c_str(), std::strerror(errno));
       ::_exit(126);

@@ -591,13 +591,10 @@ json to_json(const LoaderStartRequest& r) {
   json progs = json::array();
   for (const auto& p : r.programs)
     progs.push_back({{"name", p.name}, {"type", p.type}, {"attached", p.attached}});
-  return {{"argv", r.argv},
-          {"env", r.env},
-          {"cwd", r.cwd},
-          {"programs", progs},
-          {"ready_line", r.ready_line},
-          {"nonce", r.nonce},
-          {"timeout_ms", r.timeout_ms}};
+  return {{"argv", r.argv},    {"env", r.env},
+          {"cwd", r.cwd},      {"root", r.root},
+          {"programs", progs}, {"ready_line", r.ready_line},
+          {"nonce", r.nonce},  {"timeout_ms", r.timeout_ms}};
 }
 
 LoaderStartRequest loader_start_request_from_json(const json& j) {
@@ -605,6 +602,7 @@ LoaderStartRequest loader_start_request_from_json(const json& j) {
   r.argv = strings_of(j, "argv");
   r.env = strings_of(j, "env");
   r.cwd = name(j, "cwd");
+  r.root = name(j, "root");
   r.programs = list_of(j, "programs", [](const json& p) {
     return LoaderWant{name(p, "name"), name(p, "type"), get_bool(p, "attached", true)};
   });

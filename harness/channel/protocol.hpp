@@ -288,6 +288,7 @@ struct LoaderStartRequest {
   std::vector<std::string> argv;  // argv[0] is the executable's guest path
   std::vector<std::string> env;   // "NAME=value", the whole environment
   std::string cwd = "/";
+  std::string root;  // when set: the loader runs with this directory as its root (an image's filesystem)
   std::vector<LoaderWant> programs;
   std::string ready_line;  // ready also when the loader prints a line holding this
   std::string nonce;       // when set: watch the loader's whole output for it

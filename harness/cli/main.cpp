@@ -26,6 +26,7 @@
 #include "report/receipt.hpp"
 #include "run/request.hpp"
 #include "run/run.hpp"
+#include "spec/spec.hpp"
 #include "vm/arch.hpp"
 
 namespace {
@@ -126,7 +127,12 @@ int cmd_run(int argc, char** argv) {
   add("qemu-arg", "extra QEMU argument (repeatable)", cxxopts::value<std::vector<std::string>>());
   add("refresh", "resolve the entry's package again even if it is cached");
   add("exec",
-      "the user's loader to run instead of the spec loader's executable (words after -- are its arguments)",
+      "the user's loader to run instead of the spec loader's executable (words after -- are its arguments); "
+      "with --image, its absolute path in the image",
+      cxxopts::value<std::string>());
+  add("image",
+      "run the spec's loader from this container image: oci-layout:DIR[:REF], or NAME@sha256:DIGEST pulled "
+      "with skopeo",
       cxxopts::value<std::string>());
   add("file", "SRC:DEST, a file shipped into the guest at DEST (repeatable)",
       cxxopts::value<std::vector<std::string>>());
@@ -177,6 +183,14 @@ int cmd_run(int argc, char** argv) {
   if (args.count("object")) req.object = args["object"].as<std::string>();
   if (args.count("spec")) req.spec = args["spec"].as<std::string>();
   if (args.count("exec")) req.exec = args["exec"].as<std::string>();
+  if (args.count("image")) {
+    auto source = kgate::spec::parse_image_source(args["image"].as<std::string>(), fs::current_path());
+    if (!source) return usage_error("--image: " + source.error().describe());
+    req.image = source->text();
+    if (!req.exec.empty() && !req.exec.is_absolute())
+      return usage_error("--exec with --image is the executable's absolute path in the image, not '" +
+                         req.exec.string() + "'");
+  }
   if (loader_args) req.exec_args = loader_args;
   if (args.count("file")) {
     for (const auto& f : args["file"].as<std::vector<std::string>>()) {

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <system_error>
@@ -471,6 +472,13 @@ Result<std::string> load_layer(const fs::path& layout, const Layer& layer, const
   return tar;
 }
 
+// A member's name as extract_tar reports the links it drops: "./a/b/" -> "a/b".
+std::string normal_member_name(const std::string& name) {
+  std::string out = fs::path(name).lexically_normal().generic_string();
+  while (out.ends_with('/')) out.pop_back();
+  return out;
+}
+
 // Whiteouts (.wh.NAME deletes NAME of a lower layer, .wh..wh..opq empties its directory) are applied
 // before the layer that holds them is unpacked: by the image spec they hide only lower layers' files.
 struct Whiteout {
@@ -745,26 +753,44 @@ Status unpack(const fs::path& layout, Resolved& r, const fs::path& dest, const D
     tars.push_back(std::move(p));
   }
   std::vector<std::vector<Whiteout>> whiteouts;
+  std::vector<std::map<std::string, std::string>> link_targets;  // per layer: symbolic link -> target
   for (std::size_t i = 0; i < n; ++i) {
     const std::string name = layer_label(i, n) + " " + layers[i].desc.digest;
     auto members = list_tar(tars[i], name, deadline);
     if (!members) return std::unexpected(members.error());
+    std::map<std::string, std::string> targets;
     for (const auto& m : *members) {
       if (std::string why = unsafe_tar_member(m); !why.empty())
         return fail(FailureClass::usage, name + ": member \"" + m.name + "\" is " + why + "; refused");
+      if (m.type == 'l') targets[normal_member_name(m.name)] = m.link;
     }
     auto w = whiteouts_of(*members, name);
     if (!w) return std::unexpected(w.error());
     whiteouts.push_back(std::move(*w));
+    link_targets.push_back(std::move(targets));
   }
   const fs::path abs_dest = absolute_path(dest);
   for (std::size_t i = 0; i < n; ++i) {
     const std::string name = layer_label(i, n) + " " + layers[i].desc.digest;
     if (auto s = apply_whiteouts(abs_dest, whiteouts[i]); !s)
       return std::unexpected(std::move(s.error()).context(name));
+    for (const auto& w : whiteouts[i]) {
+      // A whiteout hides a dropped link of a lower layer too.
+      const std::string hidden = normal_member_name((w.dir / w.name).generic_string());
+      std::erase_if(img.dropped_link_targets, [&](const auto& kv) {
+        if (w.name.empty()) return hidden.empty() || hidden == "." || kv.first.starts_with(hidden + "/");
+        return kv.first == hidden || kv.first.starts_with(hidden + "/");
+      });
+    }
     auto dropped = extract_tar(tars[i], abs_dest, name, deadline);
     if (!dropped) return std::unexpected(dropped.error());
+    // A name a higher layer writes again is no longer a dropped link.
+    std::erase_if(img.dropped_link_targets, [&](const auto& kv) {
+      std::error_code ec;
+      return fs::exists(fs::symlink_status(abs_dest / kv.first, ec));
+    });
     for (auto& d : *dropped) {
+      img.dropped_link_targets[d] = link_targets[i][d];
       if (std::find(img.dropped_links.begin(), img.dropped_links.end(), d) == img.dropped_links.end()) {
         img.dropped_links.push_back(std::move(d));
       }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,9 @@ struct OciImage {
   // Symbolic links the layers carried that point outside root (absolute, or with a ".." component), which
   // were removed after unpacking, relative to root ("lib/modules/6.1.0/build").
   std::vector<std::string> dropped_links;
+  // Their targets, for those still absent from root (a higher layer may write the name again): an
+  // image run as a root of its own in the guest gets them back there, where they resolve inside it.
+  std::map<std::string, std::string> dropped_link_targets;
 };
 
 // Reads an OCI image layout (oci-layout, index.json, blobs/sha256/<hex>) and unpacks one image into

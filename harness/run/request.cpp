@@ -89,7 +89,8 @@ json request_json(const RunRequest& r) {
           {"append", r.append},
           {"qemu_args", r.qemu_args},
           {"refresh", r.refresh},
-          {"exec", absolute_or_empty(r.exec)},
+          {"image", r.image},
+          {"exec", r.image.empty() ? absolute_or_empty(r.exec) : r.exec.string()},
           {"exec_args", r.exec_args ? json(*r.exec_args) : json(nullptr)},
           {"files", files},
           {"sysroots", sysroots}};
@@ -101,7 +102,7 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
       "spec",     "object",         "catalog", "arch",      "qemu",    "count",
       "lockdown", "boot_timeout_s", "append",  "qemu_args", "refresh", "request_timeout_s"};
   // Keys added later within kgate.request/1: optional, so that older receipts still read.
-  static const std::set<std::string> optional_keys = {"exec", "exec_args", "files", "sysroots"};
+  static const std::set<std::string> optional_keys = {"exec", "exec_args", "files", "sysroots", "image"};
   auto bad = [&](const std::string& what) {
     return fail(FailureClass::usage, std::string(origin) + ": " + what);
   };
@@ -148,6 +149,10 @@ Result<RunRequest> request_from_json(const json& j, std::string_view origin) {
   r.refresh = j["refresh"].get<bool>();
   if (j.contains("exec")) {
     if (auto s = f.path("exec", r.exec); !s) return std::unexpected(s.error());
+  }
+  if (j.contains("image")) {
+    if (!j["image"].is_string()) return f.bad("image", "must be a string");
+    r.image = j["image"].get<std::string>();
   }
   if (j.contains("exec_args") && !j["exec_args"].is_null()) {
     std::vector<std::string> args;

@@ -23,6 +23,7 @@
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
 #include "run/judge.hpp"
+#include "run/loader_image.hpp"
 #include "run/lockdown.hpp"
 #include "run/plan.hpp"
 #include "run/request.hpp"
@@ -150,6 +151,9 @@ class GateRun {
   Status exercise_object(ObjectRun& o);
   // A user's loader: started, watched until ready, triggered, stopped (spec "loader").
   Status exercise_loader();
+  // The loader's container image: verified, unpacked (or taken from the cache), its executable found.
+  Status prepare_image();
+  std::vector<std::string> loader_env() const;  // the image's Env, then the spec's, and a PATH
   Status prove_lockdown_level();
   RunFacts run_facts() const;
   Status power_off();
@@ -176,6 +180,9 @@ class GateRun {
   std::optional<kernel::Cache> cache_;
   kernel::PreparedKernel kernel_;
   PreparedInitramfs initramfs_;
+  std::optional<LoaderImage> image_;  // a loader's container image
+  fs::path initrd_;                   // the initramfs, with the image's segment after it when there is one
+  std::string image_exec_;            // the loader's executable in the image
   std::vector<std::string> wanted_modules_;
   vm::Arch arch_ = vm::Arch::x86_64;
   vm::Accel accel_ = vm::Accel::tcg;
@@ -269,18 +276,34 @@ Status GateRun::resolve_spec() {
     spec_ = builtin_probe_spec();
   }
   const std::string arch_key(vm::arch_name(arch_));
-  if (!req_.exec.empty() || req_.exec_args) {
+  if (!req_.exec.empty() || req_.exec_args || !req_.image.empty()) {
     if (!spec_.loader)
       return fail(
           FailureClass::usage,
-          "--exec and a loader's arguments after -- need a --spec with a \"loader\" naming the programs "
-          "it loads (docs/spec.md#loader)");
-    if (!req_.exec.empty()) {
+          "--exec, --image and a loader's arguments after -- need a --spec with a \"loader\" naming the "
+          "programs it loads (docs/spec.md#loader)");
+    if (!req_.image.empty()) {
+      auto source = spec::parse_image_source(req_.image, fs::current_path());
+      if (!source) return std::unexpected(std::move(source.error()).context("--image"));
+      // The image replaces a loader shipped from the host.
+      std::erase_if(spec_.files, [&](const spec::FileSpec& f) { return f.dest == spec_.loader->dest; });
+      spec_.loader->exec.clear();
+      spec_.loader->image = std::move(*source);
+    }
+    if (!req_.exec.empty() && spec_.loader->image) {
+      if (!req_.exec.is_absolute())
+        return fail(FailureClass::usage,
+                    "--exec " + req_.exec.string() + ": with an image, the executable's absolute path in it");
+      spec_.loader->exec_in_image = req_.exec.lexically_normal().string();
+    } else if (!req_.exec.empty()) {
       spec_.loader->exec = {{arch_key, absolute_path(req_.exec)}};
       for (auto& f : spec_.files)
         if (f.dest == spec_.loader->dest) f.sources = spec_.loader->exec;
     }
-    if (req_.exec_args) spec_.loader->args = *req_.exec_args;
+    if (req_.exec_args) {
+      spec_.loader->args = *req_.exec_args;
+      spec_.loader->args_given = true;
+    }
   }
   for (const auto& f : req_.files) {
     // --file: a file for this run, beside the spec's (the same dest replaces the spec's).
@@ -351,6 +374,10 @@ Status GateRun::resolve_spec() {
       }
       r_.loader["libraries"] = shipped;
     }
+  }
+  if (spec_.loader && spec_.loader->image) {
+    // The files go into the image's filesystem: the loader sees them at their dest.
+    for (auto& f : spec_.files) f.dest = guest_image_root + f.dest;
   }
   for (const auto& f : spec_.files) {
     auto source = f.sources.find(std::string(vm::arch_name(arch_)));
@@ -439,7 +466,77 @@ Status GateRun::prepare() {
   r_.initramfs.sha256 = initramfs_.sha256;
   r_.initramfs.agent_sha256 = initramfs_.agent_sha256;
   r_.initramfs.modules = initramfs_.modules;
+  initrd_ = initramfs_.path;
+  if (spec_.loader && spec_.loader->image) {
+    phase("image");
+    if (auto s = prepare_image(); !s) return s;
+  }
   return preflight();
+}
+
+Status GateRun::prepare_image() {
+  const spec::LoaderSpec& l = *spec_.loader;
+  auto img = prepare_loader_image(*cache_, *l.image, arch_, req_.refresh, Deadline(std::chrono::minutes(10)));
+  if (!img) return std::unexpected(std::move(img.error()).context("the loader's image"));
+  image_ = std::move(*img);
+  const kernel::ImageConfig& config = image_->image.image_config;
+  json layers = image_->image.layer_digests;
+  r_.loader["image"] = {{"reference", l.image->text()},
+                        {"digest", image_->image.pinned_digest},
+                        {"manifest", image_->image.manifest_digest},
+                        {"layers", layers},
+                        {"config",
+                         {{"entrypoint", config.entrypoint},
+                          {"cmd", config.cmd},
+                          {"env", config.env},
+                          {"working_dir", config.working_dir},
+                          {"user", config.user}}},
+                        {"tree_bytes", image_->tree_bytes},
+                        {"segment_sha256", image_->segment_sha256},
+                        {"unpacked", image_->unpacked}};
+  if (!config.user.empty() && config.user != "0" && config.user != "root" && config.user != "0:0")
+    r_.loader["image"]["user_note"] = "the loader runs as root, not as the config's User " + config.user;
+  // The executable: --exec or the spec's, else the image's Entrypoint (else its Cmd).
+  std::string exec = l.exec_in_image;
+  if (exec.empty())
+    exec = !config.entrypoint.empty() ? config.entrypoint.front()
+           : !config.cmd.empty()      ? config.cmd.front()
+                                      : "";
+  if (exec.empty())
+    return fail(FailureClass::usage,
+                "the image " + l.image->text() +
+                    " has neither Entrypoint nor Cmd: give the loader's \"exec\" (or --exec)");
+  auto found = find_in_image(*image_, exec, loader_env());
+  if (!found) return std::unexpected(found.error());
+  auto host = file_in_image(*image_, *found);
+  if (!host) return std::unexpected(host.error());
+  auto sha = sha256_file(*host);
+  if (!sha) return std::unexpected(sha.error());
+  image_exec_ = *found;
+  r_.loader["dest"] = *found;
+  r_.loader["sha256"] = *sha;
+  auto initrd = initrd_with_image(*cache_, initramfs_.path, initramfs_.sha256, *image_);
+  if (!initrd) return std::unexpected(initrd.error());
+  initrd_ = *initrd;
+  return {};
+}
+
+std::vector<std::string> GateRun::loader_env() const {
+  const spec::LoaderSpec& l = *spec_.loader;
+  const RunFacts facts = run_facts();
+  std::vector<std::string> env;
+  // The image's environment, then the spec's, a name given again replacing the earlier value.
+  auto put = [&](const std::string& e) {
+    const std::string name = e.substr(0, e.find('='));
+    std::erase_if(env, [&](const std::string& x) { return x.substr(0, x.find('=')) == name; });
+    env.push_back(e);
+  };
+  if (image_)
+    for (const auto& e : image_->image.image_config.env) put(e);
+  for (const auto& e : l.env) put(with_nonce(e, facts.nonce));
+  if (std::none_of(env.begin(), env.end(), [](const std::string& e) { return e.starts_with("PATH="); }))
+    env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  return env;
 }
 
 Status GateRun::preflight() {
@@ -517,7 +614,13 @@ Status GateRun::boot() {
   spec.accel = accel_;
   spec.cpu = accel.cpu;
   spec.kernel = kernel_.boot;
-  spec.initrd = initramfs_.path;
+  spec.initrd = initrd_;
+  if (image_) {
+    // The guest holds the image's files in memory, and the segment until it is unpacked.
+    std::error_code ec;
+    const auto segment = fs::file_size(image_->segment, ec);
+    spec.memory_mib += static_cast<int>((image_->tree_bytes + segment) >> 20) + 64;
+  }
   spec.cmdline = vm::kernel_cmdline(arch_, cmdline_words());
   spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
@@ -641,14 +744,29 @@ Status GateRun::exercise_loader() {
   const spec::LoaderSpec& l = *spec_.loader;
   const RunFacts facts = run_facts();
   proto::LoaderStartRequest start;
-  start.argv = {l.dest};
-  for (const auto& a : l.args) start.argv.push_back(with_nonce(a, facts.nonce));
-  for (const auto& e : l.env) start.env.push_back(with_nonce(e, facts.nonce));
+  std::vector<std::string> args = l.args;
+  if (image_) {
+    // As a container runtime starts it: Entrypoint and Cmd, the spec's args replacing Cmd; an
+    // executable the spec names takes the spec's args alone.
+    const kernel::ImageConfig& config = image_->image.image_config;
+    start.argv = {image_exec_};
+    if (l.exec_in_image.empty()) {
+      const bool from_entrypoint = !config.entrypoint.empty();
+      const auto& first = from_entrypoint ? config.entrypoint : config.cmd;
+      std::vector<std::string> rest(first.begin() + 1, first.end());
+      if (from_entrypoint && !l.args_given) rest.insert(rest.end(), config.cmd.begin(), config.cmd.end());
+      if (!from_entrypoint && l.args_given) rest.clear();
+      args.insert(args.begin(), rest.begin(), rest.end());
+    }
+    start.root = guest_image_root;
+    start.cwd = !l.cwd.empty() ? l.cwd : !config.working_dir.empty() ? config.working_dir : "/";
+  } else {
+    start.argv = {l.dest};
+    start.cwd = l.cwd.empty() ? "/" : l.cwd;
+  }
+  for (const auto& a : args) start.argv.push_back(with_nonce(a, facts.nonce));
+  start.env = loader_env();
   if (l.nonce_in_output) start.nonce = facts.nonce;
-  if (std::none_of(start.env.begin(), start.env.end(),
-                   [](const std::string& e) { return e.starts_with("PATH="); }))
-    start.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  start.cwd = l.cwd;
   for (const auto& p : l.programs) start.programs.push_back({p.name, p.type, p.attached});
   start.ready_line = l.ready_line;
   start.timeout_ms = static_cast<int>(l.ready_timeout_s * 1000);

@@ -40,6 +40,9 @@ struct RunRequest {
   // A user's loader (the spec's "loader" names its programs): --exec replaces its executable,
   // the words after "--" its arguments; --file ships more files; --sysroot is searched first for
   // a dynamic loader's libraries.
+  // --image runs the loader from a container image ("oci-layout:DIR[:REF]" or a registry reference
+  // pinned by digest); with it, --exec is the executable's absolute path in the image.
+  std::string image;
   fs::path exec;
   std::optional<std::vector<std::string>> exec_args;
   struct File {

@@ -660,23 +660,38 @@ Result<FileSpec> read_file_spec(const JsonReader& f, const fs::path& base_dir) {
 Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
   if (auto st = l.expect_object("must be an object with \"exec\" and \"programs\""); !st)
     return std::unexpected(st.error());
-  if (auto st =
-          l.only_keys({"exec", "dest", "args", "env", "cwd", "ready", "stop", "pins", "nonce", "programs"});
+  if (auto st = l.only_keys(
+          {"exec", "image", "dest", "args", "env", "cwd", "ready", "stop", "pins", "nonce", "programs"});
       !st)
     return std::unexpected(st.error());
   LoaderSpec out;
   out.line = l.line();
-  if (!l.has("exec"))
-    return l.bad("needs \"exec\": the loader on the host, or {\"x86_64\": ..., \"arm64\": ...}");
-  auto exec = read_arch_paths(l.member("exec"), base_dir, "loader");
-  if (!exec) return err(exec);
-  out.exec = std::move(*exec);
-  auto dest = checked_string(l, "dest", is_guest_path, "is not an absolute guest path without \"..\"");
-  if (!dest) return err(dest);
-  if (*dest) out.dest = **dest;
+  auto image = l.string("image", true);
+  if (!image) return err(image);
+  if (*image) {
+    auto source = parse_image_source(**image, base_dir);
+    if (!source) return l.bad_at("image", source.error().describe());
+    out.image = std::move(*source);
+    if (l.has("dest")) return l.bad_at("dest", "a loader from an image is not shipped: it has no \"dest\"");
+    auto exec = checked_string(l, "exec", is_guest_path, "is the executable's absolute path in the image");
+    if (!exec) return err(exec);
+    if (*exec) out.exec_in_image = **exec;
+  } else {
+    if (!l.has("exec"))
+      return l.bad(
+          "needs \"exec\": the loader on the host, or {\"x86_64\": ..., \"arm64\": ...}; or \"image\": the "
+          "container image it ships in");
+    auto exec = read_arch_paths(l.member("exec"), base_dir, "loader");
+    if (!exec) return err(exec);
+    out.exec = std::move(*exec);
+    auto dest = checked_string(l, "dest", is_guest_path, "is not an absolute guest path without \"..\"");
+    if (!dest) return err(dest);
+    if (*dest) out.dest = **dest;
+  }
   auto args = l.strings("args");
   if (!args) return err(args);
   if (*args) out.args = **args;
+  out.args_given = args->has_value();
   auto env = l.object("env");
   if (!env) return err(env);
   if (*env) {
@@ -764,6 +779,41 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
 
 }  // namespace
 
+std::string ImageSource::text() const {
+  if (!remote.empty()) return "docker://" + remote;
+  return "oci-layout:" + layout.string() + (ref.empty() ? "" : ":" + ref);
+}
+
+Result<ImageSource> parse_image_source(std::string_view text, const fs::path& base_dir) {
+  constexpr std::string_view layout_prefix = "oci-layout:", docker_prefix = "docker://";
+  ImageSource out;
+  if (text.starts_with(layout_prefix)) {
+    std::string_view rest = text.substr(layout_prefix.size());
+    // DIR[:REF]: a ':' after the last '/' starts the ref.
+    const auto slash = rest.rfind('/');
+    const auto colon = rest.rfind(':');
+    if (colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash)) {
+      out.ref = std::string(rest.substr(colon + 1));
+      rest = rest.substr(0, colon);
+      if (out.ref.empty()) return fail(FailureClass::usage, "\"" + std::string(text) + "\" has an empty ref");
+    }
+    if (rest.empty()) return fail(FailureClass::usage, "\"" + std::string(text) + "\" names no directory");
+    fs::path dir(rest);
+    out.layout = (dir.is_absolute() ? dir : base_dir / dir).lexically_normal();
+    return out;
+  }
+  std::string_view name = text;
+  if (name.starts_with(docker_prefix)) name.remove_prefix(docker_prefix.size());
+  if (name.find("@sha256:") == std::string_view::npos ||
+      name.find_first_of(" \t\n") != std::string_view::npos)
+    return fail(FailureClass::usage,
+                "\"" + std::string(text) +
+                    "\" is not an image kgate runs: oci-layout:DIR, oci-layout:DIR:REF, or a registry "
+                    "reference pinned by digest (docker://NAME@sha256:...)");
+  out.remote = std::string(name);
+  return out;
+}
+
 Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::path& base_dir) {
   const std::string origin = file.string();
   auto doc = parse_json_doc(text, origin);
@@ -813,7 +863,7 @@ Result<Spec> parse_spec(std::string_view text, const fs::path& file, const fs::p
       spec.files.push_back(std::move(*fspec));
     }
   }
-  if (spec.loader) {
+  if (spec.loader && !spec.loader->image) {
     // The loader ships as one more file, executable.
     for (const auto& f : spec.files) {
       if (f.dest == spec.loader->dest)

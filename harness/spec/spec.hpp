@@ -186,17 +186,32 @@ struct LoaderProgram {
 
 // A user's own loader (their agent), run by kgate's agent in the guest: it loads and attaches its
 // programs itself; kgate watches the kernel's list of programs and links.
+// A container image a loader runs from: an OCI layout directory (the digest-checked form) or a
+// registry reference pinned by digest, which skopeo copies into the cache.
+struct ImageSource {
+  fs::path layout;     // absolute; empty for a registry reference
+  std::string ref;     // the layout's org.opencontainers.image.ref.name, or empty for its only image
+  std::string remote;  // "ghcr.io/org/agent@sha256:..." (a leading docker:// dropped); empty for a layout
+  std::string text() const;  // "oci-layout:/abs/dir:ref" or "docker://name@sha256:..."
+};
+// "oci-layout:DIR", "oci-layout:DIR:REF" (DIR relative to base_dir), or a registry reference that
+// carries "@sha256:" (with or without "docker://"). Anything else is a usage error saying the forms.
+Result<ImageSource> parse_image_source(std::string_view text, const fs::path& base_dir);
+
 struct LoaderSpec {
-  std::map<std::string, fs::path> exec;       // arch name -> the executable on the host (static for now)
+  std::map<std::string, fs::path> exec;       // arch name -> the executable on the host (no image)
   std::string dest = "/kgate/loader/loader";  // where it is shipped in the guest
-  std::vector<std::string> args;              // "{nonce}" replaced in each
-  std::vector<std::string> env;               // "NAME=value"
-  std::string cwd = "/";
-  double ready_timeout_s = 30;   // every program loaded (and attached) by then
-  std::string ready_line;        // or: the loader printed a line holding this
-  double stop_grace_s = 5;       // SIGTERM, this long, then SIGKILL
-  bool pins = false;             // true: programs or links it pins may outlive it (no leaked reason)
-  bool nonce_in_output = false;  // "nonce": "output": this run's nonce must appear in what it prints
+  std::optional<ImageSource> image;           // the loader runs in this image's filesystem as its root
+  std::string exec_in_image;      // with an image: the executable's path in it; empty: its entrypoint
+  std::vector<std::string> args;  // "{nonce}" replaced in each
+  bool args_given = false;        // with an image: args replace its Cmd only when given
+  std::vector<std::string> env;   // "NAME=value"
+  std::string cwd;                // empty: the image's WorkingDir, else "/"
+  double ready_timeout_s = 30;    // every program loaded (and attached) by then
+  std::string ready_line;         // or: the loader printed a line holding this
+  double stop_grace_s = 5;        // SIGTERM, this long, then SIGKILL
+  bool pins = false;              // true: programs or links it pins may outlive it (no leaked reason)
+  bool nonce_in_output = false;   // "nonce": "output": this run's nonce must appear in what it prints
   std::vector<LoaderProgram> programs;
   int line = 0;
 };

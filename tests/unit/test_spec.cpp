@@ -90,6 +90,15 @@ TEST_CASE("parse_spec refuses each mistake, naming the file, the line and the JS
       {loader("\"exec\": \"agent\", \"ready\": {\"timeout_s\": 0}, \"programs\": {\"p\": {\"type\": "
               "\"kprobe\"}}"),
        "line 2: loader.ready.timeout_s", "1"},
+      {loader("\"image\": \"ghcr.io/org/agent:v1\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.image", "pinned by digest"},
+      {loader("\"image\": \"oci-layout:dir:\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.image", "empty ref"},
+      {loader(
+           "\"image\": \"oci-layout:d\", \"exec\": \"agent\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.exec", "absolute path in the image"},
+      {loader("\"image\": \"oci-layout:d\", \"dest\": \"/x\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.dest", "not shipped"},
       {loader("\"exec\": \"agent\", \"nonce\": \"file\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
        "line 2: loader.nonce", "not where the nonce can be looked for"},
       {"{\"schema\": \"kgate.spec/1\",\n \"loader\": {\"exec\": \"agent\", \"dest\": \"/x\", \"programs\": "
@@ -761,6 +770,34 @@ TEST_CASE("section_target") {
   CHECK(section_target("usdt/bin/x:prov:probe").names_target);
   CHECK(section_target("uprobe_fake").kind.empty());
   CHECK(section_target("kprobe/do_sys_open").kind.empty());
+}
+
+TEST_CASE("parse_spec: a loader from an image is not shipped; the image's forms") {
+  auto s = parse(R"({"schema": "kgate.spec/1",
+ "loader": {"image": "oci-layout:images/agent:v1.4.2", "exec": "/usr/bin/agent",
+   "programs": {"p": {"type": "kprobe"}}},
+ "files": [{"source": "cfg.yaml", "dest": "/etc/agent.yaml"}]})");
+  REQUIRE_MESSAGE(s.has_value(), error_of(s));
+  const auto& l = *s->loader;
+  REQUIRE(l.image.has_value());
+  CHECK(l.image->layout == "/repo/ci/images/agent");
+  CHECK(l.image->ref == "v1.4.2");
+  CHECK(l.image->text() == "oci-layout:/repo/ci/images/agent:v1.4.2");
+  CHECK(l.exec_in_image == "/usr/bin/agent");
+  CHECK(l.exec.empty());
+  CHECK_FALSE(l.args_given);
+  CHECK(l.cwd.empty());
+  REQUIRE(s->files.size() == 1);  // no loader file
+
+  auto only = parse_image_source("oci-layout:/abs/layout", "/base");
+  REQUIRE(only.has_value());
+  CHECK(only->layout == "/abs/layout");
+  CHECK(only->ref.empty());
+  auto remote = parse_image_source("docker://ghcr.io/org/agent@sha256:" + std::string(64, 'a'), "/base");
+  REQUIRE(remote.has_value());
+  CHECK(remote->remote == "ghcr.io/org/agent@sha256:" + std::string(64, 'a'));
+  CHECK(remote->text() == "docker://ghcr.io/org/agent@sha256:" + std::string(64, 'a'));
+  CHECK_FALSE(parse_image_source("./layout", "/base").has_value());
 }
 
 TEST_CASE("parse_spec: a spec with a loader and no objects; the loader ships as a file") {

@@ -912,6 +912,85 @@ TEST_CASE("loader: a replayer, a loader that does not attach, one that exits ear
   CHECK_FALSE(fs::exists(missing.dir / "console.log"));  // nothing booted
 }
 
+TEST_CASE(
+    "loader: an OCI image runs as the loader's root; a flipped byte in a layer is refused before boot") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // The image a project ships: its loader, its object, a relative and an absolute link, and a
+  // config that starts the loader by name from its PATH in its working directory.
+  const fs::path root = tmp.path() / "image-root";
+  fs::create_directories(root / "usr/bin");
+  fs::create_directories(root / "usr/local/bin");
+  fs::create_directories(root / "etc/agent");
+  fs::copy_file(objects_dir() / "loader.x86_64", root / "usr/bin/agent");
+  fs::copy_file(objects_dir() / "gate.x86_64.bpf.o", root / "etc/agent/gate.bpf.o");
+  fs::create_symlink("/usr/bin/agent", root / "usr/local/bin/agent");  // leaves the tree on the host
+  fs::create_symlink("usr/bin", root / "bin");
+  const fs::path layout = tmp.path() / "agent-image";
+  const json run_config = {{"Entrypoint", {"agent"}},
+                           {"Cmd", {"gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat"}},
+                           {"Env", {"PATH=/usr/local/bin:/usr/bin", "AGENT_FROM=image"}},
+                           {"WorkingDir", "/etc/agent"}};
+  const std::string digest = write_oci_layout(root, layout, "v1.4.2", "amd64", run_config);
+
+  json spec = json::parse(read_file(objects_dir() / "live.json").value());
+  spec["loader"].erase("exec");
+  spec.erase("files");
+  spec["loader"]["image"] = "oci-layout:agent-image:v1.4.2";
+  spec["loader"]["args"] = {"gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}"};
+  REQUIRE(write_file_atomic(tmp.path() / "image.json", spec.dump()).has_value());
+  auto r = run_passing(tmp, "image", {"--spec", (tmp.path() / "image.json").string(), "--count", "2"});
+  const json& l = r.receipt["loader"];
+  CHECK(l["image"]["reference"] == "oci-layout:" + layout.string() + ":v1.4.2");
+  CHECK(l["image"]["digest"] == digest);
+  CHECK(l["image"]["unpacked"] == true);
+  CHECK(l["dest"] == "/usr/local/bin/agent");
+  CHECK(l["sha256"] == sha256_hex(read_file(objects_dir() / "loader.x86_64").value()));
+  CHECK(l["argv"][0] == "/usr/local/bin/agent");
+  CHECK(l["cwd"] == "/etc/agent");
+  CHECK(l["env"].dump().find("AGENT_FROM=image") != std::string::npos);
+  CHECK(l["nonce_seen"] == true);
+  for (const char* name : {"tp_getpid", "kp_unlinkat"}) {
+    CHECK(program(r.receipt, name)["verdict"] == "pass");
+    CHECK(program(r.receipt, name)["run_count"].get<int>() >= 2);
+  }
+
+  // The same image from the command line, over a spec whose loader is a host binary: --exec names
+  // the executable in the image, and the words after -- replace its arguments; unpacked before.
+  auto cli =
+      run_passing(tmp, "image-cli",
+                  {"--spec", (objects_dir() / "live.json").string(), "--image",
+                   "oci-layout:" + layout.string() + ":v1.4.2", "--exec", "/bin/agent", "--count", "2", "--",
+                   "/etc/agent/gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}"});
+  CHECK(cli.receipt["loader"]["image"]["unpacked"] == false);
+  CHECK(cli.receipt["loader"]["argv"][0] == "/bin/agent");
+  CHECK(cli.receipt["loader"]["cwd"] == "/etc/agent");
+
+  // One flipped byte in the layer of a copy: refused before boot, though the image (by its
+  // manifest) was unpacked and cached before.
+  const fs::path tampered = tmp.path() / "tampered-image";
+  fs::copy(layout, tampered, fs::copy_options::recursive);
+  json index = json::parse(read_file(tampered / "index.json").value());
+  json manifest = json::parse(
+      read_file(tampered / "blobs/sha256" / index["manifests"][0]["digest"].get<std::string>().substr(7))
+          .value());
+  const std::string layer_digest = manifest["layers"][0]["digest"];
+  const fs::path blob = tampered / "blobs/sha256" / layer_digest.substr(7);
+  std::string bytes = read_file(blob).value();
+  bytes[bytes.size() / 2] ^= 0x20;
+  REQUIRE(write_file_atomic(blob, bytes).has_value());
+  spec["loader"]["image"] = "oci-layout:tampered-image:v1.4.2";
+  REQUIRE(write_file_atomic(tmp.path() / "tampered.json", spec.dump()).has_value());
+  auto bad = run_kgate(tmp.path() / "tampered", {"--spec", (tmp.path() / "tampered.json").string()});
+  INFO("stdout: " << bad.out << "\nstderr: " << bad.err);
+  CHECK(bad.exit_code == 7);
+  REQUIRE(bad.receipt.is_object());
+  CHECK(bad.receipt["failure"]["class"] == "digest_mismatch");
+  CHECK(bad.receipt["failure"]["message"].get<std::string>().find("layer 1 of 1 " + layer_digest) !=
+        std::string::npos);
+  CHECK_FALSE(fs::exists(bad.dir / "console.log"));  // nothing booted
+}
+
 TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-arm64") {
   require_vm_prerequisites("arm64");
   auto tmp = out_root();

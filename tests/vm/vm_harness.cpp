@@ -70,11 +70,6 @@ DebianKernel fetched_debian_kernel() {
 }
 
 std::string build_oci_layout(const DebianKernel& k, const fs::path& layout, const std::string& ref) {
-  using nlohmann::json;
-  auto must = [](auto r) {
-    if (!r) throw std::runtime_error(r.error().describe());
-    return std::move(*r);
-  };
   // The layer's tree: what a kernel image needs, copied from the package.
   fs::path root = layout.parent_path() / (layout.filename().string() + ".root");
   const fs::path mods = fs::path("lib/modules") / k.release;
@@ -87,6 +82,16 @@ std::string build_oci_layout(const DebianKernel& k, const fs::path& layout, cons
   fs::copy_file(k.tree / mods / "kernel/drivers/char/virtio_console.ko",
                 root / mods / "kernel/drivers/char/virtio_console.ko");
   fs::copy_file(k.tree / mods / "modules.builtin", root / mods / "modules.builtin");
+  return write_oci_layout(root, layout, ref, "amd64");
+}
+
+std::string write_oci_layout(const fs::path& root, const fs::path& layout, const std::string& ref,
+                             const std::string& goarch, const nlohmann::json& run_config) {
+  using nlohmann::json;
+  auto must = [](auto r) {
+    if (!r) throw std::runtime_error(r.error().describe());
+    return std::move(*r);
+  };
   fs::path tar_path = layout.parent_path() / (layout.filename().string() + ".tar");
   auto tar = must(run_capture(
       {"tar", "-cf", tar_path.string(), "--sort=name", "--owner=0", "--group=0", "-C", root.string(), "."},
@@ -102,9 +107,10 @@ std::string build_oci_layout(const DebianKernel& k, const fs::path& layout, cons
       throw std::runtime_error("write blob");
     return json{{"mediaType", media_type}, {"digest", "sha256:" + hex}, {"size", bytes.size()}};
   };
-  json config = {{"architecture", "amd64"},
+  json config = {{"architecture", goarch},
                  {"os", "linux"},
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + sha256_hex(layer_tar)}}}}};
+  if (!run_config.is_null()) config["config"] = run_config;
   json manifest = {{"schemaVersion", 2},
                    {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
                    {"config", put(config.dump(), "application/vnd.oci.image.config.v1+json")},

@@ -39,6 +39,12 @@ DebianKernel fetched_debian_kernel();
 // that pins it (the index's manifest descriptor, as a registry reports it).
 std::string build_oci_layout(const DebianKernel& k, const fs::path& layout, const std::string& ref);
 
+// Writes an OCI image layout at `layout` with one zstd layer holding the tree `root` (as tar packs
+// it: links as links), named `ref`, for linux/`goarch`, with `run_config` as its config's "config"
+// (Entrypoint, Cmd, Env, WorkingDir) when it is not null. Returns the digest that pins it.
+std::string write_oci_layout(const fs::path& root, const fs::path& layout, const std::string& ref,
+                             const std::string& goarch, const nlohmann::json& run_config = nullptr);
+
 // PIDs of processes whose command line mentions `needle` (e.g. a receipt directory).
 std::vector<int> processes_mentioning(const std::string& needle);
 
