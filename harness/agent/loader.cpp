@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "agent/objects.hpp"
+#include "core/strings.hpp"
 
 namespace kgate::agent {
 
@@ -34,14 +35,48 @@ std::set<std::uint32_t> as_set(const std::vector<std::uint32_t>& v) {
   return {v.begin(), v.end()};
 }
 
-std::string hex(const unsigned char* p, std::size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
+// True when the file holds `nonce` within its first MiB.
+bool file_holds(const std::string& path, const std::string& nonce) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  std::string text;
+  char buf[4096];
+  while (text.size() < (1u << 20)) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
   }
-  return out;
+  return text.find(nonce) != std::string::npos;
+}
+
+// True when some value of the map pinned at `path` holds `bytes` at `offset` (the first 65536 keys).
+bool pinned_map_holds(const std::string& path, const std::string& bytes, std::uint32_t offset) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) return false;
+  bpf_map_info info{};
+  __u32 len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return false;
+  if (offset > info.value_size || info.value_size - offset < bytes.size()) return false;
+  // A per-CPU map's value is one slot per possible CPU, each rounded up to 8 bytes.
+  const bool per_cpu = info.type == BPF_MAP_TYPE_PERCPU_ARRAY || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+                       info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+  const int cpus = per_cpu ? std::max(1, libbpf_num_possible_cpus()) : 1;
+  const std::size_t slot = per_cpu ? (info.value_size + 7) / 8 * 8 : info.value_size;
+  std::string key(std::max<__u32>(info.key_size, 1), '\0'), next(key.size(), '\0');
+  std::string value(slot * static_cast<std::size_t>(cpus), '\0');
+  auto holds = [&] {
+    for (int c = 0; c < cpus; ++c)
+      if (value.compare(c * slot + offset, bytes.size(), bytes) == 0) return true;
+    return false;
+  };
+  const void* prev = nullptr;
+  for (int i = 0; i < 65536 && bpf_map_get_next_key(fd.get(), prev, next.data()) == 0; ++i) {
+    key = next;
+    prev = key.data();
+    if (bpf_map_lookup_elem(fd.get(), key.data(), value.data()) == 0 && holds()) return true;
+  }
+  return false;
 }
 
 // In the loader's child, before exec: a mount namespace of its own, where the guest's /proc, /sys
@@ -88,7 +123,7 @@ void Loader::pump_output() {
     }
     if (n < 0) break;
     output_.append(buf, static_cast<std::size_t>(n));
-    if (!nonce_.empty() && !nonce_seen_) {
+    if (nonce_in_output() && !nonce_seen_) {
       // Across the end of the previous read too.
       const std::size_t window = std::min(output_.size(), static_cast<std::size_t>(n) + nonce_.size());
       nonce_seen_ = output_.find(nonce_, output_.size() - window) != std::string::npos;
@@ -129,7 +164,7 @@ std::vector<proto::KernelProgram> Loader::created() {
     p.id = id;
     p.name = std::string(info.name, ::strnlen(info.name, sizeof info.name));
     p.type = libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(info.type)) ?: "unknown";
-    p.tag = hex(info.tag, sizeof info.tag);
+    p.tag = to_hex(std::string_view(reinterpret_cast<const char*>(info.tag), sizeof info.tag));
     p.run_count = info.run_cnt;
     p.run_time_ns = info.run_time_ns;
     if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof info.verified_insns)
@@ -153,6 +188,12 @@ std::vector<proto::KernelProgram> Loader::created() {
     }
   }
   return out;
+}
+
+void Loader::look_for_nonce() {
+  if (nonce_seen_ || nonce_.empty()) return;
+  if (!nonce_file_.empty()) nonce_seen_ = file_holds(nonce_file_, nonce_);
+  if (!nonce_map_.empty()) nonce_seen_ = pinned_map_holds(nonce_map_, nonce_bytes_, nonce_offset_);
 }
 
 void Loader::fill(proto::LoaderResponse& r) {
@@ -181,6 +222,14 @@ proto::LoaderResponse Loader::start(const proto::LoaderStartRequest& req) {
   before_links_ = as_set(live_ids(bpf_link_get_next_id));
   ready_line_ = req.ready_line;
   nonce_ = req.nonce;
+  nonce_file_ = req.nonce_file;
+  nonce_map_ = req.nonce_map;
+  nonce_bytes_ = from_hex(req.nonce_bytes).value_or("");
+  nonce_offset_ = req.nonce_offset;
+  if (!nonce_map_.empty() && nonce_bytes_.empty()) {
+    r.error = "nonce_bytes must be hex digits";
+    return r;
+  }
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -252,6 +301,7 @@ proto::LoaderResponse Loader::stats() {
     r.error = "no loader was started";
     return r;
   }
+  look_for_nonce();  // a file or a map: read after the triggers, not while the loader starts
   fill(r);
   return r;
 }
@@ -284,6 +334,7 @@ proto::LoaderResponse Loader::stop(int grace_ms) {
   }
   ::kill(-pid_, SIGKILL);  // what it left in its group
   pump_output();
+  look_for_nonce();
   r.exited = exited_;
   r.status = status_;
   r.nonce_seen = nonce_seen_;

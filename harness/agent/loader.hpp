@@ -48,7 +48,13 @@ class Loader {
   std::string pending_;  // the line being printed, for the ready line
   bool line_seen_ = false;
   std::string ready_line_;
-  std::string nonce_;  // looked for in all of its output (not only the tail kept)
+  // This run's nonce, looked for in all of its output (not only the tail kept), or in a file it
+  // writes, or in a map it pins (as nonce_bytes_ at nonce_offset_ of a value).
+  void look_for_nonce();
+  bool nonce_in_output() const { return !nonce_.empty() && nonce_file_.empty() && nonce_map_.empty(); }
+  std::string nonce_;
+  std::string nonce_file_, nonce_map_, nonce_bytes_;
+  std::uint32_t nonce_offset_ = 0;
   bool nonce_seen_ = false;
   bool exited_ = false;
   int status_ = 0;

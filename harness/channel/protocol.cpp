@@ -591,10 +591,18 @@ json to_json(const LoaderStartRequest& r) {
   json progs = json::array();
   for (const auto& p : r.programs)
     progs.push_back({{"name", p.name}, {"type", p.type}, {"attached", p.attached}});
-  return {{"argv", r.argv},    {"env", r.env},
-          {"cwd", r.cwd},      {"root", r.root},
-          {"programs", progs}, {"ready_line", r.ready_line},
-          {"nonce", r.nonce},  {"timeout_ms", r.timeout_ms}};
+  return {{"argv", r.argv},
+          {"env", r.env},
+          {"cwd", r.cwd},
+          {"root", r.root},
+          {"programs", progs},
+          {"ready_line", r.ready_line},
+          {"nonce", r.nonce},
+          {"nonce_file", r.nonce_file},
+          {"nonce_map", r.nonce_map},
+          {"nonce_bytes", r.nonce_bytes},
+          {"nonce_offset", r.nonce_offset},
+          {"timeout_ms", r.timeout_ms}};
 }
 
 LoaderStartRequest loader_start_request_from_json(const json& j) {
@@ -608,6 +616,10 @@ LoaderStartRequest loader_start_request_from_json(const json& j) {
   });
   r.ready_line = text(j, "ready_line", 4096);
   r.nonce = name(j, "nonce");
+  r.nonce_file = name(j, "nonce_file");
+  r.nonce_map = name(j, "nonce_map");
+  r.nonce_bytes = name(j, "nonce_bytes");
+  r.nonce_offset = u32_of(j, "nonce_offset");
   r.timeout_ms = int_of(j, "timeout_ms");
   return r;
 }

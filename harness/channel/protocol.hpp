@@ -292,6 +292,11 @@ struct LoaderStartRequest {
   std::vector<LoaderWant> programs;
   std::string ready_line;  // ready also when the loader prints a line holding this
   std::string nonce;       // when set: watch the loader's whole output for it
+  std::string nonce_file;  // when set: a file the loader writes (the agent's path) holds nonce
+  // When set: a map the loader pins here holds nonce_bytes (hex) at nonce_offset of some value.
+  std::string nonce_map;
+  std::string nonce_bytes;
+  std::uint32_t nonce_offset = 0;
   int timeout_ms = 30000;
 };
 nlohmann::json to_json(const LoaderStartRequest& r);

@@ -89,22 +89,6 @@ std::string classify_reject(const proto::ProgramLoad& p, const RunFacts& facts) 
   return reason::verifier_reject;
 }
 
-// The nonce as it would be encoded in a record or a value.
-std::string encoded_nonce(const std::string& nonce_hex, spec::NonceEncoding enc) {
-  std::uint64_t v = std::strtoull(nonce_hex.c_str(), nullptr, 16);
-  std::string out(8, '\0');
-  switch (enc) {
-    case spec::NonceEncoding::u64le:
-      for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
-      return out;
-    case spec::NonceEncoding::u64be:
-      for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * (7 - i)));
-      return out;
-    case spec::NonceEncoding::hex: return nonce_hex;
-  }
-  return out;
-}
-
 bool has_at(std::string_view bytes, std::size_t offset, std::string_view what) {
   return offset <= bytes.size() && bytes.size() - offset >= what.size() &&
          bytes.substr(offset, what.size()) == what;
@@ -131,6 +115,21 @@ const T* by_name(const std::vector<T>& list, const std::string& name) {
 }
 
 }  // namespace
+
+std::string encoded_nonce(const std::string& nonce_hex, spec::NonceEncoding enc) {
+  std::uint64_t v = std::strtoull(nonce_hex.c_str(), nullptr, 16);
+  std::string out(8, '\0');
+  switch (enc) {
+    case spec::NonceEncoding::u64le:
+      for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
+      return out;
+    case spec::NonceEncoding::u64be:
+      for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * (7 - i)));
+      return out;
+    case spec::NonceEncoding::hex: return nonce_hex;
+  }
+  return out;
+}
 
 bool release_below(std::string_view release, std::string_view version) {
   auto a = leading_numbers(release), b = leading_numbers(version);
@@ -478,12 +477,14 @@ std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, 
       }
     }
     // A replayer can print the right words, but not this run's nonce.
-    if (loader.nonce_in_output && obs.start_reached && obs.start.started) {
+    if (loader.wants_nonce() && obs.start_reached && obs.start.started) {
       const proto::LoaderResponse& last = obs.stop_reached    ? obs.stop
                                           : obs.stats_reached ? obs.stats
                                                               : obs.start;
-      if (!last.nonce_seen)
-        fail_with(reason::nonce_missing, "this run's nonce never appeared in the loader's output");
+      const std::string where = loader.nonce_in_output       ? "the loader's output"
+                                : !loader.nonce_file.empty() ? "the file " + loader.nonce_file
+                                                             : "the pinned map " + loader.nonce_map;
+      if (!last.nonce_seen) fail_with(reason::nonce_missing, "this run's nonce never appeared in " + where);
     }
     for (const auto& p : problems) r.error += (r.error.empty() ? "" : "; ") + p;
     r.verdict = problems.empty() ? "pass" : "fail";

@@ -74,6 +74,9 @@ struct LoaderObservation {
 
 // Pure: each program the loader spec names, with its verdict: found in the kernel's list by name
 // (its first 15 bytes) and type, attached (a link), run by the triggers, gone after the stop.
+// This run's nonce (16 hex digits) as a record or value would carry it.
+std::string encoded_nonce(const std::string& nonce_hex, spec::NonceEncoding enc);
+
 std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, const LoaderObservation& obs,
                                                 const RunFacts& facts);
 

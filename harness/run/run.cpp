@@ -766,7 +766,13 @@ Status GateRun::exercise_loader() {
   }
   for (const auto& a : args) start.argv.push_back(with_nonce(a, facts.nonce));
   start.env = loader_env();
-  if (l.nonce_in_output) start.nonce = facts.nonce;
+  if (l.wants_nonce()) start.nonce = facts.nonce;
+  if (!l.nonce_file.empty()) start.nonce_file = (image_ ? guest_image_root : "") + l.nonce_file;
+  if (!l.nonce_map.empty()) {
+    start.nonce_map = l.nonce_map;
+    start.nonce_bytes = to_hex(encoded_nonce(facts.nonce, l.nonce_map_at.encoding));
+    start.nonce_offset = l.nonce_map_at.offset;
+  }
   for (const auto& p : l.programs) start.programs.push_back({p.name, p.type, p.attached});
   start.ready_line = l.ready_line;
   start.timeout_ms = static_cast<int>(l.ready_timeout_s * 1000);

@@ -728,11 +728,38 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
   auto pins = l.boolean("pins");
   if (!pins) return err(pins);
   out.pins = pins->value_or(false);
-  auto nonce = l.string("nonce");
-  if (!nonce) return err(nonce);
-  if (*nonce && **nonce != "output")
-    return l.bad_at("nonce", "\"" + **nonce + "\" is not where the nonce can be looked for: output");
-  out.nonce_in_output = nonce->has_value();
+  if (l.has("nonce")) {
+    JsonReader n = l.member("nonce");
+    const std::string where =
+        "is not where the nonce can be looked for: \"output\", {\"file\": PATH} or {\"map\": PINNED_PATH, "
+        "\"offset\", \"encoding\"}";
+    if (n.value().is_string()) {
+      if (n.value().get<std::string>() != "output")
+        return n.bad("\"" + n.value().get<std::string>() + "\" " + where);
+      out.nonce_in_output = true;
+    } else if (n.value().is_object()) {
+      if (auto st = n.only_keys({"file", "map", "offset", "encoding"}); !st)
+        return std::unexpected(st.error());
+      auto file = checked_string(n, "file", is_guest_path, "is not an absolute guest path without \"..\"");
+      if (!file) return err(file);
+      auto map = checked_string(n, "map", is_guest_path, "is not an absolute guest path without \"..\"");
+      if (!map) return err(map);
+      if (file->has_value() == map->has_value()) return n.bad("names one of \"file\" or \"map\"");
+      if (*file) {
+        if (n.has("offset") || n.has("encoding"))
+          return n.bad("\"offset\" and \"encoding\" are for a map; a file is searched for the nonce's hex");
+        out.nonce_file = **file;
+      } else {
+        if (!(*map)->starts_with("/sys/fs/bpf/")) return n.bad_at("map", "is not a path under /sys/fs/bpf/");
+        out.nonce_map = **map;
+        auto at = read_nonce_at(n);
+        if (!at) return err(at);
+        out.nonce_map_at = *at;
+      }
+    } else {
+      return n.bad(where);
+    }
+  }
   auto programs = l.object("programs");
   if (!programs) return err(programs);
   if (!*programs || (*programs)->keys().empty())

@@ -211,7 +211,13 @@ struct LoaderSpec {
   std::string ready_line;         // or: the loader printed a line holding this
   double stop_grace_s = 5;        // SIGTERM, this long, then SIGKILL
   bool pins = false;              // true: programs or links it pins may outlive it (no leaked reason)
-  bool nonce_in_output = false;   // "nonce": "output": this run's nonce must appear in what it prints
+  // Where this run's nonce must reach the loader (any one set; none: not asked). It is given to
+  // the loader by "{nonce}" in its args or env.
+  bool nonce_in_output = false;  // "nonce": "output": in what it prints
+  std::string nonce_file;        // "nonce": {"file": PATH}: in a file it writes (a path as it sees it)
+  std::string nonce_map;         // "nonce": {"map": PATH}: in a value of the map it pins at PATH
+  NonceAt nonce_map_at;          // where in the value, and how encoded
+  bool wants_nonce() const { return nonce_in_output || !nonce_file.empty() || !nonce_map.empty(); }
   std::vector<LoaderProgram> programs;
   int line = 0;
 };

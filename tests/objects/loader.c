@@ -1,7 +1,7 @@
 // A user's loader, as a project writes one with libbpf: it opens its object, loads the programs it
 // is told to, attaches them and runs until SIGTERM, when it detaches and exits. The modes give the
 // ways a shipped agent goes wrong, for kgate's loader gate to tell apart:
-//   loader OBJECT MODE PROGRAM... [nonce=N]
+//   loader OBJECT MODE PROGRAM... [nonce=N] [nonce-file=PATH] [nonce-map=PINNED_PATH]
 // It prints "loader: run nonce N" at start-up (a fixture replayer prints the nonce it recorded).
 //   attach      load and attach PROGRAMs (the object's others are not loaded)
 //   replay      print what `attach` prints and load nothing (a fixture replayer)
@@ -9,16 +9,49 @@
 //   exit-early  fail at start-up as a loader with a bad configuration does (exit status 3)
 //   leak        as `attach`, but on SIGTERM pin a link to bpffs and exit without detaching
 //   chatty      as `attach`, then print 2 MB of log lines before waiting for SIGTERM
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-// The run's nonce, from a "nonce=N" argument.
-static const char* nonce_arg(int argc, char** argv) {
+// The value of a "KEY=VALUE" argument, or NULL.
+static const char* arg_value(const char* key, int argc, char** argv) {
+  const size_t n = strlen(key);
   for (int i = 3; i < argc; ++i)
-    if (strncmp(argv[i], "nonce=", 6) == 0) return argv[i] + 6;
+    if (strncmp(argv[i], key, n) == 0 && argv[i][n] == '=') return argv[i] + n + 1;
   return NULL;
+}
+
+static const char* nonce_arg(int argc, char** argv) { return arg_value("nonce", argc, argv); }
+
+// Where a loader keeps what it was told: "nonce-file=PATH" writes the nonce into PATH, and
+// "nonce-map=PATH" pins an array map at PATH whose one value holds 8 bytes of 0xaa and then the
+// nonce as a little-endian u64. A replayer does the same with the nonce it recorded.
+static int keep_nonce(const char* nonce, int argc, char** argv) {
+  const char* file = arg_value("nonce-file", argc, argv);
+  if (file) {
+    FILE* f = fopen(file, "w");
+    if (!f || fprintf(f, "run nonce %s\n", nonce) < 0 || fclose(f) != 0) {
+      fprintf(stderr, "loader: cannot write %s\n", file);
+      return 1;
+    }
+  }
+  const char* pin = arg_value("nonce-map", argc, argv);
+  if (pin) {
+    unsigned long long v = strtoull(nonce, NULL, 16);
+    unsigned char value[16];
+    memset(value, 0xaa, 8);
+    for (int i = 0; i < 8; ++i) value[8 + i] = (unsigned char)(v >> (8 * i));
+    int key = 0;
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "loader_nonce", sizeof key, sizeof value, 1, NULL);
+    if (fd < 0 || bpf_map_update_elem(fd, &key, value, BPF_ANY) != 0 || bpf_obj_pin(fd, pin) != 0) {
+      fprintf(stderr, "loader: cannot pin the nonce map at %s\n", pin);
+      return 1;
+    }
+  }
+  return 0;
 }
 
 static int named(const char* name, int argc, char** argv) {
@@ -76,8 +109,10 @@ int main(int argc, char** argv) {
       }
     }
   }
+  const char* recorded = strcmp(mode, "replay") == 0 ? "5ca1ab1e0ddba11" : nonce_arg(argc, argv);
+  if (recorded && keep_nonce(recorded, argc, argv) != 0) return 1;
   for (int i = 3; i < argc; ++i)
-    if (strncmp(argv[i], "nonce=", 6) != 0) printf("loader: %s attached\n", argv[i]);
+    if (strncmp(argv[i], "nonce", 5) != 0) printf("loader: %s attached\n", argv[i]);
   printf("loader: ready\n");
   if (strcmp(mode, "chatty") == 0) {
     for (int i = 0; i < 40000; ++i) printf("loader: event %d: a line of the kind a busy agent logs\n", i);

@@ -99,6 +99,15 @@ TEST_CASE("parse_spec refuses each mistake, naming the file, the line and the JS
        "line 2: loader.exec", "absolute path in the image"},
       {loader("\"image\": \"oci-layout:d\", \"dest\": \"/x\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
        "line 2: loader.dest", "not shipped"},
+      {loader("\"exec\": \"agent\", \"nonce\": {\"file\": \"/a\", \"map\": \"/sys/fs/bpf/m\"}, \"programs\": "
+              "{\"p\": {\"type\": \"kprobe\"}}"),
+       "line 2: loader.nonce", "one of"},
+      {loader("\"exec\": \"agent\", \"nonce\": {\"map\": \"/tmp/m\"}, \"programs\": {\"p\": {\"type\": "
+              "\"kprobe\"}}"),
+       "line 2: loader.nonce.map", "/sys/fs/bpf/"},
+      {loader("\"exec\": \"agent\", \"nonce\": {\"file\": \"/a\", \"offset\": 4}, \"programs\": {\"p\": "
+              "{\"type\": \"kprobe\"}}"),
+       "line 2: loader.nonce", "for a map"},
       {loader("\"exec\": \"agent\", \"nonce\": \"file\", \"programs\": {\"p\": {\"type\": \"kprobe\"}}"),
        "line 2: loader.nonce", "not where the nonce can be looked for"},
       {"{\"schema\": \"kgate.spec/1\",\n \"loader\": {\"exec\": \"agent\", \"dest\": \"/x\", \"programs\": "
@@ -784,6 +793,7 @@ TEST_CASE("parse_spec: a loader from an image is not shipped; the image's forms"
   CHECK(l.image->ref == "v1.4.2");
   CHECK(l.image->text() == "oci-layout:/repo/ci/images/agent:v1.4.2");
   CHECK(l.exec_in_image == "/usr/bin/agent");
+  CHECK_FALSE(l.wants_nonce());
   CHECK(l.exec.empty());
   CHECK_FALSE(l.args_given);
   CHECK(l.cwd.empty());

@@ -838,6 +838,16 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   CHECK(chatty.receipt["loader"]["exit"]["exit_code"] == 0);
   CHECK(chatty.receipt["loader"]["output_tail"].back() == "loader: SIGTERM, shutting down");
 
+  // The nonce in a map the loader pins: found in its value at the offset the spec gives.
+  spec["loader"]["args"] = {
+      "/kgate/files/gate.bpf.o",          "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}",
+      "nonce-map=/sys/fs/bpf/agent_nonce"};
+  spec["loader"]["nonce"] = {{"map", "/sys/fs/bpf/agent_nonce"}, {"offset", 8}, {"encoding", "u64le"}};
+  spec["loader"]["pins"] = true;
+  REQUIRE(write_file_atomic(tmp.path() / "map.json", spec.dump()).has_value());
+  auto map = run_passing(tmp, "nonce-map", {"--spec", (tmp.path() / "map.json").string(), "--count", "2"});
+  CHECK(map.receipt["loader"]["nonce_seen"] == true);
+
   // The same loader linked dynamically, from the command line: its interpreter and libraries go
   // in with it, its object as a --file where its arguments after -- say.
   auto dynamic =
@@ -881,6 +891,20 @@ TEST_CASE("loader: a replayer, a loader that does not attach, one that exits ear
        "exited with 3"},
       {"leak", {{"tp_getpid", {"leaked"}}, {"kp_unlinkat", {}}}, "still held by the kernel"},
   };
+  // A replayer that writes its recorded nonce where a live loader writes this run's.
+  json replay_map = base;
+  replay_map["loader"]["args"] = {
+      "/kgate/files/gate.bpf.o",          "replay", "tp_getpid", "kp_unlinkat", "nonce={nonce}",
+      "nonce-map=/sys/fs/bpf/agent_nonce"};
+  replay_map["loader"]["nonce"] = {{"map", "/sys/fs/bpf/agent_nonce"}, {"offset", 8}};
+  replay_map["loader"]["pins"] = true;
+  replay_map["loader"]["ready"]["line"] = "loader: ready";
+  REQUIRE(write_file_atomic(tmp.path() / "replay-map.json", replay_map.dump()).has_value());
+  auto replayed = run_kgate(tmp.path() / "replay-map", {"--spec", (tmp.path() / "replay-map.json").string()});
+  check_failure(replayed, "gate_failed", 1);
+  CHECK(replayed.receipt["failure"]["message"].get<std::string>().find(
+            "never appeared in the pinned map /sys/fs/bpf/agent_nonce") != std::string::npos);
+
   for (const auto& row : rows) {
     CAPTURE(row.mode);
     json spec = base;
@@ -922,6 +946,7 @@ TEST_CASE(
   fs::create_directories(root / "usr/bin");
   fs::create_directories(root / "usr/local/bin");
   fs::create_directories(root / "etc/agent");
+  fs::create_directories(root / "var/run/agent");
   fs::copy_file(objects_dir() / "loader.x86_64", root / "usr/bin/agent");
   fs::copy_file(objects_dir() / "gate.x86_64.bpf.o", root / "etc/agent/gate.bpf.o");
   fs::create_symlink("/usr/bin/agent", root / "usr/local/bin/agent");  // leaves the tree on the host
@@ -937,7 +962,10 @@ TEST_CASE(
   spec["loader"].erase("exec");
   spec.erase("files");
   spec["loader"]["image"] = "oci-layout:agent-image:v1.4.2";
-  spec["loader"]["args"] = {"gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}"};
+  // The nonce reaches a file the loader writes in its own filesystem.
+  spec["loader"]["args"] = {"gate.bpf.o",  "attach",        "tp_getpid",
+                            "kp_unlinkat", "nonce={nonce}", "nonce-file=/var/run/agent/nonce"};
+  spec["loader"]["nonce"] = {{"file", "/var/run/agent/nonce"}};
   REQUIRE(write_file_atomic(tmp.path() / "image.json", spec.dump()).has_value());
   auto r = run_passing(tmp, "image", {"--spec", (tmp.path() / "image.json").string(), "--count", "2"});
   const json& l = r.receipt["loader"];
