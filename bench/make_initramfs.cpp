@@ -5,6 +5,7 @@
 #include "core/compress.hpp"
 #include "core/files.hpp"
 #include "image/initramfs.hpp"
+#include "run/embedded.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -18,7 +19,9 @@ int main(int argc, char** argv) {
   }
   kgate::image::InitramfsInputs in;
   in.agent = *init;
-  auto packed = kgate::zstd_compress(kgate::image::build_initramfs_cpio(in), 6);
+  // The layout every run boots (images/gate.json, as built into kgate).
+  auto cpio = kgate::image::build_initramfs_cpio(kgate::run::gate_image_recipe(), "images/gate.json", in);
+  auto packed = cpio ? kgate::zstd_compress(*cpio, 6) : kgate::Result<std::string>(std::unexpected(cpio.error()));
   if (!packed || !kgate::write_file_atomic(argv[1], *packed)) {
     std::cerr << "make_initramfs: failed\n";
     return 1;

@@ -6,22 +6,18 @@
 #include <cerrno>
 
 #include "image/cpio.hpp"
+#include "image/recipe.hpp"
 
 namespace kgate::image {
 
-std::string build_initramfs_cpio(const InitramfsInputs& inputs) {
-  std::vector<CpioEntry> entries;
-  for (const char* dir : {"dev", "proc", "sys", "tmp", "run", "etc", "etc/kgate", "lib", "lib/modules"})
-    entries.push_back({dir, S_IFDIR | 0755, {}});
-  entries.push_back({"dev/console", S_IFCHR | 0600, {}, 5, 1});
-  entries.push_back({"init", S_IFREG | 0755, inputs.agent});
-  std::string list;
-  for (const auto& [name, bytes] : inputs.modules) {
-    entries.push_back({"lib/modules/" + name + ".ko", S_IFREG | 0644, bytes});
-    list += name + "\n";
-  }
-  entries.push_back({"etc/kgate/modules", S_IFREG | 0644, std::move(list)});
-  return write_cpio(std::move(entries));
+Result<std::string> build_initramfs_cpio(std::string_view recipe, std::string_view origin,
+                                         const InitramfsInputs& inputs) {
+  RecipeInputs in;
+  in.files.emplace("agent", inputs.agent);
+  in.modules = inputs.modules;
+  auto entries = expand_recipe(recipe, in, origin);
+  if (!entries) return std::unexpected(entries.error());
+  return write_cpio(std::move(*entries));
 }
 
 Result<std::vector<CpioEntry>> tree_entries(const fs::path& tree, const std::string& prefix,

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,11 +19,11 @@ struct InitramfsInputs {
   std::vector<std::pair<std::string, std::string>> modules;  // name, bytes (decompressed), in load order
 };
 
-// The uncompressed cpio: directories dev proc sys tmp run etc etc/kgate lib lib/modules (0755),
-// dev/console (char 5:1, 0600), init (the agent, 0755), lib/modules/<name>.ko (0644) per module,
-// and etc/kgate/modules (0644) listing the module names in load order, one per line. Pure and
-// byte-stable. Module names must be distinct plain names (as resolve_closure gives them).
-std::string build_initramfs_cpio(const InitramfsInputs& inputs);
+// The uncompressed cpio a recipe (images/gate.json) makes of the agent (the input "agent") and the
+// modules: pure and byte-stable. Module names must be distinct plain names (as resolve_closure gives
+// them). A recipe expand_recipe refuses is class usage naming `origin`.
+Result<std::string> build_initramfs_cpio(std::string_view recipe, std::string_view origin,
+                                         const InitramfsInputs& inputs);
 
 // The entries of a directory tree on the host placed under `prefix` ("kgate/root"; its parent
 // directories are entries too): directories, regular files (a hard link as a copy) and symbolic links

@@ -11,6 +11,7 @@ KGATE_BLOB(agent_arm64)
 KGATE_BLOB(probe_arm64)
 KGATE_BLOB(canary_arm64)
 KGATE_BLOB(patterns)
+KGATE_BLOB(image_gate)
 #undef KGATE_BLOB
 
 namespace kgate::run {
@@ -32,6 +33,9 @@ std::string_view canary_object(vm::Arch arch) {
 }
 std::string_view console_patterns() {
   return KGATE_BLOB_VIEW(patterns);
+}
+std::string_view gate_image_recipe() {
+  return KGATE_BLOB_VIEW(image_gate);
 }
 #undef KGATE_BLOB_VIEW
 

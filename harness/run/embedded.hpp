@@ -14,5 +14,7 @@ std::string_view probe_object(vm::Arch arch = vm::Arch::x86_64);
 std::string_view canary_object(vm::Arch arch = vm::Arch::x86_64);
 // kernels/console-patterns.json as built in.
 std::string_view console_patterns();
+// images/gate.json as built in: the recipe of the initramfs every run boots.
+std::string_view gate_image_recipe();
 
 }  // namespace kgate::run

@@ -7,8 +7,9 @@
 
 namespace kgate::run {
 namespace {
-// Bump when the initramfs layout changes, so old cached images are not reused.
-constexpr const char* layout_version = "kgate.initramfs/1";
+// Bump when the initramfs layout changes, so old cached images are not reused; the recipe's text
+// (images/gate.json) is in the key too.
+constexpr const char* layout_version = "kgate.initramfs/2";
 }  // namespace
 
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
@@ -18,8 +19,8 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
   // The agent's digest is in the key: each arch's initramfs is its own.
   std::string_view agent = agent_binary(arch);
   out.agent_sha256 = sha256_hex(agent);
-  std::string key_text = std::string(layout_version) + "\nagent " + out.agent_sha256 + "\nmodules " +
-                         kernel.modules_id + "\nwant";
+  std::string key_text = std::string(layout_version) + "\nrecipe " + sha256_hex(gate_image_recipe()) +
+                         "\nagent " + out.agent_sha256 + "\nmodules " + kernel.modules_id + "\nwant";
   for (const auto& m : wanted_modules) key_text += " " + m;
   // A package's modules never change under its digest; a directory's may
   // (a developer rebuilds into the same path), so its modules' bytes go in the key.
@@ -78,7 +79,9 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
     inputs.modules = std::move(*mods);
   }
   for (const auto& [name, _] : inputs.modules) out.modules.push_back(name);
-  auto packed = zstd_compress(image::build_initramfs_cpio(inputs), 6);
+  auto cpio = image::build_initramfs_cpio(gate_image_recipe(), "images/gate.json", inputs);
+  if (!cpio) return std::unexpected(cpio.error());
+  auto packed = zstd_compress(*cpio, 6);
   if (!packed) return std::unexpected(packed.error());
   auto sha = cache.put_blob(*packed);
   if (!sha) return std::unexpected(sha.error());

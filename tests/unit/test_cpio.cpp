@@ -10,6 +10,7 @@
 #include "core/files.hpp"
 #include "image/cpio.hpp"
 #include "image/initramfs.hpp"
+#include "image/recipe.hpp"
 
 namespace fs = std::filesystem;
 using kgate::image::CpioEntry;
@@ -166,13 +167,28 @@ TEST_CASE("cpio: check_entries rejects bad input with a usage error") {
   rejects({{"f", S_IFREG | 0644, "", 1, 3}}, "device number on non-device f");
 }
 
-TEST_CASE("initramfs: fixed layout, modules in load order, byte-stable") {
+namespace {
+std::string gate_recipe() {
+  const char* root = std::getenv("KGATE_SOURCE_ROOT");
+  REQUIRE(root != nullptr);
+  auto text = kgate::read_file(std::filesystem::path(root) / "images" / "gate.json");
+  REQUIRE(text.has_value());
+  return *text;
+}
+std::string gate_cpio(const kgate::image::InitramfsInputs& inputs) {
+  auto archive = kgate::image::build_initramfs_cpio(gate_recipe(), "images/gate.json", inputs);
+  REQUIRE(archive.has_value());
+  return *archive;
+}
+}  // namespace
+
+TEST_CASE("initramfs: images/gate.json's layout, modules in load order, byte-stable") {
   kgate::image::InitramfsInputs inputs{
       "\x7f"
       "ELF agent",
       {{"virtio_ring", "ring"}, {"virtio", "core"}}};
-  std::string archive = kgate::image::build_initramfs_cpio(inputs);
-  CHECK(archive == kgate::image::build_initramfs_cpio(inputs));
+  std::string archive = gate_cpio(inputs);
+  CHECK(archive == gate_cpio(inputs));
   std::vector<Member> members = parse_newc(archive);
   std::vector<std::string> names;
   for (const Member& m : members) names.push_back(m.name);
@@ -192,5 +208,33 @@ TEST_CASE("initramfs: fixed layout, modules in load order, byte-stable") {
   CHECK(find("etc/kgate/modules").mode == (S_IFREG | 0644));
   CHECK(find("etc/kgate/modules").data == "virtio_ring\nvirtio\n");
 
-  CHECK(parse_newc(kgate::image::build_initramfs_cpio({"agent", {}})).size() == 13);
+  CHECK(parse_newc(gate_cpio({"agent", {}})).size() == 13);
+}
+
+TEST_CASE("recipes: a malformed recipe is a usage error naming the entry") {
+  using kgate::image::expand_recipe;
+  auto refuses = [](const std::string& recipe, const std::string& needle) {
+    CAPTURE(recipe);
+    auto r = expand_recipe(recipe, {{{"agent", "x"}}, {}}, "images/t.json");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().cls() == kgate::FailureClass::usage);
+    CHECK(r.error().describe().find(needle) != std::string::npos);
+  };
+  auto entries = [](const std::string& list) {
+    return R"({"schema": "kgate.image/1", "entries": [)" + list + "]}";
+  };
+  refuses("[]", "a recipe is a JSON object");
+  refuses(R"({"schema": "kgate.image/2", "entries": []})", "kgate.image/1");
+  refuses(entries(R"({"path": "a", "type": "fifo"})"), "entries[0] (a): type \"fifo\"");
+  refuses(entries(R"({"path": "a", "type": "dir", "size": 1})"), "unknown key \"size\"");
+  refuses(entries(R"({"path": "init", "type": "file", "from": "shell"})"), "names no input");
+  refuses(entries(R"({"path": "init", "type": "file"})"), "\"from\" (an input) or \"text\"");
+  refuses(entries(R"({"path": "d", "type": "dir", "mode": "755x"})"), "octal");
+  refuses(entries(R"({"path": "c", "type": "char", "major": 5})"), "\"minor\"");
+  refuses(entries(R"({"path": "a/b", "type": "dir"})"), "parent directory of a/b");
+  auto ok = expand_recipe(
+      entries(R"({"path": "etc", "type": "dir"}, {"path": "etc/motd", "type": "file", "text": "hi"})"), {},
+      "images/t.json");
+  REQUIRE(ok.has_value());
+  CHECK(ok->size() == 2);
 }

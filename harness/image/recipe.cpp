@@ -1,0 +1,101 @@
+#include "image/recipe.hpp"
+
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace kgate::image {
+namespace {
+
+using nlohmann::json;
+
+Result<std::uint32_t> mode_of(const json& e, std::uint32_t fallback, const std::string& where) {
+  if (!e.contains("mode")) return fallback;
+  const json& m = e["mode"];
+  if (!m.is_string() || m.get_ref<const std::string&>().empty() ||
+      m.get_ref<const std::string&>().size() > 4 ||
+      m.get_ref<const std::string&>().find_first_not_of("01234567") != std::string::npos)
+    return fail(FailureClass::usage, where + ": \"mode\" must be an octal string such as \"0644\"");
+  return static_cast<std::uint32_t>(std::stoul(m.get<std::string>(), nullptr, 8));
+}
+
+Result<std::uint32_t> device_number(const json& e, const char* key, const std::string& where) {
+  if (!e.contains(key) || !e[key].is_number_unsigned() || e[key].get<std::uint64_t>() > 0xfff)
+    return fail(FailureClass::usage, where + ": \"" + key + "\" must be a device number from 0 to 4095");
+  return e[key].get<std::uint32_t>();
+}
+
+}  // namespace
+
+Result<std::vector<CpioEntry>> expand_recipe(std::string_view recipe, const RecipeInputs& inputs,
+                                             std::string_view origin) {
+  const std::string name(origin);
+  json doc = json::parse(recipe, nullptr, false);
+  if (!doc.is_object()) return fail(FailureClass::usage, name + ": a recipe is a JSON object");
+  if (doc.value("schema", "") != "kgate.image/1")
+    return fail(FailureClass::usage, name + ": \"schema\" must be \"kgate.image/1\"");
+  if (!doc.contains("entries") || !doc["entries"].is_array())
+    return fail(FailureClass::usage, name + ": \"entries\" must be an array");
+  static const std::set<std::string> keys = {"path", "type",  "mode",  "from",
+                                             "text", "major", "minor", "list"};
+  std::vector<CpioEntry> out;
+  for (std::size_t i = 0; i < doc["entries"].size(); ++i) {
+    const json& e = doc["entries"][i];
+    std::string where = name + " entries[" + std::to_string(i) + "]";
+    if (!e.is_object() || !e.contains("path") || !e["path"].is_string() || !e.contains("type") ||
+        !e["type"].is_string())
+      return fail(FailureClass::usage, where + ": an entry is an object with \"path\" and \"type\"");
+    for (const auto& [key, _] : e.items())
+      if (!keys.contains(key)) return fail(FailureClass::usage, where + ": unknown key \"" + key + "\"");
+    const std::string path = e["path"].get<std::string>();
+    const std::string type = e["type"].get<std::string>();
+    where += " (" + path + ")";
+    if (type == "dir") {
+      auto mode = mode_of(e, 0755, where);
+      if (!mode) return std::unexpected(mode.error());
+      out.push_back({path, S_IFDIR | *mode, {}});
+    } else if (type == "char") {
+      auto mode = mode_of(e, 0600, where);
+      if (!mode) return std::unexpected(mode.error());
+      auto major = device_number(e, "major", where);
+      if (!major) return std::unexpected(major.error());
+      auto minor = device_number(e, "minor", where);
+      if (!minor) return std::unexpected(minor.error());
+      out.push_back({path, S_IFCHR | *mode, {}, *major, *minor});
+    } else if (type == "file") {
+      auto mode = mode_of(e, 0644, where);
+      if (!mode) return std::unexpected(mode.error());
+      const bool from = e.contains("from") && e["from"].is_string();
+      const bool text = e.contains("text") && e["text"].is_string();
+      if (from == text)
+        return fail(FailureClass::usage, where + ": a file has \"from\" (an input) or \"text\"");
+      std::string data;
+      if (from) {
+        auto input = inputs.files.find(e["from"].get<std::string>());
+        if (input == inputs.files.end())
+          return fail(FailureClass::usage, where + ": \"from\" names no input of this image");
+        data = input->second;
+      } else {
+        data = e["text"].get<std::string>();
+      }
+      out.push_back({path, S_IFREG | *mode, std::move(data)});
+    } else if (type == "modules") {
+      if (!e.contains("list") || !e["list"].is_string())
+        return fail(FailureClass::usage,
+                    where + ": modules need \"list\", the file naming them in load order");
+      std::string list;
+      for (const auto& [module, bytes] : inputs.modules) {
+        out.push_back({path + "/" + module + ".ko", S_IFREG | 0644, bytes});
+        list += module + "\n";
+      }
+      out.push_back({e["list"].get<std::string>(), S_IFREG | 0644, std::move(list)});
+    } else {
+      return fail(FailureClass::usage, where + ": type \"" + type + "\" is not dir, char, file or modules");
+    }
+  }
+  if (auto s = check_entries(out); !s) return std::unexpected(std::move(s.error()).context(name));
+  return out;
+}
+
+}  // namespace kgate::image
