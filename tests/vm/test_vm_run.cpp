@@ -1043,4 +1043,23 @@ TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-
         std::string::npos);
   for (const char* name : {"tp_getpid", "kp_unlinkat"})
     CHECK(program(dynamic.receipt, name)["verdict"] == "pass");
+
+  // As an arm64 image: the layout's linux/arm64 manifest, its Entrypoint.
+  const fs::path root = tmp.path() / "image-root";
+  fs::create_directories(root / "usr/bin");
+  fs::copy_file(objects_dir() / "loader.arm64", root / "usr/bin/agent");
+  fs::copy_file(objects_dir() / "gate.arm64.bpf.o", root / "usr/bin/gate.bpf.o");
+  write_oci_layout(root, tmp.path() / "agent-image", "v1", "arm64", {{"Entrypoint", {"/usr/bin/agent"}}});
+  json image = json::parse(read_file(objects_dir() / "live.json").value());
+  image["loader"].erase("exec");
+  image.erase("files");
+  image["loader"]["image"] = "oci-layout:agent-image:v1";
+  image["loader"]["args"] = {"/usr/bin/gate.bpf.o", "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}"};
+  REQUIRE(write_file_atomic(tmp.path() / "image.json", image.dump()).has_value());
+  auto from_image = run_passing(
+      tmp, "image-arm64",
+      {"--entry", "debian-6.1-arm64", "--spec", (tmp.path() / "image.json").string(), "--count", "2"});
+  CHECK(from_image.receipt["loader"]["dest"] == "/usr/bin/agent");
+  for (const char* name : {"tp_getpid", "kp_unlinkat"})
+    CHECK(program(from_image.receipt, name)["verdict"] == "pass");
 }
