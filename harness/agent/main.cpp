@@ -38,11 +38,6 @@ json handle(kgate::agent::ObjectTable& objects, kgate::agent::Loader& loader, co
   if (!op) return {{"ok", false}, {"error", "unknown op '" + req.header.value("op", "") + "'"}};
   switch (*op) {
     case proto::Op::btf: return proto::to_json(objects.set_btf(req.body));
-    case proto::Op::put_file: {
-      auto mode = kgate::channel::get_int(req.header, "mode").value_or(0644);
-      return proto::to_json(objects.put_file(kgate::channel::get_string(req.header, "path"),
-                                             static_cast<std::uint32_t>(mode), req.body));
-    }
     case proto::Op::load:
       return proto::to_json(objects.load(proto::load_request_from_json(req.header), req.body));
     case proto::Op::attach:

@@ -243,25 +243,6 @@ proto::Ack ObjectTable::set_btf(const std::string& bytes) {
   return {true, {}};
 }
 
-proto::Ack ObjectTable::put_file(const std::string& path, std::uint32_t mode, const std::string& bytes) {
-  if (path.empty() || path[0] != '/') return {false, "not an absolute path: " + path};
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (ec) return {false, "create the directory of " + path + ": " + ec.message()};
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
-  if (fd < 0) return {false, "create " + path + ": " + strerr(errno)};
-  UniqueFd owned(fd);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return {false, "write " + path + ": " + strerr(errno)};
-    done += static_cast<std::size_t>(n);
-  }
-  ::fchmod(fd, mode & 07777);
-  return {true, {}};
-}
-
 bool ObjectTable::enable_stats() {
   if (stats_on_) return true;
   // Run statistics (run_cnt, run_time_ns) are only counted while stats are on: the sysctl

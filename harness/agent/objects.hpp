@@ -62,8 +62,6 @@ class ObjectTable {
 
   // Keeps BTF the host sent (--btf) for every later load's CO-RE relocations.
   proto::Ack set_btf(const std::string& bytes);
-  // Writes a file the spec ships (uprobe targets, trigger commands), creating its directories.
-  proto::Ack put_file(const std::string& path, std::uint32_t mode, const std::string& bytes);
   // Loads an object, one verdict per program: a rejected program is recorded, its autoload
   // turned off, and the rest loaded again (as veristat does), then it is loaded once more alone
   // with a full verifier log for the failing instruction.

@@ -18,7 +18,6 @@ namespace {
 
 constexpr std::array<std::pair<Op, std::string_view>, 12> op_names = {{
     {Op::btf, "btf"},
-    {Op::put_file, "put_file"},
     {Op::load, "load"},
     {Op::attach, "attach"},
     {Op::trigger, "trigger"},

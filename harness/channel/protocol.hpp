@@ -18,18 +18,17 @@
 
 namespace kgate::proto {
 
-inline constexpr int protocol_version = 3;
+inline constexpr int protocol_version = 4;
 inline constexpr const char* port_name = "org.kgate.channel";
 
 enum class Op {
-  btf,       // body: a BTF file for CO-RE (kernels without their own)
-  put_file,  // body: a file's bytes, written to `path` in the guest
-  load,      // body: an object's bytes; answers a handle and per-program load results
-  attach,    // attaches a loaded object's programs, each by its mode
-  trigger,   // runs the trigger actions and test runs `count` times
-  drain,     // drains the object's ring buffers once; run counts; map values. Body: the records
-  detach,    // closes the object; reports what of it the kernel still holds
-  dmesg,     // the kernel log
+  btf,      // body: a BTF file for CO-RE (kernels without their own)
+  load,     // body: an object's bytes; answers a handle and per-program load results
+  attach,   // attaches a loaded object's programs, each by its mode
+  trigger,  // runs the trigger actions and test runs `count` times
+  drain,    // drains the object's ring buffers once; run counts; map values. Body: the records
+  detach,   // closes the object; reports what of it the kernel still holds
+  dmesg,    // the kernel log
   poweroff,
   loader_start,  // starts a user's loader and waits until the kernel shows its programs (or a deadline)
   loader_stats,  // the loader's programs as the kernel shows them now (run counts)

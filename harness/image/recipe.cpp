@@ -98,4 +98,19 @@ Result<std::vector<CpioEntry>> expand_recipe(std::string_view recipe, const Reci
   return out;
 }
 
+Result<std::vector<CpioEntry>> file_list_entries(const std::vector<GuestFile>& files) {
+  std::vector<CpioEntry> out;
+  std::set<std::string> dirs;
+  for (const auto& f : files) {
+    if (f.path.size() < 2 || f.path.front() != '/')
+      return fail(FailureClass::usage, "\"" + f.path + "\" is not an absolute guest path");
+    const std::string rel = f.path.substr(1);
+    for (std::size_t slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1))
+      if (dirs.insert(rel.substr(0, slash)).second) out.push_back({rel.substr(0, slash), S_IFDIR | 0755, {}});
+    out.push_back({rel, S_IFREG | (f.mode & 07777), f.data});
+  }
+  if (auto s = check_entries(out); !s) return std::unexpected(s.error());
+  return out;
+}
+
 }  // namespace kgate::image

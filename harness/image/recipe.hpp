@@ -2,6 +2,7 @@
 // as data, expanded into cpio entries with the inputs of one run.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -23,5 +24,17 @@ struct RecipeInputs {
 // usage naming `origin` and the entry.
 Result<std::vector<CpioEntry>> expand_recipe(std::string_view recipe, const RecipeInputs& inputs,
                                              std::string_view origin);
+
+// A file a run adds to the guest beside a recipe's (the files a spec or --exec ships).
+struct GuestFile {
+  std::string path;  // absolute guest path
+  std::uint32_t mode = 0644;
+  std::string data;
+};
+
+// The entries of a generic file list: each file and every directory on its way (0755), sorted
+// out by write_cpio. A path that is not absolute and canonical, or two files at one path, is class
+// usage naming it.
+Result<std::vector<CpioEntry>> file_list_entries(const std::vector<GuestFile>& files);
 
 }  // namespace kgate::image

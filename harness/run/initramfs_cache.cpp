@@ -95,4 +95,40 @@ Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::
   return out;
 }
 
+Result<Segment> pack_segment(kernel::Cache& cache, std::vector<image::CpioEntry> entries) {
+  Segment out;
+  for (const auto& e : entries) out.bytes += e.data.size();
+  auto packed = zstd_compress(image::write_cpio(std::move(entries)), 3);
+  if (!packed) return std::unexpected(packed.error());
+  auto sha = cache.put_blob(*packed);
+  if (!sha) return std::unexpected(sha.error());
+  out.path = cache.blob_path(*sha);
+  out.sha256 = *sha;
+  return out;
+}
+
+Result<fs::path> initrd_with_segments(kernel::Cache& cache, const PreparedInitramfs& initramfs,
+                                      const std::vector<Segment>& segments) {
+  if (segments.empty()) return initramfs.path;
+  std::string key_text = "kgate.initrd/1\n" + initramfs.sha256;
+  for (const auto& s : segments) key_text += "\n" + s.sha256;
+  const std::string key = sha256_hex(key_text);
+  auto ref = cache.get_ref("initrd", key);
+  if (!ref) return std::unexpected(ref.error());
+  if (*ref && path_exists(cache.blob_path(**ref))) return cache.verified_blob(**ref);
+  auto joined = read_file(initramfs.path);
+  if (!joined) return std::unexpected(joined.error());
+  for (const auto& s : segments) {
+    auto bytes = read_file(s.path);
+    if (!bytes) return std::unexpected(bytes.error());
+    // Each archive starts 4-byte aligned; the kernel skips the zeros between them.
+    joined->resize((joined->size() + 3) / 4 * 4, '\0');
+    *joined += *bytes;
+  }
+  auto sha = cache.put_blob(*joined);
+  if (!sha) return std::unexpected(sha.error());
+  if (auto s = cache.set_ref("initrd", key, *sha); !s) return std::unexpected(s.error());
+  return cache.blob_path(*sha);
+}
+
 }  // namespace kgate::run

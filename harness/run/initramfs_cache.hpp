@@ -1,9 +1,11 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "image/cpio.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/prepare.hpp"
 #include "vm/arch.hpp"
@@ -23,5 +25,21 @@ struct PreparedInitramfs {
 Result<PreparedInitramfs> prepare_initramfs(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
                                             const std::vector<std::string>& wanted_modules, bool refresh,
                                             vm::Arch arch);
+
+// An archive appended to the initramfs: a loader's image, the files a run ships.
+struct Segment {
+  fs::path path;  // a zstd cpio blob in the cache
+  std::string sha256;
+  std::uint64_t bytes = 0;  // the files' bytes: what the guest holds once it is unpacked
+};
+
+// Packs entries (image::check_entries holds) as a zstd cpio blob in the cache.
+Result<Segment> pack_segment(kernel::Cache& cache, std::vector<image::CpioEntry> entries);
+
+// The initrd of a run: the initramfs followed by the segments, in order (the kernel unpacks
+// concatenated archives one after the other, a later file replacing an earlier one), cached by
+// every part's digest. Without segments, the initramfs itself.
+Result<fs::path> initrd_with_segments(kernel::Cache& cache, const PreparedInitramfs& initramfs,
+                                      const std::vector<Segment>& segments);
 
 }  // namespace kgate::run

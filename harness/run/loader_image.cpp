@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "core/compress.hpp"
 #include "core/files.hpp"
-#include "image/cpio.hpp"
 #include "image/initramfs.hpp"
 
 namespace kgate::run {
@@ -92,11 +90,11 @@ Result<LoaderImage> prepare_loader_image(kernel::Cache& cache, const spec::Image
   auto seg = cache.get_ref("image-root", key);
   if (!seg) return std::unexpected(seg.error());
   if (!refresh && *seg && path_exists(dir / "root") && path_exists(cache.blob_path(**seg))) {
-    if (auto s = read_meta(dir, out.image, out.tree_bytes); s) {
+    if (auto s = read_meta(dir, out.image, out.segment.bytes); s) {
       auto path = cache.verified_blob(**seg);
       if (!path) return std::unexpected(path.error());
-      out.segment = *path;
-      out.segment_sha256 = **seg;
+      out.segment.path = *path;
+      out.segment.sha256 = **seg;
       out.image.root = dir / "root";
       return out;
     }
@@ -112,19 +110,16 @@ Result<LoaderImage> prepare_loader_image(kernel::Cache& cache, const spec::Image
   auto entries = image::tree_entries(staging->path() / "root", "kgate/root", unpacked->dropped_link_targets,
                                      max_tree_bytes);
   if (!entries) return std::unexpected(std::move(entries.error()).context("image " + source.text()));
-  for (const auto& e : *entries) out.tree_bytes += e.data.size();
-  auto packed = zstd_compress(image::write_cpio(std::move(*entries)), 3);
-  if (!packed) return std::unexpected(packed.error());
-  auto sha = cache.put_blob(*packed);
-  if (!sha) return std::unexpected(sha.error());
-  if (auto s = write_meta(staging->path(), *unpacked, out.tree_bytes); !s) return std::unexpected(s.error());
+  auto segment = pack_segment(cache, std::move(*entries));
+  if (!segment) return std::unexpected(segment.error());
+  out.segment = std::move(*segment);
+  if (auto s = write_meta(staging->path(), *unpacked, out.segment.bytes); !s)
+    return std::unexpected(s.error());
   if (auto s = install_dir(staging->path(), dir, true); !s) return std::unexpected(s.error());
-  if (auto s = cache.set_ref("image-root", key, *sha); !s) return std::unexpected(s.error());
+  if (auto s = cache.set_ref("image-root", key, out.segment.sha256); !s) return std::unexpected(s.error());
   out.image.dropped_link_targets = unpacked->dropped_link_targets;
   out.image.dropped_links = unpacked->dropped_links;
   out.image.root = dir / "root";
-  out.segment = cache.blob_path(*sha);
-  out.segment_sha256 = *sha;
   out.unpacked = true;
   return out;
 }
@@ -198,25 +193,6 @@ Result<std::string> find_in_image(const LoaderImage& img, const std::string& nam
   }
   return fail(FailureClass::usage, "\"" + name + "\" is not an executable on the PATH (" + path +
                                        ") of the image " + img.source.text());
-}
-
-Result<fs::path> initrd_with_image(kernel::Cache& cache, const fs::path& initramfs, const std::string& sha256,
-                                   const LoaderImage& img) {
-  const std::string key = sha256_hex("kgate.initrd-with-image/1\n" + sha256 + "\n" + img.segment_sha256);
-  auto ref = cache.get_ref("initrd-image", key);
-  if (!ref) return std::unexpected(ref.error());
-  if (*ref && path_exists(cache.blob_path(**ref))) return cache.verified_blob(**ref);
-  auto base = read_file(initramfs);
-  if (!base) return std::unexpected(base.error());
-  auto segment = read_file(img.segment);
-  if (!segment) return std::unexpected(segment.error());
-  // Each archive of an initrd starts 4-byte aligned; zeros between them are skipped.
-  base->resize((base->size() + 3) / 4 * 4, '\0');
-  *base += *segment;
-  auto sha = cache.put_blob(*base);
-  if (!sha) return std::unexpected(sha.error());
-  if (auto s = cache.set_ref("initrd-image", key, *sha); !s) return std::unexpected(s.error());
-  return cache.blob_path(*sha);
 }
 
 }  // namespace kgate::run

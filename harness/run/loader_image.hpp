@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/oci.hpp"
+#include "run/initramfs_cache.hpp"
 #include "spec/spec.hpp"
 #include "vm/arch.hpp"
 
@@ -22,10 +23,8 @@ inline constexpr const char* guest_image_root = "/kgate/root";
 struct LoaderImage {
   spec::ImageSource source;
   kernel::OciImage image;  // digests and config; root is the unpacked tree in the cache
-  fs::path segment;        // the tree as a zstd cpio under kgate/root (a cache blob)
-  std::string segment_sha256;
-  std::uint64_t tree_bytes = 0;  // the files' bytes, which the guest holds in memory
-  bool unpacked = false;         // false: the tree and the segment came from the cache
+  Segment segment;         // the tree as an archive under kgate/root; bytes: the files' (guest memory)
+  bool unpacked = false;   // false: the tree and the segment came from the cache
 };
 
 // Verifies the image (a registry reference is first copied with skopeo into the cache by its
@@ -44,10 +43,5 @@ Result<fs::path> file_in_image(const LoaderImage& img, const std::string& guest_
 // the absolute guest path, or class usage naming the directories searched.
 Result<std::string> find_in_image(const LoaderImage& img, const std::string& name,
                                   const std::vector<std::string>& env);
-
-// The initrd of a run with the image: the gate initramfs followed by the image's segment (the kernel
-// unpacks concatenated archives in order), cached by both digests.
-Result<fs::path> initrd_with_image(kernel::Cache& cache, const fs::path& initramfs, const std::string& sha256,
-                                   const LoaderImage& img);
 
 }  // namespace kgate::run

@@ -16,6 +16,7 @@
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
 #include "image/closure.hpp"
+#include "image/recipe.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/kconfig.hpp"
@@ -181,7 +182,8 @@ class GateRun {
   kernel::PreparedKernel kernel_;
   PreparedInitramfs initramfs_;
   std::optional<LoaderImage> image_;  // a loader's container image
-  fs::path initrd_;                   // the initramfs, with the image's segment after it when there is one
+  std::vector<Segment> segments_;     // appended to the initramfs: the image's tree, then the files
+  fs::path initrd_;                   // the initramfs with the segments after it
   std::string image_exec_;            // the loader's executable in the image
   std::vector<std::string> wanted_modules_;
   vm::Arch arch_ = vm::Arch::x86_64;
@@ -379,6 +381,9 @@ Status GateRun::resolve_spec() {
     // The files go into the image's filesystem: the loader sees them at their dest.
     for (auto& f : spec_.files) f.dest = guest_image_root + f.dest;
   }
+  // The guest holds them in memory.
+  constexpr std::size_t max_shipped_bytes = std::size_t{1} << 30;
+  std::size_t shipped_bytes = 0;
   for (const auto& f : spec_.files) {
     auto source = f.sources.find(std::string(vm::arch_name(arch_)));
     if (source == f.sources.end())
@@ -386,10 +391,24 @@ Status GateRun::resolve_spec() {
     auto bytes = read_file(source->second);
     if (!bytes)
       return fail(FailureClass::usage, "a file the spec ships (" + f.dest + "): " + bytes.error().describe());
-    if (bytes->size() > channel::max_body_bytes / 2)
+    // In the initramfs: a mount over the place would hide it, and the gate's own files are not
+    // the spec's to replace.
+    const bool in_image = spec_.loader && spec_.loader->image;
+    const std::string seen = in_image ? f.dest.substr(std::string_view(guest_image_root).size()) : f.dest;
+    for (const char* mounted : {"/dev/", "/proc/", "/sys/"})
+      if (seen.starts_with(mounted))
+        return fail(FailureClass::usage, "the spec ships " + seen + " under " + mounted +
+                                             ", which the guest mounts over: it would be hidden");
+    if (!in_image &&
+        (seen == "/init" || seen.starts_with("/etc/kgate/") || seen.starts_with("/lib/modules/")))
+      return fail(FailureClass::usage, "the spec ships " + seen +
+                                           ", where kgate's agent and its modules are (/init, /etc/kgate/, "
+                                           "/lib/modules/)");
+    shipped_bytes += bytes->size();
+    if (shipped_bytes > max_shipped_bytes)
       return fail(FailureClass::usage,
-                  strprintf("%s: %zu bytes, more than kgate ships into a guest (%zu)", source->second.c_str(),
-                            bytes->size(), std::size_t{channel::max_body_bytes / 2}));
+                  strprintf("the spec's files are more than %zu MiB (%s makes it %zu bytes)",
+                            max_shipped_bytes >> 20, source->second.c_str(), shipped_bytes));
     if (spec_.loader && f.dest == spec_.loader->dest) {
       r_.loader["source"] = absolute_path(source->second).string();
       r_.loader["sha256"] = sha256_hex(*bytes);
@@ -466,11 +485,26 @@ Status GateRun::prepare() {
   r_.initramfs.sha256 = initramfs_.sha256;
   r_.initramfs.agent_sha256 = initramfs_.agent_sha256;
   r_.initramfs.modules = initramfs_.modules;
-  initrd_ = initramfs_.path;
   if (spec_.loader && spec_.loader->image) {
     phase("image");
     if (auto s = prepare_image(); !s) return s;
   }
+  if (!files_.empty()) {
+    // The files the spec ships are an archive after the image's, so that one lands over the
+    // image's file of the same name.
+    phase("files");
+    std::vector<image::GuestFile> list;
+    for (auto& f : files_) list.push_back({f.spec->dest, f.spec->mode, std::move(f.bytes)});
+    files_.clear();
+    auto entries = image::file_list_entries(list);
+    if (!entries) return std::unexpected(std::move(entries.error()).context("the files the spec ships"));
+    auto segment = pack_segment(*cache_, std::move(*entries));
+    if (!segment) return std::unexpected(segment.error());
+    segments_.push_back(std::move(*segment));
+  }
+  auto initrd = initrd_with_segments(*cache_, initramfs_, segments_);
+  if (!initrd) return std::unexpected(std::move(initrd.error()).context("initrd"));
+  initrd_ = *initrd;
   return preflight();
 }
 
@@ -491,8 +525,8 @@ Status GateRun::prepare_image() {
                           {"env", config.env},
                           {"working_dir", config.working_dir},
                           {"user", config.user}}},
-                        {"tree_bytes", image_->tree_bytes},
-                        {"segment_sha256", image_->segment_sha256},
+                        {"tree_bytes", image_->segment.bytes},
+                        {"segment_sha256", image_->segment.sha256},
                         {"unpacked", image_->unpacked}};
   if (!config.user.empty() && config.user != "0" && config.user != "root" && config.user != "0:0")
     r_.loader["image"]["user_note"] = "the loader runs as root, not as the config's User " + config.user;
@@ -515,9 +549,7 @@ Status GateRun::prepare_image() {
   image_exec_ = *found;
   r_.loader["dest"] = *found;
   r_.loader["sha256"] = *sha;
-  auto initrd = initrd_with_image(*cache_, initramfs_.path, initramfs_.sha256, *image_);
-  if (!initrd) return std::unexpected(initrd.error());
-  initrd_ = *initrd;
+  segments_.push_back(image_->segment);
   return {};
 }
 
@@ -615,11 +647,12 @@ Status GateRun::boot() {
   spec.cpu = accel.cpu;
   spec.kernel = kernel_.boot;
   spec.initrd = initrd_;
-  if (image_) {
-    // The guest holds the image's files in memory, and the segment until it is unpacked.
+  if (!segments_.empty()) {
+    // The guest holds the segments' files in memory, and the initrd until it is unpacked.
     std::error_code ec;
-    const auto segment = fs::file_size(image_->segment, ec);
-    spec.memory_mib += static_cast<int>((image_->tree_bytes + segment) >> 20) + 64;
+    std::uint64_t bytes = fs::file_size(initrd_, ec);
+    for (const auto& seg : segments_) bytes += seg.bytes;
+    spec.memory_mib += static_cast<int>(bytes >> 20) + 32;
   }
   spec.cmdline = vm::kernel_cmdline(arch_, cmdline_words());
   spec.console_log = absolute_path(req_.out_dir / "console.log");
@@ -722,14 +755,6 @@ Status GateRun::exercise() {
     if (!sent) return std::unexpected(sent.error());
     if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
       return fail(FailureClass::infra, "the agent could not keep the BTF file: " + ack.error);
-  }
-  if (!files_.empty()) phase("files");
-  for (auto& f : files_) {
-    auto sent =
-        request(proto::Op::put_file, {{"path", f.spec->dest}, {"mode", f.spec->mode}}, std::move(f.bytes));
-    if (!sent) return std::unexpected(sent.error());
-    if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
-      return fail(FailureClass::infra, "the agent could not write " + f.spec->dest + ": " + ack.error);
   }
   if (spec_.loader) {
     if (auto s = exercise_loader(); !s) return s;
