@@ -426,6 +426,13 @@ std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, 
       r.jited_bytes = k->jited_bytes;
       if (want.attached && !r.attached)
         fail_with(reason::attach_failed, "loaded, but never attached (no link)");
+      if (r.attached && !want.link.empty() &&
+          std::none_of(k->links.begin(), k->links.end(),
+                       [&](const proto::KernelLink& l) { return l.type == want.link; })) {
+        std::string types;
+        for (const auto& l : k->links) types += (types.empty() ? "" : ", ") + l.type;
+        fail_with(reason::attach_failed, "attached by " + types + ", not by a " + want.link + " link");
+      }
     }
     if (obs.start_reached && obs.start.exited) {
       const auto last = last_lines(obs.start.output, 1);

@@ -787,13 +787,29 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
     auto expect = pr.object("expect");
     if (!expect) return err(expect);
     if (*expect) {
-      if (auto st = (*expect)->only_keys({"runs", "attached"}); !st) return std::unexpected(st.error());
+      if (auto st = (*expect)->only_keys({"runs", "attached", "link"}); !st)
+        return std::unexpected(st.error());
       auto runs = read_count(**expect, "runs");
       if (!runs) return err(runs);
       p.runs = *runs;
       auto attached = (*expect)->boolean("attached");
       if (!attached) return err(attached);
       p.attached = attached->value_or(true);
+      auto link = (*expect)->string("link", true);
+      if (!link) return err(link);
+      if (*link) {
+        static const std::set<std::string, std::less<>> link_types = {
+            "raw_tracepoint", "tracing",    "cgroup",    "iter", "netns",        "xdp",    "perf_event",
+            "kprobe_multi",   "struct_ops", "netfilter", "tcx",  "uprobe_multi", "netkit", "sockmap"};
+        if (!link_types.contains(**link))
+          return (*expect)->bad_at("link",
+                                   "\"" + **link +
+                                       "\" is not a link type as libbpf names it (perf_event, "
+                                       "tracing, raw_tracepoint, kprobe_multi, xdp, tcx, cgroup, ...)");
+        if (!p.attached)
+          return (*expect)->bad_at("link", "a program expected without a link has no link type");
+        p.link = **link;
+      }
     }
     if (p.runs && p.trigger.kind == TriggerKind::none)
       return pr.bad("expects runs but has no \"trigger\": give the trigger that runs it");

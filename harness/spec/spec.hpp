@@ -180,12 +180,11 @@ struct LoaderProgram {
   Trigger trigger;
   std::optional<MinCount> runs;  // the kernel's run count must grow by at least this over the triggers
   bool attached = true;          // false: loaded only (no link expected)
+  std::string link;              // when set: one of its links is of this type, as libbpf names it
   int line = 0;
   std::string json_path;  // "loader.programs.NAME"
 };
 
-// A user's own loader (their agent), run by kgate's agent in the guest: it loads and attaches its
-// programs itself; kgate watches the kernel's list of programs and links.
 // A container image a loader runs from: an OCI layout directory (the digest-checked form) or a
 // registry reference pinned by digest, which skopeo copies into the cache.
 struct ImageSource {
@@ -198,6 +197,8 @@ struct ImageSource {
 // carries "@sha256:" (with or without "docker://"). Anything else is a usage error saying the forms.
 Result<ImageSource> parse_image_source(std::string_view text, const fs::path& base_dir);
 
+// A user's own loader (their agent), run by kgate's agent in the guest: it loads and attaches its
+// programs itself; kgate watches the kernel's list of programs and links.
 struct LoaderSpec {
   std::map<std::string, fs::path> exec;       // arch name -> the executable on the host (no image)
   std::string dest = "/kgate/loader/loader";  // where it is shipped in the guest

@@ -612,6 +612,17 @@ TEST_CASE("a user's loader: each way it fails has its reason") {
     for (const auto& p : judge_loader(asks, seen, facts()))
       CHECK(p.reasons == std::vector<std::string>{"nonce_missing"});
   }
+  // A spec that names the link type: another type is not the attachment it asked for.
+  {
+    LoaderObservation seen = live_observation();
+    spec::LoaderSpec asks = live_loader();
+    for (auto& p : asks.programs) p.link = seen.start.programs[0].links[0].type;
+    CHECK(find(judge_loader(asks, seen, facts()), "on_unlink").verdict == "pass");
+    for (auto& p : asks.programs) p.link = "kprobe_multi";
+    const auto& p = find(judge_loader(asks, seen, facts()), "on_unlink");
+    CHECK(p.reasons == std::vector<std::string>{"attach_failed"});
+    CHECK(p.error.find("not by a kprobe_multi link") != std::string::npos);
+  }
   // A loader whose spec says it pins: what outlives it is not a leak.
   LoaderObservation o = live_observation();
   o.stop.left_links = {108};
