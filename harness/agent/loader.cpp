@@ -101,6 +101,35 @@ bool enter_root(const std::string& root) {
   return true;
 }
 
+// What a link is attached to, as far as bpf_link_info says (a perf_event link on kernels before 6.6
+// says nothing: empty).
+std::string link_target(int fd, const bpf_link_info& info) {
+  auto attach = [](__u32 t) {
+    const char* s = libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(t));
+    return std::string(s ? s : "attach type " + std::to_string(t));
+  };
+  switch (info.type) {
+    case BPF_LINK_TYPE_RAW_TRACEPOINT: {
+      char name[128] = {};
+      bpf_link_info again{};
+      again.raw_tracepoint.tp_name = reinterpret_cast<__u64>(name);
+      again.raw_tracepoint.tp_name_len = sizeof name;
+      __u32 len = sizeof again;
+      if (bpf_obj_get_info_by_fd(fd, &again, &len) != 0) return {};
+      return std::string(name, ::strnlen(name, sizeof name));
+    }
+    case BPF_LINK_TYPE_TRACING:
+      return attach(info.tracing.attach_type) + " btf_id " + std::to_string(info.tracing.target_btf_id) +
+             (info.tracing.target_obj_id ? " of object " + std::to_string(info.tracing.target_obj_id) : "");
+    case BPF_LINK_TYPE_CGROUP:
+      return attach(info.cgroup.attach_type) + " cgroup " + std::to_string(info.cgroup.cgroup_id);
+    case BPF_LINK_TYPE_NETNS:
+      return attach(info.netns.attach_type) + " netns " + std::to_string(info.netns.netns_ino);
+    case BPF_LINK_TYPE_XDP: return "ifindex " + std::to_string(info.xdp.ifindex);
+    default: return {};
+  }
+}
+
 }  // namespace
 
 Loader::~Loader() {
@@ -184,7 +213,8 @@ std::vector<proto::KernelProgram> Loader::created() {
     seen_links_.insert(id);
     for (auto& p : out) {
       if (p.id == info.prog_id && p.links.size() < 64)
-        p.links.push_back({id, libbpf_bpf_link_type_str(static_cast<bpf_link_type>(info.type)) ?: "unknown"});
+        p.links.push_back({id, libbpf_bpf_link_type_str(static_cast<bpf_link_type>(info.type)) ?: "unknown",
+                           link_target(fd, info)});
     }
   }
   return out;

@@ -627,7 +627,7 @@ json to_json(const LoaderResponse& r) {
   json progs = json::array();
   for (const auto& p : r.programs) {
     json links = json::array();
-    for (const auto& l : p.links) links.push_back({{"id", l.id}, {"type", l.type}});
+    for (const auto& l : p.links) links.push_back({{"id", l.id}, {"type", l.type}, {"target", l.target}});
     json pj = {{"id", p.id},
                {"name", p.name},
                {"type", p.type},
@@ -683,7 +683,7 @@ LoaderResponse loader_response_from_json(const json& j) {
         k.links = list_of(
             p, "links",
             [](const json& l) {
-              return KernelLink{u32_of(l, "id"), name(l, "type")};
+              return KernelLink{u32_of(l, "id"), name(l, "type"), name(l, "target")};
             },
             64);
         return k;

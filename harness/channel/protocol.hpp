@@ -303,7 +303,8 @@ LoaderStartRequest loader_start_request_from_json(const nlohmann::json& j);
 
 struct KernelLink {
   std::uint32_t id = 0;
-  std::string type;  // libbpf's link type name
+  std::string type;    // libbpf's link type name
+  std::string target;  // what it is attached to, as far as bpf_link_info says (empty: not said)
 };
 // A program the kernel holds that was not there when the loader started.
 struct KernelProgram {

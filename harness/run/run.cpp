@@ -47,7 +47,11 @@ json loader_json(const LoaderObservation& o) {
   json programs = json::array();
   for (const auto& p : o.start.programs) {
     json links = json::array();
-    for (const auto& l : p.links) links.push_back({{"id", l.id}, {"type", l.type}});
+    for (const auto& l : p.links) {
+      json link = {{"id", l.id}, {"type", l.type}};
+      if (!l.target.empty()) link["target"] = l.target;
+      links.push_back(std::move(link));
+    }
     json after = nullptr;
     for (const auto& q : o.stats.programs)
       if (q.id == p.id) after = q.run_count;

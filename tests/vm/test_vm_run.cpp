@@ -838,6 +838,26 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
   CHECK(chatty.receipt["loader"]["exit"]["exit_code"] == 0);
   CHECK(chatty.receipt["loader"]["output_tail"].back() == "loader: SIGTERM, shutting down");
 
+  // A raw tracepoint and an fentry program: their links say what they are attached to.
+  json targets = spec;
+  targets["loader"]["args"] = {"/kgate/files/gate.bpf.o", "attach", "raw_tp_enter", "fentry_unlinkat",
+                               "nonce={nonce}"};
+  targets["loader"]["programs"] = {
+      {"raw_tp_enter",
+       {{"type", "raw_tracepoint"},
+        {"trigger", "getpid"},
+        {"expect", {{"runs", "count"}, {"link", "raw_tracepoint"}}}}},
+      {"fentry_unlinkat",
+       {{"type", "tracing"}, {"trigger", "openat"}, {"expect", {{"runs", "count"}, {"link", "tracing"}}}}}};
+  REQUIRE(write_file_atomic(tmp.path() / "targets.json", targets.dump()).has_value());
+  auto linked =
+      run_passing(tmp, "targets", {"--spec", (tmp.path() / "targets.json").string(), "--count", "2"});
+  std::map<std::string, std::string> target_of;
+  for (const auto& p : linked.receipt["loader"]["programs"])
+    if (!p["links"].empty()) target_of[p["name"]] = p["links"][0].value("target", "");
+  CHECK(target_of["raw_tp_enter"] == "sys_enter");
+  CHECK(target_of["fentry_unlinkat"].starts_with("trace_fentry btf_id "));
+
   // The nonce in a map the loader pins: found in its value at the offset the spec gives.
   spec["loader"]["args"] = {
       "/kgate/files/gate.bpf.o",          "attach", "tp_getpid", "kp_unlinkat", "nonce={nonce}",
