@@ -433,6 +433,15 @@ std::vector<report::ProgramResult> judge_loader(const spec::LoaderSpec& loader, 
         for (const auto& l : k->links) types += (types.empty() ? "" : ", ") + l.type;
         fail_with(reason::attach_failed, "attached by " + types + ", not by a " + want.link + " link");
       }
+      if (r.attached && !want.target.empty() &&
+          std::none_of(k->links.begin(), k->links.end(), [&](const proto::KernelLink& l) {
+            return l.target.find(want.target) != std::string::npos;
+          })) {
+        std::string targets;
+        for (const auto& l : k->links)
+          targets += (targets.empty() ? "" : ", ") + (l.target.empty() ? "(not said)" : l.target);
+        fail_with(reason::attach_failed, "attached to " + targets + ", not to " + want.target);
+      }
     }
     if (obs.start_reached && obs.start.exited) {
       const auto last = last_lines(obs.start.output, 1);

@@ -787,7 +787,7 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
     auto expect = pr.object("expect");
     if (!expect) return err(expect);
     if (*expect) {
-      if (auto st = (*expect)->only_keys({"runs", "attached", "link"}); !st)
+      if (auto st = (*expect)->only_keys({"runs", "attached", "link", "target"}); !st)
         return std::unexpected(st.error());
       auto runs = read_count(**expect, "runs");
       if (!runs) return err(runs);
@@ -809,6 +809,13 @@ Result<LoaderSpec> read_loader(const JsonReader& l, const fs::path& base_dir) {
         if (!p.attached)
           return (*expect)->bad_at("link", "a program expected without a link has no link type");
         p.link = **link;
+      }
+      auto target = (*expect)->string("target", true);
+      if (!target) return err(target);
+      if (*target) {
+        if (!p.attached)
+          return (*expect)->bad_at("target", "a program expected without a link has no target");
+        p.target = **target;
       }
     }
     if (p.runs && p.trigger.kind == TriggerKind::none)

@@ -181,6 +181,7 @@ struct LoaderProgram {
   std::optional<MinCount> runs;  // the kernel's run count must grow by at least this over the triggers
   bool attached = true;          // false: loaded only (no link expected)
   std::string link;              // when set: one of its links is of this type, as libbpf names it
+  std::string target;            // when set: one of its links' targets (bpf_link_info) holds this
   int line = 0;
   std::string json_path;  // "loader.programs.NAME"
 };

@@ -619,9 +619,21 @@ TEST_CASE("a user's loader: each way it fails has its reason") {
     for (auto& p : asks.programs) p.link = seen.start.programs[0].links[0].type;
     CHECK(find(judge_loader(asks, seen, facts()), "on_unlink").verdict == "pass");
     for (auto& p : asks.programs) p.link = "kprobe_multi";
-    const auto& p = find(judge_loader(asks, seen, facts()), "on_unlink");
+    const auto judged = judge_loader(asks, seen, facts());
+    const auto& p = find(judged, "on_unlink");
     CHECK(p.reasons == std::vector<std::string>{"attach_failed"});
     CHECK(p.error.find("not by a kprobe_multi link") != std::string::npos);
+    // And the target: what bpf_link_info says it is attached to.
+    for (auto& q : asks.programs) q.link.clear();
+    seen.start.programs[1].links[0].target = "do_unlinkat";
+    for (auto& q : asks.programs) q.target = q.name == "on_unlink" ? "unlinkat" : "";
+    const auto right = judge_loader(asks, seen, facts());
+    CHECK(find(right, "on_unlink").verdict == "pass");
+    for (auto& q : asks.programs) q.target = q.name == "on_unlink" ? "sys_enter" : "";
+    const auto wrong = judge_loader(asks, seen, facts());
+    const auto& t = find(wrong, "on_unlink");
+    CHECK(t.reasons == std::vector<std::string>{"attach_failed"});
+    CHECK(t.error.find("attached to do_unlinkat, not to sys_enter") != std::string::npos);
   }
   // A loader whose spec says it pins: what outlives it is not a leak.
   LoaderObservation o = live_observation();

@@ -846,7 +846,7 @@ TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1"
       {"raw_tp_enter",
        {{"type", "raw_tracepoint"},
         {"trigger", "getpid"},
-        {"expect", {{"runs", "count"}, {"link", "raw_tracepoint"}}}}},
+        {"expect", {{"runs", "count"}, {"link", "raw_tracepoint"}, {"target", "sys_enter"}}}}},
       {"fentry_unlinkat",
        {{"type", "tracing"}, {"trigger", "openat"}, {"expect", {{"runs", "count"}, {"link", "tracing"}}}}}};
   REQUIRE(write_file_atomic(tmp.path() / "targets.json", targets.dump()).has_value());
