@@ -16,6 +16,7 @@ const char* const usage_text =
     "commands:\n"
     "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
     "default)\n"
+    "  repro    run again what a receipt describes, from its copies, beside the recorded verdict\n"
     "  matrix   run kernel-matrix entries in parallel VMs: a table, receipts, a summary and JUnit\n"
     "  gates    run a pipeline of gates (ci/gates.json): one umbrella receipt\n"
     "  digest   check the built BPF objects against bpf/digests.lock\n"

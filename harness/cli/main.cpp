@@ -82,6 +82,43 @@ class ProgressLine {
   std::thread thread_;
 };
 
+// The verdict line, one line per program, and where the receipt is; returns the exit code.
+int print_outcome(const kgate::run::RunOutcome& outcome, const std::string& label, int count) {
+  const auto& r = outcome.receipt;
+  std::string release = kgate::channel::get_string(r.guest, "release");
+  double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
+  if (outcome.verdict == FailureClass::pass) {
+    const auto skipped =
+        std::count_if(r.programs.begin(), r.programs.end(),
+                      [](const kgate::report::ProgramResult& p) { return p.verdict == "skipped"; });
+    std::string counted = kgate::strprintf("%zu programs passed", r.programs.size() - skipped);
+    if (skipped > 0) counted += kgate::strprintf(", %zu skipped", static_cast<std::size_t>(skipped));
+    std::cout << kgate::strprintf("PASS %s: %s, %s, %s (%d triggers each), %.2f s\n", r.entry.c_str(),
+                                  release.c_str(), r.qemu.accel.c_str(), counted.c_str(), count, total);
+  } else {
+    // The console says why a boot or a guest went wrong; a program's own failure (gate_failed) is
+    // in the lines below, and the console only adds to it when the kernel complained.
+    const bool splats = r.console_splats.is_array() && !r.console_splats.empty();
+    if (outcome.verdict != FailureClass::gate_failed || splats)
+      for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
+    std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
+              << "]: " << outcome.message << "\n";
+  }
+  // One line per program: its verdict, the kernel's run count and the verifier's instructions.
+  for (const auto& p : r.programs) {
+    std::string reasons;
+    for (const auto& x : p.reasons) reasons += (reasons.empty() ? "  " : ",") + x;
+    if (!p.skip_reason.empty()) reasons = "  (" + p.skip_reason + ")";
+    std::cout << kgate::strprintf("  %-24s %-14s %-7s runs %-6s insns %s%s\n", p.name.c_str(), p.type.c_str(),
+                                  p.verdict.c_str(), p.run_count ? std::to_string(*p.run_count).c_str() : "-",
+                                  p.insns_processed >= 0 ? std::to_string(p.insns_processed).c_str() : "-",
+                                  reasons.c_str());
+  }
+  if (kgate::path_exists(outcome.receipt_path))
+    std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
+  return kgate::exit_code(outcome.verdict);
+}
+
 int cmd_run(int argc, char** argv) {
   cxxopts::Options opts("kgate run",
                         "Boot a kernel in QEMU, load, attach and trigger the gate object, report a verdict.");
@@ -277,39 +314,104 @@ int cmd_run(int argc, char** argv) {
   auto outcome = kgate::run::run_gate(req, [&](std::string_view phase) { line.set(phase); });
   line.stop();
 
-  const auto& r = outcome.receipt;
-  std::string release = kgate::channel::get_string(r.guest, "release");
-  double total = r.timings_s.empty() ? 0 : r.timings_s.back().second;
-  if (outcome.verdict == FailureClass::pass) {
-    const auto skipped =
-        std::count_if(r.programs.begin(), r.programs.end(),
-                      [](const kgate::report::ProgramResult& p) { return p.verdict == "skipped"; });
-    std::string counted = kgate::strprintf("%zu programs passed", r.programs.size() - skipped);
-    if (skipped > 0) counted += kgate::strprintf(", %zu skipped", static_cast<std::size_t>(skipped));
-    std::cout << kgate::strprintf("PASS %s: %s, %s, %s (%d triggers each), %.2f s\n", r.entry.c_str(),
-                                  release.c_str(), r.qemu.accel.c_str(), counted.c_str(), req.count, total);
-  } else {
-    // The console says why a boot or a guest went wrong; a program's own failure (gate_failed) is
-    // in the lines below, and the console only adds to it when the kernel complained.
-    const bool splats = r.console_splats.is_array() && !r.console_splats.empty();
-    if (outcome.verdict != FailureClass::gate_failed || splats)
-      for (const auto& l : r.console_tail) std::cerr << "  console| " << l << "\n";
-    std::cout << "FAIL " << (r.entry.empty() ? label : r.entry) << " [" << kgate::class_name(outcome.verdict)
-              << "]: " << outcome.message << "\n";
+  return print_outcome(outcome, label, req.count);
+}
+
+int cmd_repro(int argc, char** argv) {
+  cxxopts::Options opts("kgate repro",
+                        "Run again what a receipt describes, from its directory's copies: the same kernel "
+                        "by sha256, objects, spec and files by sha256, arch, lockdown, command line, count "
+                        "and deadlines.\n  kgate repro RECEIPT_OR_DIR [options]");
+  auto add = opts.add_options();
+  add("count", "triggers per program instead of the recorded count (recorded as a difference)",
+      cxxopts::value<int>());
+  add("kernel", "boot this kernel file instead (a fix to try; recorded as a difference)",
+      cxxopts::value<std::string>());
+  add("receipt", "directory for the new receipt (default: RECEIPT_DIR/repro-TIMESTAMP)",
+      cxxopts::value<std::string>());
+  add("h,help", "show this help");
+  // The receipt comes first, before the options.
+  if (argc < 2 || argv[1][0] == '-') {
+    cxxopts::ParseResult args;
+    if (auto done = parse_args(opts, argc, argv, args)) return *done;
+    return usage_error("kgate repro needs a receipt: kgate repro RECEIPT_OR_DIR");
   }
-  // One line per program: its verdict, the kernel's run count and the verifier's instructions.
-  for (const auto& p : r.programs) {
-    std::string reasons;
-    for (const auto& x : p.reasons) reasons += (reasons.empty() ? "  " : ",") + x;
-    if (!p.skip_reason.empty()) reasons = "  (" + p.skip_reason + ")";
-    std::cout << kgate::strprintf("  %-24s %-14s %-7s runs %-6s insns %s%s\n", p.name.c_str(), p.type.c_str(),
-                                  p.verdict.c_str(), p.run_count ? std::to_string(*p.run_count).c_str() : "-",
-                                  p.insns_processed >= 0 ? std::to_string(p.insns_processed).c_str() : "-",
-                                  reasons.c_str());
+  fs::path from = argv[1];
+  if (fs::is_directory(from)) from /= "receipt.json";
+  argv[1] = argv[0];
+  cxxopts::ParseResult args;
+  if (auto done = parse_args(opts, argc - 1, argv + 1, args)) return *done;
+
+  auto recorded = kgate::report::read_receipt(from);
+  if (!recorded) return input_error(recorded.error());
+  if (recorded->request.is_null())
+    return input_error(kgate::Error(FailureClass::usage, from.string() + " holds no request"));
+  auto base = kgate::run::request_from_json(recorded->request, from.string());
+  if (!base) return input_error(base.error());
+  kgate::run::RunRequest req = std::move(*base);
+  const fs::path dir = from.parent_path().empty() ? fs::path(".") : from.parent_path();
+
+  kgate::run::RunRequest::Replay rp;
+  rp.receipt = kgate::absolute_path(from);
+  rp.kgate_version = recorded->kgate_version;
+  rp.qemu_version = recorded->qemu.version;
+  rp.accel = recorded->qemu.accel;
+  rp.verdict = recorded->verdict;
+  rp.kernel_image_sha256 = recorded->kernel.image_sha256;
+  using Copy = kgate::run::RunRequest::Replay::Copy;
+  if (!recorded->spec.copy.empty())
+    rp.spec = Copy{kgate::absolute_path(dir / recorded->spec.copy), recorded->spec.sha256};
+  for (const auto& o : recorded->objects)
+    if (!o.copy.empty()) rp.objects[o.name] = Copy{kgate::absolute_path(dir / o.copy), o.sha256};
+  for (const auto& f : recorded->files) {
+    const std::string copy = kgate::channel::get_string(f, "copy");
+    if (!copy.empty())
+      rp.files[kgate::channel::get_string(f, "dest")] =
+          Copy{kgate::absolute_path(dir / copy), kgate::channel::get_string(f, "sha256")};
   }
-  if (kgate::path_exists(outcome.receipt_path))
-    std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
-  return kgate::exit_code(outcome.verdict);
+  if (args.count("count")) {
+    const int count = args["count"].as<int>();
+    if (count < 1 || count > 1000) return usage_error("--count must be from 1 to 1000");
+    if (count != req.count) rp.overrides.push_back(kgate::strprintf("count: %d -> %d", req.count, count));
+    req.count = count;
+  }
+  if (args.count("kernel")) {
+    const fs::path kernel = kgate::absolute_path(args["kernel"].as<std::string>());
+    rp.overrides.push_back("kernel: " + (req.kernel.empty() ? "entry " + req.entry : req.kernel.string()) +
+                           " -> " + kernel.string());
+    req.kernel = kernel;
+    req.entry.clear();
+    rp.kernel_image_sha256.clear();
+  }
+  req.replay = std::move(rp);
+  req.cache_root = kgate::kernel::Cache::default_root();  // a request does not carry it
+  req.out_dir = args.count("receipt") ? fs::path(args["receipt"].as<std::string>())
+                                      : dir / ("repro-" + timestamp() + "-" + std::to_string(::getpid()));
+  const std::string label =
+      req.name.empty() ? (req.entry.empty() ? std::string("repro") : req.entry) : req.name;
+
+  kgate::install_interrupt_handlers();
+  ProgressLine line(label);
+  auto outcome = kgate::run::run_gate(req, [&](std::string_view phase) { line.set(phase); });
+  line.stop();
+  const int code = print_outcome(outcome, label, req.count);
+  // Beside what it recorded: the verdict, and each program whose verdict changed.
+  auto verdict_of = [](FailureClass c) {
+    return c == FailureClass::pass ? std::string("pass") : "fail [" + std::string(kgate::class_name(c)) + "]";
+  };
+  std::cout << "recorded: " << verdict_of(recorded->verdict) << " (" << from.string() << ")\n"
+            << "now:      " << verdict_of(outcome.verdict) << "\n";
+  for (const auto& now : outcome.receipt.programs) {
+    for (const auto& was : recorded->programs) {
+      if (was.object != now.object || was.name != now.name || was.verdict == now.verdict) continue;
+      std::cout << "  " << now.object << "/" << now.name << ": was " << was.verdict << ", now " << now.verdict
+                << "\n";
+    }
+  }
+  const nlohmann::json& differences =
+      outcome.receipt.repro.is_object() ? outcome.receipt.repro["differences"] : nlohmann::json::array();
+  for (const auto& d : differences) std::cout << "differs: " << d.get<std::string>() << "\n";
+  return code;
 }
 
 int cmd_matrix(int argc, char** argv) {
@@ -487,6 +589,7 @@ int main(int argc, char** argv) {
   }
   std::string cmd = argv[1];
   if (cmd == "run") return cmd_run(argc - 1, argv + 1);
+  if (cmd == "repro") return cmd_repro(argc - 1, argv + 1);
   if (cmd == "fetch") return cmd_fetch(argc - 1, argv + 1);
   if (cmd == "matrix") return cmd_matrix(argc - 1, argv + 1);
   if (cmd == "gates") return cmd_gates(argc - 1, argv + 1);

@@ -116,6 +116,8 @@ json receipt_json(const Receipt& r) {
       {"programs", programs},
       {"leftovers", r.leftovers},
       {"loader", r.loader},
+      {"files", r.files},
+      {"repro", r.repro},
       {"timings_s", timings},
       {"verdict", r.verdict == FailureClass::pass ? "pass" : "fail"},
       {"failure", failure},

@@ -112,6 +112,11 @@ struct Receipt {
   // A user's loader (spec "loader"): the executable, its argv and environment, readiness, exit,
   // output tail and the kernel's view of its programs; null without one.
   nlohmann::json loader;
+  // The files the run shipped into the guest: [{dest, source, sha256, size, copy}], each copied
+  // into the receipt directory (copy relative to it), so that `kgate repro` has the same bytes.
+  nlohmann::json files = nlohmann::json::array();
+  // `kgate repro`: {from, recorded: {verdict, class}, differences: [...]}; null for another run.
+  nlohmann::json repro;
   std::vector<std::pair<std::string, double>> timings_s;
   FailureClass verdict = FailureClass::no_verdict;
   std::string failure_message;

@@ -131,6 +131,8 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
   for (const auto& p : get_array(j, "programs")) r.programs.push_back(program_from_json(p));
   r.leftovers = member(j, "leftovers");
   r.loader = member(j, "loader");
+  if (member(j, "files").is_array()) r.files = member(j, "files");
+  r.repro = member(j, "repro");
   const json& t = member(j, "timings_s");
   if (t.is_object()) {
     for (const auto& [phase, seconds] : t.items())

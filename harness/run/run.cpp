@@ -159,6 +159,10 @@ class GateRun {
   // The loader's container image: verified, unpacked (or taken from the cache), its executable found.
   Status prepare_image();
   std::vector<std::string> loader_env() const;  // the image's Env, then the spec's, and a PATH
+  // `kgate repro`: the spec from its copy, the objects and files from theirs, each checked.
+  Result<spec::Spec> replayed_spec() const;
+  Status use_copies();
+  json repro_json() const;
   Status prove_lockdown_level();
   RunFacts run_facts() const;
   Status power_off();
@@ -265,7 +269,7 @@ Status GateRun::choose_kernel() {
 
 Status GateRun::resolve_spec() {
   if (!req_.spec.empty()) {
-    auto s = spec::load_spec(req_.spec);
+    auto s = req_.replay && req_.replay->spec ? replayed_spec() : spec::load_spec(req_.spec);
     if (!s) return std::unexpected(s.error());
     spec_ = std::move(*s);
     if (!req_.object.empty()) {
@@ -318,12 +322,15 @@ Status GateRun::resolve_spec() {
     std::erase_if(spec_.files, [&](const spec::FileSpec& s) { return s.dest == f.dest; });
     spec_.files.push_back({{{arch_key, absolute_path(f.source)}}, f.dest, exec ? 0755u : 0644u});
   }
+  if (req_.replay) {
+    if (auto s = use_copies(); !s) return s;
+  }
   auto checked = spec::check_spec(spec_, vm::arch_name(arch_), {{"probe", probe_object(arch_)}});
   if (!checked) return std::unexpected(checked.error());
 
   r_.spec.description = spec_.description;
   if (!spec_.file.empty()) {
-    auto text = read_file(spec_.file);
+    auto text = read_file(req_.replay && req_.replay->spec ? req_.replay->spec->path : spec_.file);
     if (!text) return std::unexpected(text.error());
     r_.spec.file = absolute_path(spec_.file).string();
     r_.spec.sha256 = sha256_hex(*text);
@@ -366,7 +373,7 @@ Status GateRun::resolve_spec() {
   if (spec_.loader) {
     // A dynamic loader brings its ELF interpreter and library closure, as found on this host.
     const std::string arch(vm::arch_name(arch_));
-    if (auto exec = spec_.loader->exec.find(arch); exec != spec_.loader->exec.end()) {
+    if (auto exec = spec_.loader->exec.find(arch); exec != spec_.loader->exec.end() && !req_.replay) {
       auto libs = image::library_closure(exec->second, spec_.loader->dest, req_.sysroots);
       if (!libs)
         return std::unexpected(
@@ -413,6 +420,20 @@ Status GateRun::resolve_spec() {
       return fail(FailureClass::usage,
                   strprintf("the spec's files are more than %zu MiB (%s makes it %zu bytes)",
                             max_shipped_bytes >> 20, source->second.c_str(), shipped_bytes));
+    {
+      // The bytes this run shipped, so that it can be run again from the receipt directory alone.
+      const std::string copy = strprintf("files/%zu-%s", files_.size(), source->second.filename().c_str());
+      Status w = make_dirs(req_.out_dir / "files");
+      if (w) w = write_file_atomic(req_.out_dir / copy, *bytes);
+      if (!w)
+        return std::unexpected(
+            std::move(w.error()).context("copy a shipped file into the receipt directory"));
+      r_.files.push_back({{"dest", f.dest},
+                          {"source", absolute_path(source->second).string()},
+                          {"sha256", sha256_hex(*bytes)},
+                          {"size", bytes->size()},
+                          {"copy", copy}});
+    }
     if (spec_.loader && f.dest == spec_.loader->dest) {
       r_.loader["source"] = absolute_path(source->second).string();
       r_.loader["sha256"] = sha256_hex(*bytes);
@@ -422,6 +443,71 @@ Status GateRun::resolve_spec() {
     files_.push_back({&f, std::move(*bytes)});
   }
   return {};
+}
+
+namespace {
+// A receipt directory's copy, when its bytes are still the ones the receipt names.
+Result<std::string> checked_copy(const RunRequest::Replay::Copy& c, const std::string& what) {
+  auto bytes = read_file(c.path);
+  if (!bytes) return std::unexpected(std::move(bytes.error()).context("the receipt's copy of " + what));
+  if (const std::string sha = sha256_hex(*bytes); sha != c.sha256)
+    return fail(FailureClass::digest_mismatch, "the receipt's copy of " + what + " (" + c.path.string() +
+                                                   ") has sha256 " + sha + ", the receipt says " + c.sha256);
+  return bytes;
+}
+}  // namespace
+
+Result<spec::Spec> GateRun::replayed_spec() const {
+  auto text = checked_copy(*req_.replay->spec, "the spec");
+  if (!text) return std::unexpected(text.error());
+  // Its relative paths as in the original's directory: an image layout is found there.
+  return spec::parse_spec(*text, req_.spec, req_.spec.parent_path());
+}
+
+Status GateRun::use_copies() {
+  const RunRequest::Replay& rp = *req_.replay;
+  const std::string arch(vm::arch_name(arch_));
+  for (auto& obj : spec_.objects) {
+    auto copy = rp.objects.find(obj.name);
+    if (copy == rp.objects.end()) continue;  // kgate's built-in probe: in this kgate
+    if (auto b = checked_copy(copy->second, "object " + obj.name); !b) return std::unexpected(b.error());
+    obj.builtin.clear();
+    obj.paths = {{arch, copy->second.path}};
+  }
+  const bool image = spec_.loader && spec_.loader->image;
+  for (const auto& [recorded, copy] : rp.files) {
+    if (auto b = checked_copy(copy, recorded); !b) return std::unexpected(b.error());
+    // A file the recorded run shipped (the spec's, --file's, a loader's library): the copy. An
+    // image's files were recorded where they landed, in its filesystem.
+    const std::string dest = image && recorded.starts_with(std::string(guest_image_root) + "/")
+                                 ? recorded.substr(std::string_view(guest_image_root).size())
+                                 : recorded;
+    auto f = std::find_if(spec_.files.begin(), spec_.files.end(),
+                          [&](const spec::FileSpec& x) { return x.dest == dest; });
+    if (f == spec_.files.end()) {
+      spec_.files.push_back({{{arch, copy.path}}, dest, 0755});
+    } else {
+      f->sources = {{arch, copy.path}};
+    }
+    if (spec_.loader && dest == spec_.loader->dest) spec_.loader->exec = {{arch, copy.path}};
+  }
+  return {};
+}
+
+json GateRun::repro_json() const {
+  const RunRequest::Replay& rp = *req_.replay;
+  json differences = rp.overrides;
+  auto differs = [&](const char* what, const std::string& was, const std::string& now) {
+    if (was != now) differences.push_back(std::string(what) + ": " + was + " -> " + now);
+  };
+  differs("kgate", rp.kgate_version, kgate_version);
+  if (!r_.qemu.version.empty()) differs("qemu", rp.qemu_version, r_.qemu.version);
+  if (!r_.qemu.accel.empty()) differs("accel", rp.accel, r_.qemu.accel);
+  return {{"from", rp.receipt.string()},
+          {"recorded",
+           {{"verdict", rp.verdict == FailureClass::pass ? "pass" : "fail"},
+            {"class", rp.verdict == FailureClass::pass ? json(nullptr) : json(class_name(rp.verdict))}}},
+          {"differences", differences}};
 }
 
 Status GateRun::check_inputs() const {
@@ -476,6 +562,15 @@ Status GateRun::prepare() {
     kernel_ = std::move(*k);
     wanted_modules_ = entry_->modules;
   }
+  if (req_.replay && !req_.replay->kernel_image_sha256.empty() &&
+      kernel_.image_sha256 != req_.replay->kernel_image_sha256)
+    return fail(
+        FailureClass::usage,
+        "the receipt's kernel is " + req_.replay->kernel_image_sha256 + ", and " +
+            (req_.kernel.empty() ? "the entry " + r_.entry + " now gives " : req_.kernel.string() + " is ") +
+            kernel_.image_sha256 +
+            ": not the same bytes (a catalog entry that moved, a rebuilt kernel file); try one with "
+            "--kernel FILE, recorded as a difference");
   r_.kernel.source = kernel_.source;
   r_.kernel.release_expected = kernel_.release;
   r_.kernel.image_sha256 = kernel_.image_sha256;
@@ -1079,7 +1174,8 @@ RunOutcome GateRun::execute() {
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   // A reused receipt directory must not lend an old run's console to this one.
-  for (const char* old : {"receipt.json", "console.log", "qemu.log", "spec.json", "objects", "failure.txt"}) {
+  for (const char* old :
+       {"receipt.json", "console.log", "qemu.log", "spec.json", "objects", "files", "failure.txt"}) {
     std::error_code ec;
     fs::remove_all(req_.out_dir / old, ec);
   }
@@ -1105,6 +1201,7 @@ RunOutcome GateRun::execute() {
         report::bounded_message(r_.failure_message, report::failure_message_limit, "failure.txt");
   }
   r_.timings_s.emplace_back("total", seconds_since(start_));
+  if (req_.replay) r_.repro = repro_json();
   if (r_.verdict != FailureClass::pass) {
     if (auto console = read_file(req_.out_dir / "console.log"))
       r_.console_tail = vm::tail_lines(*console, 40);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,24 @@ struct RunRequest {
   };
   std::vector<File> files;
   std::vector<fs::path> sysroots;
+  // `kgate repro`: the bytes come from a receipt directory's copies, each checked against the
+  // receipt's sha256, and the kernel must be the one the receipt names. Not part of the request
+  // written into the receipt (which is the recorded one, with the overrides).
+  struct Replay {
+    fs::path receipt;  // the receipt.json reproduced
+    struct Copy {
+      fs::path path;
+      std::string sha256;
+    };
+    std::optional<Copy> spec;             // the spec's copy (spec.json); none for a run without a file
+    std::map<std::string, Copy> objects;  // by object name
+    std::map<std::string, Copy> files;    // by guest dest
+    std::string kernel_image_sha256;      // must match; empty when --kernel overrides it
+    std::vector<std::string> overrides;   // "count: 3 -> 5", listed as differences
+    std::string kgate_version, qemu_version, accel;  // as recorded, compared after the run
+    FailureClass verdict = FailureClass::no_verdict;
+  };
+  std::optional<Replay> replay;
 };
 
 struct RunOutcome {

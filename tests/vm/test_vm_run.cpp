@@ -1039,6 +1039,60 @@ TEST_CASE(
   CHECK_FALSE(fs::exists(bad.dir / "console.log"));  // nothing booted
 }
 
+TEST_CASE(
+    "repro: a red receipt runs again from its copies; a tampered copy and an unknown schema are refused") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto red = run_kgate(tmp.path() / "red", {"--spec", (objects_dir() / "red.json").string(), "--count", "2"});
+  check_failure(red, "gate_failed", 1);
+  REQUIRE(red.receipt["files"].size() == 1);  // the uprobe target, copied beside the receipt
+
+  // From a copy of the receipt directory elsewhere: the same verdict for every program, the
+  // override listed as a difference.
+  fs::copy(red.dir, tmp.path() / "moved", fs::copy_options::recursive);
+  auto again = run_kgate_command(
+      "repro", tmp.path() / "again",
+      {(tmp.path() / "moved").string(), "--count", "3", "--receipt", (tmp.path() / "again").string()});
+  check_failure(again, "gate_failed", 1);
+  CHECK(again.out.find("recorded: fail [gate_failed]") != std::string::npos);
+  REQUIRE(again.receipt["programs"].size() == red.receipt["programs"].size());
+  for (std::size_t i = 0; i < red.receipt["programs"].size(); ++i) {
+    const json& was = red.receipt["programs"][i];
+    const json& now = again.receipt["programs"][i];
+    CAPTURE(was["name"]);
+    CHECK(now["name"] == was["name"]);
+    CHECK(now["verdict"] == was["verdict"]);
+    CHECK(now["reasons"] == was["reasons"]);
+  }
+  CHECK(again.receipt["objects"][0]["path"] == (tmp.path() / "moved/objects/gate.x86_64.bpf.o").string());
+  CHECK(again.receipt["trigger_count"] == 3);
+  CHECK(again.receipt["repro"]["from"] == (tmp.path() / "moved/receipt.json").string());
+  CHECK(again.receipt["repro"]["recorded"]["class"] == "gate_failed");
+  CHECK(again.receipt["repro"]["differences"] == json::array({"count: 2 -> 3"}));
+  CHECK(again.receipt["kernel"]["image_sha256"] == red.receipt["kernel"]["image_sha256"]);
+
+  // An object copy that is not the receipt's bytes: refused before boot, naming both digests.
+  std::string bytes = read_file(tmp.path() / "moved/objects/gate.x86_64.bpf.o").value();
+  bytes[bytes.size() / 2] ^= 1;
+  REQUIRE(write_file_atomic(tmp.path() / "moved/objects/gate.x86_64.bpf.o", bytes).has_value());
+  auto tampered = run_kgate_command(
+      "repro", tmp.path() / "tampered",
+      {(tmp.path() / "moved/receipt.json").string(), "--receipt", (tmp.path() / "tampered").string()});
+  CHECK(tampered.exit_code == 7);
+  CHECK(tampered.receipt["failure"]["class"] == "digest_mismatch");
+  CHECK(tampered.receipt["failure"]["message"].get<std::string>().find(
+            red.receipt["objects"][0]["sha256"].get<std::string>()) != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.path() / "tampered/console.log"));
+
+  // A receipt of another schema version: refused, nothing run.
+  json other = red.receipt;
+  other["schema"] = "kgate.receipt/99";
+  REQUIRE(write_file_atomic(tmp.path() / "other.json", other.dump()).has_value());
+  auto refused = run_kgate_command("repro", tmp.path() / "other", {(tmp.path() / "other.json").string()});
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.find("kgate.receipt/99") != std::string::npos);
+}
+
 TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-arm64") {
   require_vm_prerequisites("arm64");
   auto tmp = out_root();

@@ -43,8 +43,15 @@ void require_vm_prerequisites(const std::string& arch) {
 }
 
 KgateResult run_kgate(const fs::path& out_dir, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> argv = {kgate_binary().string(), "run", "--receipt", out_dir.string()};
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  std::vector<std::string> args = {"--receipt", out_dir.string()};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  return run_kgate_command("run", out_dir, args);
+}
+
+KgateResult run_kgate_command(const std::string& command, const fs::path& out_dir,
+                              const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {kgate_binary().string(), command};
+  argv.insert(argv.end(), args.begin(), args.end());
   KgateResult r;
   r.dir = out_dir;
   auto cap = run_capture(argv, Deadline(std::chrono::minutes(5)));

@@ -27,6 +27,9 @@ struct KgateResult {
 };
 
 KgateResult run_kgate(const fs::path& out_dir, const std::vector<std::string>& extra_args);
+// `kgate <command> ARGS...`, its receipt read from out_dir.
+KgateResult run_kgate_command(const std::string& command, const fs::path& out_dir,
+                              const std::vector<std::string>& args);
 // The Debian 6.1 kernel the suite fetched: its unpacked package tree and release.
 struct DebianKernel {
   fs::path tree;
