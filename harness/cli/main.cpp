@@ -167,6 +167,12 @@ int cmd_run(int argc, char** argv) {
       "the user's loader to run instead of the spec loader's executable (words after -- are its arguments); "
       "with --image, its absolute path in the image",
       cxxopts::value<std::string>());
+  add("gdb",
+      "QEMU's gdbstub: on a unix socket gdb.sock in the receipt directory, or --gdb=tcp:127.0.0.1:PORT; adds "
+      "nokaslr and suspends the guest deadlines; prints the gdb command",
+      cxxopts::value<std::string>()->implicit_value("unix"));
+  add("gdb-wait",
+      "with the gdbstub, hold the guest at its first instruction until the debugger continues it");
   add("image",
       "run the spec's loader from this container image: oci-layout:DIR[:REF], or NAME@sha256:DIGEST pulled "
       "with skopeo",
@@ -219,6 +225,13 @@ int cmd_run(int argc, char** argv) {
   if (args.count("btf")) req.btf = args["btf"].as<std::string>();
   if (args.count("object")) req.object = args["object"].as<std::string>();
   if (args.count("spec")) req.spec = args["spec"].as<std::string>();
+  if (args.count("gdb")) req.gdb = args["gdb"].as<std::string>();
+  if (args.count("gdb-wait")) {
+    req.gdb_wait = true;
+    if (req.gdb.empty()) req.gdb = "unix";
+  }
+  if (!req.gdb.empty() && req.gdb != "unix" && !req.gdb.starts_with("tcp:"))
+    return usage_error("--gdb takes no value (a unix socket) or tcp:HOST:PORT, not '" + req.gdb + "'");
   if (args.count("exec")) req.exec = args["exec"].as<std::string>();
   if (args.count("image")) {
     auto source = kgate::spec::parse_image_source(args["image"].as<std::string>(), fs::current_path());

@@ -118,6 +118,7 @@ json receipt_json(const Receipt& r) {
       {"loader", r.loader},
       {"files", r.files},
       {"repro", r.repro},
+      {"debug", r.debug},
       {"timings_s", timings},
       {"verdict", r.verdict == FailureClass::pass ? "pass" : "fail"},
       {"failure", failure},

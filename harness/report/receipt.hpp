@@ -117,6 +117,8 @@ struct Receipt {
   nlohmann::json files = nlohmann::json::array();
   // `kgate repro`: {from, recorded: {verdict, class}, differences: [...]}; null for another run.
   nlohmann::json repro;
+  // --gdb: {gdb (the stub's socket or address), gdb_wait, command}; null without it.
+  nlohmann::json debug;
   std::vector<std::pair<std::string, double>> timings_s;
   FailureClass verdict = FailureClass::no_verdict;
   std::string failure_message;

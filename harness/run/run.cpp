@@ -163,6 +163,9 @@ class GateRun {
   Result<spec::Spec> replayed_spec() const;
   Status use_copies();
   json repro_json() const;
+  // --gdb: where the stub listens, and the gdb command line that attaches to it.
+  std::string gdb_endpoint() const;
+  std::string gdb_command() const;
   Status prove_lockdown_level();
   RunFacts run_facts() const;
   Status power_off();
@@ -510,6 +513,20 @@ json GateRun::repro_json() const {
           {"differences", differences}};
 }
 
+std::string GateRun::gdb_endpoint() const {
+  return req_.gdb == "unix" ? absolute_path(req_.out_dir / "gdb.sock").string() : req_.gdb;
+}
+
+std::string GateRun::gdb_command() const {
+  // The kernel as an ELF file, when kgate has one: the extracted vmlinux (PVH boots), or the
+  // user's --kernel file. Debian's vmlinux carries no debug information: its symbols and lines are
+  // in linux-image-<release>-dbg, a download of several hundred MB that kgate does not fetch.
+  const std::string elf = kernel_.pvh ? kernel_.boot.string() : std::string();
+  std::string target = req_.gdb == "unix" ? "target remote " + gdb_endpoint()
+                                          : "target remote " + req_.gdb.substr(req_.gdb.find(':') + 1);
+  return "gdb -ex '" + target + "'" + (elf.empty() ? "" : " " + elf);
+}
+
 Status GateRun::check_inputs() const {
   // The kernel copies at most COMMAND_LINE_SIZE - 1 bytes of its command line (2048 on x86_64
   // and on arm64 in 6.1) and drops the rest without a word: the agent would not even see rdinit=.
@@ -534,6 +551,7 @@ std::vector<std::string> GateRun::cmdline_words() const {
   std::vector<std::string> words;
   if (req_.lockdown != Lockdown::none)
     words.push_back("lockdown=" + std::string(lockdown_name(req_.lockdown)));
+  if (!req_.gdb.empty()) words.push_back("nokaslr");  // symbols at their link addresses
   words.insert(words.end(), req_.append.begin(), req_.append.end());
   return words;
 }
@@ -730,6 +748,10 @@ Status GateRun::boot() {
   const bool kvm = accel_ == vm::Accel::kvm;
   boot_timeout_s_ = req_.boot_timeout_s.value_or(kvm ? 20.0 : 90.0);
   request_timeout_s_ = req_.request_timeout_s.value_or(kvm ? 10.0 : 60.0);
+  if (!req_.gdb.empty()) {
+    // A debugger may hold the guest at any point: no deadline may fire meanwhile.
+    boot_timeout_s_ = request_timeout_s_ = 86400;
+  }
 
   auto tmp = TempDir::create("kgate");
   if (!tmp) return std::unexpected(tmp.error());
@@ -758,6 +780,26 @@ Status GateRun::boot() {
   spec.channel_socket = socket;
   spec.port_name = proto::port_name;
   spec.extra = req_.qemu_args;
+  if (!req_.gdb.empty()) {
+    const std::string endpoint = gdb_endpoint();
+    if (req_.gdb == "unix") {
+      spec.extra.insert(
+          spec.extra.end(),
+          {"-chardev", "socket,id=gdb,path=" + endpoint + ",server=on,wait=off", "-gdb", "chardev:gdb"});
+    } else {
+      spec.extra.insert(spec.extra.end(), {"-gdb", req_.gdb});
+    }
+    if (req_.gdb_wait) spec.extra.push_back("-S");
+    r_.debug = {{"gdb", endpoint}, {"gdb_wait", req_.gdb_wait}, {"command", gdb_command()}};
+    // Said before QEMU starts, on stderr: the user attaches from another terminal.
+    std::fprintf(
+        stderr, "kgate: gdb stub at %s; attach with: %s%s\n", endpoint.c_str(), gdb_command().c_str(),
+        req_.gdb_wait ? " (the guest waits at its first instruction: continue or detach to start it)" : "");
+    if (!kernel_.pvh)
+      std::fprintf(stderr,
+                   "kgate: no vmlinux with symbols here: pass gdb your kernel's vmlinux (Debian's debug "
+                   "symbols are in linux-image-<release>-dbg, several hundred MB, not fetched)\n");
+  }
   auto argv = vm::qemu_argv(spec);
   r_.qemu.binary = qemu.string();
   r_.qemu.version = qemu_version(*cache_, qemu);

@@ -52,6 +52,11 @@ struct RunRequest {
   };
   std::vector<File> files;
   std::vector<fs::path> sysroots;
+  // --gdb: QEMU's gdbstub, "unix" (a socket gdb.sock in the receipt directory) or
+  // "tcp:HOST:PORT"; empty: none. With it the kernel gets nokaslr and no guest deadline runs
+  // (a debugger may hold the guest); gdb_wait holds the guest at its first instruction.
+  std::string gdb;
+  bool gdb_wait = false;
   // `kgate repro`: the bytes come from a receipt directory's copies, each checked against the
   // receipt's sha256, and the kernel must be the one the receipt names. Not part of the request
   // written into the receipt (which is the recorded one, with the overrides).

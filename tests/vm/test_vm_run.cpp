@@ -1093,6 +1093,40 @@ TEST_CASE(
   CHECK(refused.err.find("kgate.receipt/99") != std::string::npos);
 }
 
+TEST_CASE("gdb: Debian's gdb attaches to the held guest, reads a register, detaches, and the run passes") {
+  require_vm_prerequisites();
+  REQUIRE_MESSAGE(!find_program("gdb").empty(), "gdb is not installed (scripts/setup.sh installs it)");
+  auto tmp = out_root();
+  const fs::path out = tmp.path() / "gdb";
+  auto kgate = Child::spawn({kgate_binary().string(), "run", "--gdb-wait", "--receipt", out.string()},
+                            {tmp.path() / "kgate.out", {}, {}});
+  REQUIRE(kgate.has_value());
+  // The guest waits for the debugger: the socket appears, and nothing boots until gdb lets it go.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(out / "gdb.sock") && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(fs::exists(out / "gdb.sock"));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(read_file(out / "console.log").value_or("x").empty());
+  auto gdb = run_capture({"gdb", "-batch", "-nx", "-ex", "target remote " + (out / "gdb.sock").string(),
+                          "-ex", "info registers rip", "-ex", "detach"},
+                         Deadline(std::chrono::seconds(60)));
+  REQUIRE(gdb.has_value());
+  INFO("gdb: " << gdb->out << gdb->err);
+  CHECK(gdb->status == 0);
+  CHECK(gdb->out.find("rip") != std::string::npos);
+  auto status = kgate->wait(Deadline(std::chrono::minutes(3)));
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  const json receipt = json::parse(read_file(out / "receipt.json").value());
+  CHECK(receipt["verdict"] == "pass");
+  CHECK(receipt["debug"]["gdb"] == (out / "gdb.sock").string());
+  CHECK(receipt["cmdline"].get<std::string>().find("nokaslr") != std::string::npos);
+  CHECK(read_file(tmp.path() / "kgate.out").value().find("attach with: gdb -ex 'target remote") !=
+        std::string::npos);
+}
+
 TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-arm64") {
   require_vm_prerequisites("arm64");
   auto tmp = out_root();
