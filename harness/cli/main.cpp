@@ -342,6 +342,9 @@ int cmd_repro(int argc, char** argv) {
       cxxopts::value<std::string>());
   add("receipt", "directory for the new receipt (default: RECEIPT_DIR/repro-TIMESTAMP)",
       cxxopts::value<std::string>());
+  add("gdb", "QEMU's gdbstub, as for kgate run (recorded as a difference)",
+      cxxopts::value<std::string>()->implicit_value("unix"));
+  add("gdb-wait", "with the gdbstub, hold the guest at its first instruction");
   add("h,help", "show this help");
   // The receipt comes first, before the options.
   if (argc < 2 || argv[1][0] == '-') {
@@ -395,6 +398,17 @@ int cmd_repro(int argc, char** argv) {
     req.kernel = kernel;
     req.entry.clear();
     rp.kernel_image_sha256.clear();
+  }
+  if (args.count("gdb")) req.gdb = args["gdb"].as<std::string>();
+  if (args.count("gdb-wait")) {
+    req.gdb_wait = true;
+    if (req.gdb.empty()) req.gdb = "unix";
+  }
+  if (!req.gdb.empty()) {
+    if (req.gdb != "unix" && !req.gdb.starts_with("tcp:"))
+      return usage_error("--gdb takes no value (a unix socket) or tcp:HOST:PORT, not '" + req.gdb + "'");
+    rp.overrides.push_back("gdb: " + req.gdb + (req.gdb_wait ? ", waiting" : "") +
+                           " (nokaslr, no deadlines)");
   }
   req.replay = std::move(rp);
   req.cache_root = kgate::kernel::Cache::default_root();  // a request does not carry it

@@ -1071,6 +1071,14 @@ TEST_CASE(
   CHECK(again.receipt["repro"]["differences"] == json::array({"count: 2 -> 3"}));
   CHECK(again.receipt["kernel"]["image_sha256"] == red.receipt["kernel"]["image_sha256"]);
 
+  // --gdb after the receipt: the stub, nokaslr, and a difference (no debugger attaches: the guest
+  // runs on its own).
+  auto debug = run_kgate_command("repro", tmp.path() / "debug",
+                                 {red.dir.string(), "--gdb", "--receipt", (tmp.path() / "debug").string()});
+  check_failure(debug, "gate_failed", 1);
+  CHECK(debug.receipt["repro"]["differences"] == json::array({"gdb: unix (nokaslr, no deadlines)"}));
+  CHECK(debug.receipt["cmdline"].get<std::string>().find("nokaslr") != std::string::npos);
+
   // An object copy that is not the receipt's bytes: refused before boot, naming both digests.
   std::string bytes = read_file(tmp.path() / "moved/objects/gate.x86_64.bpf.o").value();
   bytes[bytes.size() / 2] ^= 1;
