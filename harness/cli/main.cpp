@@ -372,6 +372,7 @@ int cmd_repro(int argc, char** argv) {
   rp.kgate_version = recorded->kgate_version;
   rp.qemu_version = recorded->qemu.version;
   rp.accel = recorded->qemu.accel;
+  rp.host = recorded->host.is_object() ? recorded->host.value("name", "") : "";
   rp.verdict = recorded->verdict;
   rp.kernel_image_sha256 = recorded->kernel.image_sha256;
   using Copy = kgate::run::RunRequest::Replay::Copy;

@@ -77,6 +77,7 @@ json receipt_json(const Receipt& r) {
   return {
       {"schema", receipt_schema},
       {"kgate_version", r.kgate_version},
+      {"host", r.host},
       {"request", r.request},
       {"entry", r.entry},
       {"arch", r.arch},

@@ -55,6 +55,8 @@ struct ProgramResult {
 // whatever happened. Rendering is pure and byte-stable (sorted keys).
 struct Receipt {
   std::string kgate_version;
+  // The machine that ran it: {name, kernel (its release), cpus}; null in older receipts.
+  nlohmann::json host;
   nlohmann::json request;  // the request this run answered (run::request_json); null if none
   std::string entry;
   std::string arch;  // the guest arch booted ("x86_64", "arm64"); empty if the run ended before

@@ -133,6 +133,7 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
   r.loader = member(j, "loader");
   if (member(j, "files").is_array()) r.files = member(j, "files");
   r.repro = member(j, "repro");
+  r.host = member(j, "host");
   r.debug = member(j, "debug");
   const json& t = member(j, "timings_s");
   if (t.is_object()) {

@@ -1,5 +1,9 @@
 #include "run/run.hpp"
 
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <thread>
+
 #include <sys/random.h>
 
 #include <sys/stat.h>
@@ -497,6 +501,16 @@ Status GateRun::use_copies() {
   return {};
 }
 
+json host_json() {
+  utsname u{};
+  ::uname(&u);
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return {{"name", std::string(name)},
+          {"kernel", std::string(u.release)},
+          {"cpus", static_cast<int>(std::thread::hardware_concurrency())}};
+}
+
 json GateRun::repro_json() const {
   const RunRequest::Replay& rp = *req_.replay;
   json differences = rp.overrides;
@@ -504,6 +518,7 @@ json GateRun::repro_json() const {
     if (was != now) differences.push_back(std::string(what) + ": " + was + " -> " + now);
   };
   differs("kgate", rp.kgate_version, kgate_version);
+  if (!rp.host.empty()) differs("host", rp.host, r_.host.value("name", ""));
   if (!r_.qemu.version.empty()) differs("qemu", rp.qemu_version, r_.qemu.version);
   if (!r_.qemu.accel.empty()) differs("accel", rp.accel, r_.qemu.accel);
   return {{"from", rp.receipt.string()},
@@ -1212,6 +1227,7 @@ Error GateRun::classify(Error e) {
 
 RunOutcome GateRun::execute() {
   r_.kgate_version = kgate_version;
+  r_.host = host_json();
   r_.request = request_json(req_);
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);

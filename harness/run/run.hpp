@@ -71,7 +71,7 @@ struct RunRequest {
     std::map<std::string, Copy> files;    // by guest dest
     std::string kernel_image_sha256;      // must match; empty when --kernel overrides it
     std::vector<std::string> overrides;   // "count: 3 -> 5", listed as differences
-    std::string kgate_version, qemu_version, accel;  // as recorded, compared after the run
+    std::string kgate_version, qemu_version, accel, host;  // as recorded, compared after the run
     FailureClass verdict = FailureClass::no_verdict;
   };
   std::optional<Replay> replay;

@@ -1050,6 +1050,12 @@ TEST_CASE(
   // From a copy of the receipt directory elsewhere: the same verdict for every program, the
   // override listed as a difference.
   fs::copy(red.dir, tmp.path() / "moved", fs::copy_options::recursive);
+  // As if it came from a CI runner: the host differs.
+  const std::string here = red.receipt["host"]["name"];
+  CHECK_FALSE(here.empty());
+  json moved = red.receipt;
+  moved["host"]["name"] = "ci-runner-7";
+  REQUIRE(write_file_atomic(tmp.path() / "moved/receipt.json", moved.dump()).has_value());
   auto again = run_kgate_command(
       "repro", tmp.path() / "again",
       {(tmp.path() / "moved").string(), "--count", "3", "--receipt", (tmp.path() / "again").string()});
@@ -1068,7 +1074,8 @@ TEST_CASE(
   CHECK(again.receipt["trigger_count"] == 3);
   CHECK(again.receipt["repro"]["from"] == (tmp.path() / "moved/receipt.json").string());
   CHECK(again.receipt["repro"]["recorded"]["class"] == "gate_failed");
-  CHECK(again.receipt["repro"]["differences"] == json::array({"count: 2 -> 3"}));
+  CHECK(again.receipt["repro"]["differences"] ==
+        json::array({"count: 2 -> 3", "host: ci-runner-7 -> " + here}));
   CHECK(again.receipt["kernel"]["image_sha256"] == red.receipt["kernel"]["image_sha256"]);
 
   // --gdb after the receipt: the stub, nokaslr, and a difference (no debugger attaches: the guest
