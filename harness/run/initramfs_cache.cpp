@@ -1,6 +1,7 @@
 #include "run/initramfs_cache.hpp"
 
 #include "core/compress.hpp"
+#include "core/strings.hpp"
 #include "image/initramfs.hpp"
 #include "image/modules.hpp"
 #include "run/embedded.hpp"
@@ -105,6 +106,29 @@ Result<Segment> pack_segment(kernel::Cache& cache, std::vector<image::CpioEntry>
   out.path = cache.blob_path(*sha);
   out.sha256 = *sha;
   return out;
+}
+
+Result<Segment> files_segment(kernel::Cache& cache, const std::vector<image::GuestFile>& files) {
+  std::string key_text = "kgate.files/1";
+  std::uint64_t bytes = 0;
+  for (const auto& f : files) {
+    key_text += strprintf("\n%s %o %s", f.path.c_str(), f.mode, sha256_hex(f.data).c_str());
+    bytes += f.data.size();
+  }
+  const std::string key = sha256_hex(key_text);
+  auto ref = cache.get_ref("files", key);
+  if (!ref) return std::unexpected(ref.error());
+  if (*ref && path_exists(cache.blob_path(**ref))) {
+    auto path = cache.verified_blob(**ref);
+    if (!path) return std::unexpected(path.error());
+    return Segment{*path, **ref, bytes};
+  }
+  auto entries = image::file_list_entries(files);
+  if (!entries) return std::unexpected(entries.error());
+  auto segment = pack_segment(cache, std::move(*entries));
+  if (!segment) return std::unexpected(segment.error());
+  if (auto s = cache.set_ref("files", key, segment->sha256); !s) return std::unexpected(s.error());
+  return segment;
 }
 
 Result<fs::path> initrd_with_segments(kernel::Cache& cache, const PreparedInitramfs& initramfs,

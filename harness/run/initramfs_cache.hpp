@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "image/cpio.hpp"
+#include "image/recipe.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/prepare.hpp"
 #include "vm/arch.hpp"
@@ -35,6 +36,10 @@ struct Segment {
 
 // Packs entries (image::check_entries holds) as a zstd cpio blob in the cache.
 Result<Segment> pack_segment(kernel::Cache& cache, std::vector<image::CpioEntry> entries);
+
+// The segment of a run's files (image::file_list_entries), cached by each file's path, mode and
+// sha256: packed once, then found by the next run that ships the same bytes.
+Result<Segment> files_segment(kernel::Cache& cache, const std::vector<image::GuestFile>& files);
 
 // The initrd of a run: the initramfs followed by the segments, in order (the kernel unpacks
 // concatenated archives one after the other, a later file replacing an earlier one), cached by

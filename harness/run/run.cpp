@@ -628,10 +628,8 @@ Status GateRun::prepare() {
     std::vector<image::GuestFile> list;
     for (auto& f : files_) list.push_back({f.spec->dest, f.spec->mode, std::move(f.bytes)});
     files_.clear();
-    auto entries = image::file_list_entries(list);
-    if (!entries) return std::unexpected(std::move(entries.error()).context("the files the spec ships"));
-    auto segment = pack_segment(*cache_, std::move(*entries));
-    if (!segment) return std::unexpected(segment.error());
+    auto segment = files_segment(*cache_, list);
+    if (!segment) return std::unexpected(std::move(segment.error()).context("the files the spec ships"));
     segments_.push_back(std::move(*segment));
   }
   auto initrd = initrd_with_segments(*cache_, initramfs_, segments_);
