@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/strings.hpp"
+
 namespace kgate::proto {
 
 inline constexpr int protocol_version = 4;
@@ -348,8 +350,8 @@ Ack ack_from_json(const nlohmann::json& j);
 // The request header every request carries: the op, its id, and the handle where it has one.
 nlohmann::json request_header(Op op, int id, nlohmann::json fields = nlohmann::json::object());
 
-// Hex helpers for nonces and packets.
-std::string to_hex(std::string_view bytes);
-std::optional<std::string> from_hex(std::string_view hex);
+// Hex for nonces and packets: core's.
+using kgate::from_hex;
+using kgate::to_hex;
 
 }  // namespace kgate::proto

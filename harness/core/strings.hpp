@@ -53,6 +53,20 @@ inline bool is_sha256_hex(std::string_view s) {
   return true;
 }
 
+// The non-empty fields of `s` between `sep` characters: "a::b:" -> {"a", "b"} (a PATH, a path's
+// components).
+inline std::vector<std::string> split_nonempty(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    std::size_t end = s.find(sep, pos);
+    if (end == std::string_view::npos) end = s.size();
+    if (end > pos) out.emplace_back(s.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 // Bytes as lowercase hex digits, two per byte.
 inline std::string to_hex(std::string_view bytes) {
   static const char digits[] = "0123456789abcdef";

@@ -7,6 +7,7 @@
 
 #include "core/elf.hpp"
 #include "core/files.hpp"
+#include "core/strings.hpp"
 
 namespace kgate::image {
 
@@ -38,18 +39,6 @@ std::string c_string_at(const std::string& table, std::uint64_t offset) {
   return std::string(p, ::strnlen(p, table.size() - offset));
 }
 
-std::vector<std::string> split_path_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos <= s.size()) {
-    std::size_t colon = s.find(':', pos);
-    if (colon == std::string::npos) colon = s.size();
-    if (colon > pos) out.push_back(s.substr(pos, colon - pos));
-    pos = colon + 1;
-  }
-  return out;
-}
-
 Result<Dynamic> read_dynamic(const fs::path& file) {
   auto bytes = read_file(file);
   if (!bytes) return std::unexpected(std::move(bytes.error()).reclass(FailureClass::usage));
@@ -74,7 +63,7 @@ Result<Dynamic> read_dynamic(const fs::path& file) {
     if (tag == dt_rpath) rpath = c_string_at(dynstr->content, val);
     if (tag == dt_runpath) runpath = c_string_at(dynstr->content, val);
   }
-  d.search = split_path_list(runpath.empty() ? rpath : runpath);
+  d.search = split_nonempty(runpath.empty() ? rpath : runpath, ':');
   return d;
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/files.hpp"
+#include "core/strings.hpp"
 #include "image/initramfs.hpp"
 
 namespace kgate::run {
@@ -20,15 +21,7 @@ constexpr std::uint64_t max_tree_bytes = std::uint64_t{2} << 30;
 constexpr const char* default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 std::vector<std::string> components(std::string_view path) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos <= path.size()) {
-    std::size_t slash = path.find('/', pos);
-    if (slash == std::string_view::npos) slash = path.size();
-    if (slash > pos) out.emplace_back(path.substr(pos, slash - pos));
-    pos = slash + 1;
-  }
-  return out;
+  return split_nonempty(path, '/');
 }
 
 // The tree, its dropped links and its size, written beside the tree when it is unpacked.
@@ -178,12 +171,7 @@ Result<std::string> find_in_image(const LoaderImage& img, const std::string& nam
   std::string path = default_path;
   for (const auto& e : env)
     if (e.starts_with("PATH=")) path = e.substr(5);
-  std::size_t pos = 0;
-  while (pos <= path.size()) {
-    std::size_t colon = path.find(':', pos);
-    if (colon == std::string::npos) colon = path.size();
-    const std::string dir = path.substr(pos, colon - pos);
-    pos = colon + 1;
+  for (const std::string& dir : split_nonempty(path, ':')) {
     if (!dir.starts_with('/')) continue;
     const std::string candidate = (dir.ends_with('/') ? dir : dir + "/") + name;
     auto f = file_in_image(img, candidate);
