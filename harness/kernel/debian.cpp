@@ -70,7 +70,12 @@ Result<DebianPackage> resolve_package(const DebianPackageSource& source, std::st
     return fail(FailureClass::infra, source.metapackage + " depends on no package starting with '" +
                                          source.package_prefix + "' (Depends: " + depends + ")");
   }
-  auto stanza = apt_show(name + qualifier, deadline);
+  return resolve_named_package(name, deb_arch, deadline);
+}
+
+Result<DebianPackage> resolve_named_package(const std::string& name, std::string_view deb_arch,
+                                            const Deadline& deadline) {
+  auto stanza = apt_show(name + ":" + std::string(deb_arch), deadline);
   if (!stanza) return std::unexpected(stanza.error());
   DebianPackage pkg{name, std::string(deb_arch), stanza_field(*stanza, "Version"),
                     stanza_field(*stanza, "SHA256")};

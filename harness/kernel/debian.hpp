@@ -30,6 +30,9 @@ std::string debian_arch(std::string_view arch);
 // multiarch (dpkg --add-architecture arm64 and apt-get update; scripts/setup.sh does both).
 Result<DebianPackage> resolve_package(const DebianPackageSource& source, std::string_view deb_arch,
                                       const Deadline& deadline);
+// The candidate of one package for `deb_arch`, with apt-cache.
+Result<DebianPackage> resolve_named_package(const std::string& name, std::string_view deb_arch,
+                                            const Deadline& deadline);
 // Downloads the package into `dir` with apt-get and checks its sha256.
 Result<fs::path> download_package(const DebianPackage& pkg, const fs::path& dir, const Deadline& deadline);
 // Unpacks a .deb into `dest` without installing it.

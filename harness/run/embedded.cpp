@@ -12,6 +12,7 @@ KGATE_BLOB(probe_arm64)
 KGATE_BLOB(canary_arm64)
 KGATE_BLOB(patterns)
 KGATE_BLOB(image_gate)
+KGATE_BLOB(image_shell)
 #undef KGATE_BLOB
 
 namespace kgate::run {
@@ -36,6 +37,9 @@ std::string_view console_patterns() {
 }
 std::string_view gate_image_recipe() {
   return KGATE_BLOB_VIEW(image_gate);
+}
+std::string_view shell_image_recipe() {
+  return KGATE_BLOB_VIEW(image_shell);
 }
 #undef KGATE_BLOB_VIEW
 

@@ -16,5 +16,7 @@ std::string_view canary_object(vm::Arch arch = vm::Arch::x86_64);
 std::string_view console_patterns();
 // images/gate.json as built in: the recipe of the initramfs every run boots.
 std::string_view gate_image_recipe();
+// images/shell.json: the guest shell's tools, appended only when a run asks for a shell.
+std::string_view shell_image_recipe();
 
 }  // namespace kgate::run

@@ -238,3 +238,59 @@ TEST_CASE("recipes: a malformed recipe is a usage error naming the entry") {
   REQUIRE(ok.has_value());
   CHECK(ok->size() == 2);
 }
+
+TEST_CASE("recipes: programs come from the packages with their libraries, and images/shell.json reads") {
+  using kgate::image::expand_recipe;
+  using kgate::image::recipe_needs;
+  const std::string recipe = R"({"schema": "kgate.image/1", "packages": ["busybox-static", "bpftool"],
+    "entries": [{"path": "kgate", "type": "dir"}, {"path": "kgate/bin", "type": "dir"},
+                {"path": "kgate/bin/tool", "type": "program", "from": "/usr/sbin/tool"},
+                {"path": "kgate/bin/other", "type": "program", "from": "usr/bin/other", "mode": "0700"}]})";
+  auto needs = recipe_needs(recipe, "images/t.json");
+  REQUIRE(needs.has_value());
+  CHECK(needs->packages == std::vector<std::string>{"busybox-static", "bpftool"});
+  CHECK(needs->programs == std::vector<std::string>{"usr/sbin/tool", "usr/bin/other"});
+
+  kgate::image::RecipeInputs inputs;
+  inputs.programs["usr/sbin/tool"] = {
+      "TOOL",
+      {{"/lib/x86_64-linux-gnu/libc.so.6", 0644, "LIBC"}, {"/lib64/ld-linux-x86-64.so.2", 0755, "LD"}}};
+  inputs.programs["usr/bin/other"] = {"OTHER", {{"/lib/x86_64-linux-gnu/libc.so.6", 0644, "LIBC"}}};
+  auto entries = expand_recipe(recipe, inputs, "images/t.json");
+  REQUIRE(entries.has_value());
+  std::vector<std::string> names;
+  for (const auto& e : *entries) names.push_back(e.path);
+  // Each library once, with the directories on its way.
+  CHECK(names == std::vector<std::string>{"kgate", "kgate/bin", "kgate/bin/tool", "kgate/bin/other", "lib",
+                                          "lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu/libc.so.6", "lib64",
+                                          "lib64/ld-linux-x86-64.so.2"});
+  CHECK((*entries)[2].mode == (S_IFREG | 0755));
+  CHECK((*entries)[3].mode == (S_IFREG | 0700));
+
+  // A program not read, one with no packages, a bad package name, an unknown top-level key.
+  CHECK_FALSE(expand_recipe(recipe, {}, "images/t.json").has_value());
+  auto bare = recipe_needs(R"({"schema": "kgate.image/1", "entries": [
+      {"path": "t", "type": "program", "from": "bin/t"}]})",
+                           "images/t.json");
+  REQUIRE_FALSE(bare.has_value());
+  CHECK(bare.error().describe().find("need \"packages\"") != std::string::npos);
+  auto bad =
+      recipe_needs(R"({"schema": "kgate.image/1", "packages": ["a b"], "entries": []})", "images/t.json");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().describe().find("Debian package names") != std::string::npos);
+  auto unknown = recipe_needs(R"({"schema": "kgate.image/1", "entries": [], "extra": 1})", "images/t.json");
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error().describe().find("unknown key \"extra\"") != std::string::npos);
+  auto escape = recipe_needs(R"({"schema": "kgate.image/1", "packages": ["p"], "entries": [
+      {"path": "t", "type": "program", "from": "../etc/shadow"}]})",
+                             "images/t.json");
+  CHECK_FALSE(escape.has_value());
+
+  const char* root = std::getenv("KGATE_SOURCE_ROOT");
+  REQUIRE(root != nullptr);
+  auto shell = kgate::read_file(std::filesystem::path(root) / "images" / "shell.json");
+  REQUIRE(shell.has_value());
+  auto shell_needs = recipe_needs(*shell, "images/shell.json");
+  REQUIRE(shell_needs.has_value());
+  CHECK(shell_needs->programs == std::vector<std::string>{"bin/busybox", "usr/sbin/bpftool"});
+}
