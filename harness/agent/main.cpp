@@ -9,6 +9,7 @@
 
 #include "agent/loader.hpp"
 #include "agent/objects.hpp"
+#include "agent/shell.hpp"
 #include "agent/system.hpp"
 #include "channel/fields.hpp"
 #include "channel/protocol.hpp"
@@ -56,6 +57,9 @@ json handle(kgate::agent::ObjectTable& objects, kgate::agent::Loader& loader, co
     case proto::Op::loader_stats: return proto::to_json(loader.stats());
     case proto::Op::loader_stop:
       return proto::to_json(loader.stop(kgate::channel::get_int(req.header, "grace_ms").value_or(5000)));
+    case proto::Op::shell:
+      return proto::to_json(
+          kgate::agent::run_shell(proto::shell_request_from_json(req.header), objects, loader));
   }
   return {{"ok", false}, {"error", "unhandled op"}};
 }

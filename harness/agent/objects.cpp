@@ -243,6 +243,39 @@ proto::Ack ObjectTable::set_btf(const std::string& bytes) {
   return {true, {}};
 }
 
+int ObjectTable::pin_all(const std::string& dir, std::vector<std::string>& problems) {
+  int pinned = 0;
+  auto pin = [&](const std::string& path, int err) {
+    if (err == 0) {
+      ++pinned;
+    } else if (problems.size() < 64) {
+      problems.push_back("pin " + path + ": " + std::strerror(-err));
+    }
+  };
+  for (const auto& [handle, obj] : objects_) {
+    bpf_object* o = obj->object.get();
+    const std::string base = dir + "/" + bpf_object__name(o);
+    for (const char* kind : {"", "/programs", "/maps", "/links"}) ::mkdir((base + kind).c_str(), 0755);
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, o) {
+      if (bpf_program__fd(prog) < 0) continue;  // refused or skipped: nothing to pin
+      const std::string path = base + "/programs/" + bpf_program__name(prog);
+      pin(path, bpf_program__pin(prog, path.c_str()));
+    }
+    bpf_map* map;
+    bpf_object__for_each_map(map, o) {
+      if (bpf_map__fd(map) < 0) continue;
+      const std::string path = base + "/maps/" + bpf_map__name(map);
+      pin(path, bpf_map__pin(map, path.c_str()));
+    }
+    for (const auto& l : obj->links) {
+      const std::string path = base + "/links/" + l.program;
+      pin(path, bpf_link__pin(l.link.get(), path.c_str()));
+    }
+  }
+  return pinned;
+}
+
 bool ObjectTable::enable_stats() {
   if (stats_on_) return true;
   // Run statistics (run_cnt, run_time_ns) are only counted while stats are on: the sysctl

@@ -73,6 +73,10 @@ class ObjectTable {
   // Destroys the object's links and the object, then waits (bounded) for the kernel to free
   // every program and link it created, and reports what is left.
   proto::DetachResponse detach(int handle);
+  // Pins every loaded object's loaded programs, maps and links under `dir`, as
+  // <dir>/<object>/{programs,maps,links}/<name>, for a shell to look at; returns how many were
+  // pinned and says in `problems` what could not be.
+  int pin_all(const std::string& dir, std::vector<std::string>& problems);
   // Turns BPF run statistics on (sysctl, else BPF_ENABLE_STATS, whose fd keeps them on).
   bool enable_stats();
 

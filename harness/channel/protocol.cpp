@@ -1,5 +1,6 @@
 #include "channel/protocol.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <regex>
@@ -16,7 +17,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::pair<Op, std::string_view>, 12> op_names = {{
+constexpr std::array<std::pair<Op, std::string_view>, 13> op_names = {{
     {Op::btf, "btf"},
     {Op::load, "load"},
     {Op::attach, "attach"},
@@ -28,6 +29,7 @@ constexpr std::array<std::pair<Op, std::string_view>, 12> op_names = {{
     {Op::loader_start, "loader_start"},
     {Op::loader_stats, "loader_stats"},
     {Op::loader_stop, "loader_stop"},
+    {Op::shell, "shell"},
 }};
 
 // A guest string, capped: the tail is what matters in a log, so the head is cut.
@@ -582,6 +584,36 @@ DetachResponse detach_response_from_json(const json& j) {
     return DetachResponse::LinkClose{name(c, "program"), get_number(c, "ms").value_or(0)};
   });
   r.reported = read_created_left(j, r.created_programs, r.created_links, r.left_programs, r.left_links);
+  return r;
+}
+
+// ---- an interactive shell ----
+json to_json(const ShellRequest& r) {
+  return {{"pin", r.pin}, {"rows", r.rows}, {"cols", r.cols}, {"term", r.term}};
+}
+
+ShellRequest shell_request_from_json(const json& j) {
+  ShellRequest r;
+  r.pin = get_bool(j, "pin");
+  r.rows = std::clamp(int_of(j, "rows"), 0, 10000);
+  r.cols = std::clamp(int_of(j, "cols"), 0, 10000);
+  r.term = name(j, "term");
+  return r;
+}
+
+json to_json(const ShellResponse& r) {
+  return {{"ok", r.ok},         {"error", r.error},       {"status", r.status},
+          {"pinned", r.pinned}, {"problems", r.problems}, {"open_s", r.open_s}};
+}
+
+ShellResponse shell_response_from_json(const json& j) {
+  ShellResponse r;
+  r.ok = get_bool(j, "ok");
+  r.error = text(j, "error");
+  r.status = int_of(j, "status");
+  r.pinned = int_of(j, "pinned");
+  r.problems = strings_of(j, "problems");
+  r.open_s = get_number(j, "open_s").value_or(0);
   return r;
 }
 

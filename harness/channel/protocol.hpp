@@ -20,7 +20,7 @@
 
 namespace kgate::proto {
 
-inline constexpr int protocol_version = 4;
+inline constexpr int protocol_version = 5;
 inline constexpr const char* port_name = "org.kgate.channel";
 
 enum class Op {
@@ -35,6 +35,7 @@ enum class Op {
   loader_start,  // starts a user's loader and waits until the kernel shows its programs (or a deadline)
   loader_stats,  // the loader's programs as the kernel shows them now (run counts)
   loader_stop,   // SIGTERM, a grace, SIGKILL; then waits for what it created to go
+  shell,         // pins what is loaded, runs an interactive shell on the guest's console port until it exits
 };
 std::string_view op_name(Op op);
 std::optional<Op> parse_op(std::string_view name);
@@ -338,6 +339,28 @@ struct LoaderResponse {
 };
 nlohmann::json to_json(const LoaderResponse& r);
 LoaderResponse loader_response_from_json(const nlohmann::json& j);
+
+// ---- an interactive shell (kgate run --shell) ----
+inline constexpr const char* shell_device = "/dev/hvc0";  // the virtio console port the host relays
+inline constexpr const char* shell_pin_dir = "/sys/fs/bpf/kgate";
+struct ShellRequest {
+  bool pin = false;        // pin every loaded object's programs, maps and links under shell_pin_dir first
+  int rows = 0, cols = 0;  // the host terminal's size (0: leave it)
+  std::string term;        // the host's TERM
+};
+nlohmann::json to_json(const ShellRequest& r);
+ShellRequest shell_request_from_json(const nlohmann::json& j);
+
+struct ShellResponse {
+  bool ok = false;  // the shell ran (its exit status is the user's business)
+  std::string error;
+  int status = 0;                     // its wait status
+  int pinned = 0;                     // programs, maps and links pinned for it
+  std::vector<std::string> problems;  // what could not be pinned or unpinned
+  double open_s = 0;                  // how long it was open, guest clock
+};
+nlohmann::json to_json(const ShellResponse& r);
+ShellResponse shell_response_from_json(const nlohmann::json& j);
 
 // ---- small ones ----
 struct Ack {
