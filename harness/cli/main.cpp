@@ -17,6 +17,7 @@
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
+#include "core/terminal.hpp"
 #include "kernel/btf.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
@@ -68,12 +69,20 @@ class ProgressLine {
     }
   }
   void draw_locked() {
+    // The terminal is the guest shell's while it is open.
+    if (phase_ == "shell") {
+      if (!hidden_) std::cerr << "\r\033[K" << std::flush;
+      hidden_ = true;
+      return;
+    }
+    hidden_ = false;
     double s = kgate::seconds_since(start_);
     std::cerr << "\r\033[K"
               << "kgate: " << label_ << ": " << phase_ << " " << kgate::strprintf("%.1f s", s) << std::flush;
   }
   std::string label_;
   bool tty_;
+  bool hidden_ = false;
   std::string phase_ = "starting";
   kgate::Clock::time_point start_ = kgate::Clock::now();
   std::mutex mu_;
@@ -117,6 +126,16 @@ int print_outcome(const kgate::run::RunOutcome& outcome, const std::string& labe
   if (kgate::path_exists(outcome.receipt_path))
     std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
   return kgate::exit_code(outcome.verdict);
+}
+
+// --shell[=before|after|on-failure]: a usage error without a terminal to relay it to.
+std::optional<int> shell_option(const std::string& value, kgate::run::RunRequest& req) {
+  auto when = kgate::run::parse_shell(value);
+  if (!when) return usage_error("--shell takes before, after or on-failure, not '" + value + "'");
+  if (!kgate::interactive_terminal())
+    return usage_error("--shell needs a terminal (stdin and stdout), and this kgate has none");
+  req.shell = *when;
+  return std::nullopt;
 }
 
 int cmd_run(int argc, char** argv) {
@@ -173,6 +192,11 @@ int cmd_run(int argc, char** argv) {
       cxxopts::value<std::string>()->implicit_value("unix"));
   add("gdb-wait",
       "with the gdbstub, hold the guest at its first instruction until the debugger continues it");
+  add("shell",
+      "an interactive shell in the guest on this terminal: after the gate ran (default), its objects "
+      "still loaded and pinned under /sys/fs/bpf/kgate; =on-failure only when it failed; =before before "
+      "anything is loaded. 'exit' powers the guest off",
+      cxxopts::value<std::string>()->implicit_value("after"));
   add("image",
       "run the spec's loader from this container image: oci-layout:DIR[:REF], or NAME@sha256:DIGEST pulled "
       "with skopeo",
@@ -232,6 +256,9 @@ int cmd_run(int argc, char** argv) {
   }
   if (!req.gdb.empty() && req.gdb != "unix" && !req.gdb.starts_with("tcp:"))
     return usage_error("--gdb takes no value (a unix socket) or tcp:HOST:PORT, not '" + req.gdb + "'");
+  if (args.count("shell")) {
+    if (auto done = shell_option(args["shell"].as<std::string>(), req)) return *done;
+  }
   if (args.count("exec")) req.exec = args["exec"].as<std::string>();
   if (args.count("image")) {
     auto source = kgate::spec::parse_image_source(args["image"].as<std::string>(), fs::current_path());
@@ -345,6 +372,11 @@ int cmd_repro(int argc, char** argv) {
   add("gdb", "QEMU's gdbstub, as for kgate run (recorded as a difference)",
       cxxopts::value<std::string>()->implicit_value("unix"));
   add("gdb-wait", "with the gdbstub, hold the guest at its first instruction");
+  add("shell",
+      "an interactive shell in the guest on this terminal: after the gate ran (default), its objects "
+      "still loaded and pinned under /sys/fs/bpf/kgate; =on-failure only when it failed; =before before "
+      "anything is loaded. 'exit' powers the guest off",
+      cxxopts::value<std::string>()->implicit_value("after"));
   add("h,help", "show this help");
   // The receipt comes first, before the options.
   if (argc < 2 || argv[1][0] == '-') {
@@ -410,6 +442,10 @@ int cmd_repro(int argc, char** argv) {
       return usage_error("--gdb takes no value (a unix socket) or tcp:HOST:PORT, not '" + req.gdb + "'");
     rp.overrides.push_back("gdb: " + req.gdb + (req.gdb_wait ? ", waiting" : "") +
                            " (nokaslr, no deadlines)");
+  }
+  if (args.count("shell")) {
+    if (auto done = shell_option(args["shell"].as<std::string>(), req)) return *done;
+    rp.overrides.push_back("shell: " + std::string(kgate::run::shell_name(req.shell)));
   }
   req.replay = std::move(rp);
   req.cache_root = kgate::kernel::Cache::default_root();  // a request does not carry it

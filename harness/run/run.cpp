@@ -19,6 +19,7 @@
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "core/terminal.hpp"
 #include "image/closure.hpp"
 #include "image/recipe.hpp"
 #include "kernel/cache.hpp"
@@ -32,6 +33,7 @@
 #include "run/lockdown.hpp"
 #include "run/plan.hpp"
 #include "run/request.hpp"
+#include "run/shell_image.hpp"
 #include "spec/check.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
@@ -157,9 +159,19 @@ class GateRun {
   // Kernel splats on the console fail an entry even when its programs passed.
   void scan_console();
   Status exercise();
-  Status exercise_object(ObjectRun& o);
-  // A user's loader: started, watched until ready, triggered, stopped (spec "loader").
-  Status exercise_loader();
+  // Load, attach, trigger, flush; with `hold` the object stays loaded for a shell, and
+  // detach_object() ends it later.
+  Status exercise_object(ObjectRun& o, bool hold);
+  Status detach_object(ObjectRun& o);
+  // A user's loader: started, watched until ready, triggered (spec "loader"); stop_loader() stops it,
+  // at once or, with `hold`, after a shell.
+  Status exercise_loader(bool hold);
+  Status stop_loader();
+  // --shell: the user's terminal relayed to a shell on the guest's console port until it exits;
+  // with `pin`, what is loaded is pinned under /sys/fs/bpf/kgate meanwhile.
+  Status open_shell(bool pin);
+  // Whether what has been observed so far already fails the gate (--shell=on-failure).
+  bool failing_so_far() const;
   // The loader's container image: verified, unpacked (or taken from the cache), its executable found.
   Status prepare_image();
   std::vector<std::string> loader_env() const;  // the image's Env, then the spec's, and a PATH
@@ -177,6 +189,9 @@ class GateRun {
   // `extra_s` lengthens this request's deadline (a loader's readiness wait).
   Result<json> request(proto::Op op, json fields, std::string body = {}, std::string* reply_body = nullptr,
                        double extra_s = 0);
+  // The two halves of request(): the id sent, then its response.
+  Result<int> send_request(proto::Op op, json fields, std::string body, const Deadline& deadline);
+  Result<json> receive_response(proto::Op op, int id, const Deadline& deadline, std::string* reply_body);
   void judge();
   // Reclassifies a failure by what actually happened to QEMU and the guest.
   Error classify(Error e);
@@ -207,6 +222,8 @@ class GateRun {
   std::optional<TempDir> tmp_;
   std::optional<Child> qemu_;
   std::optional<channel::Transport> channel_;
+  UniqueFd shell_port_;  // --shell: QEMU's end of the guest's console port
+  std::optional<ShellImage> shell_image_;
   bool hello_seen_ = false;
   bool power_off_sent_ = false;
   int next_id_ = 1;
@@ -573,6 +590,8 @@ std::vector<std::string> GateRun::cmdline_words() const {
 
 Status GateRun::prepare() {
   phase("spec");
+  if (req_.shell != RunRequest::Shell::none && !interactive_terminal())
+    return fail(FailureClass::usage, "--shell needs a terminal: stdin and stdout are not one");
   if (auto s = choose_kernel(); !s) return s;
   if (auto s = check_inputs(); !s) return s;
   if (auto s = resolve_spec(); !s) return s;
@@ -620,6 +639,18 @@ Status GateRun::prepare() {
   if (spec_.loader && spec_.loader->image) {
     phase("image");
     if (auto s = prepare_image(); !s) return s;
+  }
+  if (req_.shell != RunRequest::Shell::none) {
+    // Before the files, so that a loader's own libraries land over the shell's.
+    phase("shell_image");
+    auto shell = prepare_shell_image(*cache_, arch_, req_.refresh, Deadline(std::chrono::minutes(10)));
+    if (!shell) return std::unexpected(std::move(shell.error()).context("the guest shell's tools (--shell)"));
+    r_.debug["shell"] = {{"when", std::string(shell_name(req_.shell))},
+                         {"packages", shell->packages},
+                         {"segment_sha256", shell->segment.sha256},
+                         {"fetched", shell->fetched}};
+    segments_.push_back(shell->segment);
+    shell_image_ = std::move(*shell);
   }
   if (!files_.empty()) {
     // The files the spec ships are an archive after the image's, so that one lands over the
@@ -772,6 +803,12 @@ Status GateRun::boot() {
   fs::path socket = tmp_->path() / "channel.sock";
   auto listener = channel::listen_unix(socket);
   if (!listener) return std::unexpected(listener.error());
+  std::optional<UniqueFd> shell_listener;
+  if (req_.shell != RunRequest::Shell::none) {
+    auto l = channel::listen_unix(tmp_->path() / "shell.sock");
+    if (!l) return std::unexpected(l.error());
+    shell_listener.emplace(std::move(*l));
+  }
 
   vm::VmSpec spec;
   spec.qemu = qemu;
@@ -791,6 +828,7 @@ Status GateRun::boot() {
   spec.cmdline = vm::kernel_cmdline(arch_, cmdline_words());
   spec.console_log = absolute_path(req_.out_dir / "console.log");
   spec.channel_socket = socket;
+  if (shell_listener) spec.shell_socket = tmp_->path() / "shell.sock";
   spec.port_name = proto::port_name;
   spec.extra = req_.qemu_args;
   if (!req_.gdb.empty()) {
@@ -803,7 +841,7 @@ Status GateRun::boot() {
       spec.extra.insert(spec.extra.end(), {"-gdb", req_.gdb});
     }
     if (req_.gdb_wait) spec.extra.push_back("-S");
-    r_.debug = {{"gdb", endpoint}, {"gdb_wait", req_.gdb_wait}, {"command", gdb_command()}};
+    r_.debug.update({{"gdb", endpoint}, {"gdb_wait", req_.gdb_wait}, {"command", gdb_command()}});
     // Said before QEMU starts, on stderr: the user attaches from another terminal.
     std::fprintf(
         stderr, "kgate: gdb stub at %s; attach with: %s%s\n", endpoint.c_str(), gdb_command().c_str(),
@@ -840,6 +878,13 @@ Status GateRun::boot() {
   }
   if (!*conn) return fail(FailureClass::infra, "QEMU ended before connecting to the channel");
   channel_.emplace(std::move(**conn));
+  if (shell_listener) {
+    auto shell = channel::accept_one(shell_listener->get(), deadline, watch_fds());
+    if (!shell)
+      return std::unexpected(std::move(shell.error()).context("QEMU did not connect the shell's port"));
+    if (!*shell) return fail(FailureClass::infra, "QEMU ended before connecting the shell's port");
+    shell_port_ = std::move(**shell);
+  }
   auto hello = channel_->receive(deadline, watch_fds());
   if (!hello) {
     Error e = std::move(hello.error());
@@ -870,14 +915,25 @@ Status GateRun::boot() {
 
 Result<json> GateRun::request(proto::Op op, json fields, std::string body, std::string* reply_body,
                               double extra_s) {
-  const std::string name(proto::op_name(op));
-  const int id = next_id_++;
-  json header = proto::request_header(op, id, std::move(fields));
   Deadline deadline(std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(request_timeout_s_ + extra_s)));
+  auto id = send_request(op, std::move(fields), std::move(body), deadline);
+  if (!id) return std::unexpected(id.error());
+  return receive_response(op, *id, deadline, reply_body);
+}
+
+Result<int> GateRun::send_request(proto::Op op, json fields, std::string body, const Deadline& deadline) {
+  const int id = next_id_++;
+  json header = proto::request_header(op, id, std::move(fields));
   if (auto s = channel_->send({FrameType::request, header, std::move(body)}, deadline, watch_fds()); !s) {
-    return std::unexpected(std::move(s.error()).context("send " + name));
+    return std::unexpected(std::move(s.error()).context("send " + std::string(proto::op_name(op))));
   }
+  return id;
+}
+
+Result<json> GateRun::receive_response(proto::Op op, int id, const Deadline& deadline,
+                                       std::string* reply_body) {
+  const std::string name(proto::op_name(op));
   auto frame = channel_->receive(deadline, watch_fds());
   if (!frame) return std::unexpected(std::move(frame.error()).context("agent answering '" + name + "'"));
   if (!*frame) return fail(FailureClass::no_verdict, "the guest ended during '" + name + "'");
@@ -910,16 +966,91 @@ Status GateRun::exercise() {
     if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
       return fail(FailureClass::infra, "the agent could not keep the BTF file: " + ack.error);
   }
+  using Shell = RunRequest::Shell;
+  if (req_.shell == Shell::before) {
+    if (auto s = open_shell(false); !s) return s;
+  }
+  // A shell after the gate sees everything still loaded and attached: the loader keeps running and
+  // no object is detached until it closes.
+  const bool hold = req_.shell == Shell::after || req_.shell == Shell::on_failure;
   if (spec_.loader) {
-    if (auto s = exercise_loader(); !s) return s;
+    if (auto s = exercise_loader(hold); !s) return s;
   }
   for (auto& o : objects_) {
-    if (auto s = exercise_object(o); !s) return s;
+    if (auto s = exercise_object(o, hold); !s) return s;
+  }
+  if (hold) {
+    if (req_.shell == Shell::after || failing_so_far()) {
+      if (auto s = open_shell(true); !s) return s;
+    } else {
+      r_.debug["shell"]["opened"] = false;
+      r_.debug["shell"]["why"] = "the gate has not failed";
+    }
+    if (spec_.loader) {
+      if (auto s = stop_loader(); !s) return s;
+    }
+    for (auto& o : objects_) {
+      if (auto s = detach_object(o); !s) return s;
+    }
   }
   return prove_lockdown_level();
 }
 
-Status GateRun::exercise_loader() {
+bool GateRun::failing_so_far() const {
+  RunFacts facts = run_facts();
+  auto failed = [](const std::vector<report::ProgramResult>& ps) {
+    return std::any_of(ps.begin(), ps.end(),
+                       [](const report::ProgramResult& p) { return p.verdict == "fail"; });
+  };
+  for (const auto& o : objects_) {
+    if (!o.obs.load.ok) return true;
+    // Judged as if the detach to come leaves nothing behind.
+    ObjectObservation obs = o.obs;
+    obs.detach.reported = true;
+    if (failed(judge_object(*o.spec, obs, facts))) return true;
+  }
+  if (spec_.loader) {
+    LoaderObservation obs = loader_;
+    obs.stop = obs.stats_reached ? obs.stats : obs.start;
+    obs.stop_reached = true;
+    if (failed(judge_loader(*spec_.loader, obs, facts))) return true;
+  }
+  return false;
+}
+
+Status GateRun::open_shell(bool pin) {
+  phase("shell");
+  json& record = r_.debug["shell"];
+  record["opened"] = true;
+  auto raw = RawTerminal::enter(STDIN_FILENO);
+  if (!raw) return std::unexpected(std::move(raw.error()).reclass(FailureClass::usage).context("--shell"));
+  proto::ShellRequest sr;
+  sr.pin = pin;
+  sr.rows = raw->rows();
+  sr.cols = raw->cols();
+  if (const char* term = std::getenv("TERM")) sr.term = term;
+  // No deadline while the user has the shell: only the agent's answer, QEMU's end or a signal ends it.
+  const Deadline unbounded(std::chrono::hours(24 * 365));
+  auto id = send_request(proto::Op::shell, proto::to_json(sr), {}, unbounded);
+  if (!id) return std::unexpected(id.error());
+  auto relayed = relay_terminal(shell_port_.get(), channel_->fd(), watch_fds());
+  raw->restore();
+  if (!relayed) return std::unexpected(relayed.error());
+  if (!*relayed) return fail(FailureClass::no_verdict, "the shell ended without the agent's answer");
+  Deadline deadline(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(request_timeout_s_)));
+  auto resp = receive_response(proto::Op::shell, *id, deadline, nullptr);
+  if (!resp) return std::unexpected(resp.error());
+  proto::ShellResponse shell = proto::shell_response_from_json(*resp);
+  record["pinned"] = shell.pinned;
+  record["problems"] = shell.problems;
+  record["open_s"] = shell.open_s;
+  record["status"] = describe_status(shell.status);
+  if (!shell.ok) return fail(FailureClass::infra, "the guest shell: " + shell.error);
+  return {};
+}
+
+Status GateRun::exercise_loader(bool hold) {
   const spec::LoaderSpec& l = *spec_.loader;
   const RunFacts facts = run_facts();
   proto::LoaderStartRequest start;
@@ -986,6 +1117,11 @@ Status GateRun::exercise_loader() {
     loader_.stats = proto::loader_response_from_json(*stats);
     loader_.stats_reached = true;
   }
+  return hold ? Status{} : stop_loader();
+}
+
+Status GateRun::stop_loader() {
+  const spec::LoaderSpec& l = *spec_.loader;
   phase("loader_stop");
   auto stopped = request(proto::Op::loader_stop, {{"grace_ms", static_cast<int>(l.stop_grace_s * 1000)}}, {},
                          nullptr, l.stop_grace_s + 5);
@@ -995,7 +1131,7 @@ Status GateRun::exercise_loader() {
   return {};
 }
 
-Status GateRun::exercise_object(ObjectRun& o) {
+Status GateRun::exercise_object(ObjectRun& o, bool hold) {
   const RunFacts facts = run_facts();
   ObjectObservation& obs = o.obs;
   phase("load");
@@ -1026,7 +1162,12 @@ Status GateRun::exercise_object(ObjectRun& o) {
   obs.drain = proto::drain_response_from_json(*drain);
   obs.drain_reached = true;
   obs.records = proto::parse_records(records, obs.drain.rings.size(), &obs.records_error);
+  return hold ? Status{} : detach_object(o);
+}
 
+Status GateRun::detach_object(ObjectRun& o) {
+  ObjectObservation& obs = o.obs;
+  if (!obs.load.ok) return {};  // nothing was loaded
   phase("detach");
   auto detach = request(proto::Op::detach, {{"handle", obs.load.handle}});
   if (!detach) return std::unexpected(detach.error());
@@ -1276,6 +1417,22 @@ RunOutcome GateRun::execute() {
 }
 
 }  // namespace
+
+std::string_view shell_name(RunRequest::Shell s) {
+  switch (s) {
+    case RunRequest::Shell::none: return "none";
+    case RunRequest::Shell::before: return "before";
+    case RunRequest::Shell::after: return "after";
+    case RunRequest::Shell::on_failure: return "on-failure";
+  }
+  return "none";
+}
+
+std::optional<RunRequest::Shell> parse_shell(std::string_view s) {
+  for (auto v : {RunRequest::Shell::before, RunRequest::Shell::after, RunRequest::Shell::on_failure})
+    if (s == shell_name(v)) return v;
+  return std::nullopt;
+}
 
 RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress) {
   GateRun run(request, progress);

@@ -57,6 +57,11 @@ struct RunRequest {
   // (a debugger may hold the guest); gdb_wait holds the guest at its first instruction.
   std::string gdb;
   bool gdb_wait = false;
+  // --shell: an interactive shell in the guest on this terminal, before anything is loaded, after
+  // the gate ran (its objects still loaded, attached and pinned), or after it only when it failed.
+  // Interactive, so not part of the request written into the receipt.
+  enum class Shell { none, before, after, on_failure };
+  Shell shell = Shell::none;
   // `kgate repro`: the bytes come from a receipt directory's copies, each checked against the
   // receipt's sha256, and the kernel must be the one the receipt names. Not part of the request
   // written into the receipt (which is the recorded one, with the overrides).
@@ -76,6 +81,10 @@ struct RunRequest {
   };
   std::optional<Replay> replay;
 };
+
+// --shell's values: "before", "after", "on-failure".
+std::string_view shell_name(RunRequest::Shell s);
+std::optional<RunRequest::Shell> parse_shell(std::string_view s);
 
 struct RunOutcome {
   FailureClass verdict = FailureClass::no_verdict;

@@ -138,6 +138,11 @@ std::vector<std::string> qemu_argv(const VmSpec& spec) {
       "-append",
       spec.cmdline,
   };
+  if (!spec.shell_socket.empty()) {
+    // Port 0 of the same device, which virtio-serial keeps for a console.
+    argv.insert(argv.end(), {"-chardev", "socket,id=shell,path=" + qemu_escape(spec.shell_socket.string()),
+                             "-device", "virtconsole,bus=vser.0,nr=0,chardev=shell"});
+  }
   argv.insert(argv.end(), spec.extra.begin(), spec.extra.end());
   return argv;
 }

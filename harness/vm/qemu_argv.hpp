@@ -45,6 +45,7 @@ struct VmSpec {
   fs::path console_log;            // the guest's serial console goes to this file
   fs::path channel_socket;         // a unix socket kgate listens on; QEMU connects to it
   std::string port_name;           // the virtio-serial port name the agent looks for
+  fs::path shell_socket;           // set: a virtio console port (the guest's hvc0) on this socket
   std::vector<std::string> extra;  // appended verbatim (--qemu-arg)
 };
 

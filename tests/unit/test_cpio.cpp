@@ -215,7 +215,7 @@ TEST_CASE("recipes: a malformed recipe is a usage error naming the entry") {
   using kgate::image::expand_recipe;
   auto refuses = [](const std::string& recipe, const std::string& needle) {
     CAPTURE(recipe);
-    auto r = expand_recipe(recipe, {{{"agent", "x"}}, {}}, "images/t.json");
+    auto r = expand_recipe(recipe, {{{"agent", "x"}}, {}, {}}, "images/t.json");
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().cls() == kgate::FailureClass::usage);
     CHECK(r.error().describe().find(needle) != std::string::npos);

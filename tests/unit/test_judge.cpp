@@ -498,7 +498,7 @@ proto::KernelProgram kernel_prog(std::uint32_t id, std::string name, std::string
   p.type = std::move(type);
   p.run_count = runs;
   p.verified_insns = 40;
-  if (linked) p.links.push_back({id + 100, "perf_event"});
+  if (linked) p.links.push_back({id + 100, "perf_event", ""});
   return p;
 }
 

@@ -2,7 +2,11 @@
 // kgate binary, and asserts on the receipts it writes.
 #include <doctest/doctest.h>
 
+#include <poll.h>
+#include <pty.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include <algorithm>
 #include <csignal>
@@ -1185,4 +1189,164 @@ TEST_CASE("loader: the arm64 build of the loader passes live.json on debian-6.1-
   CHECK(from_image.receipt["loader"]["dest"] == "/usr/bin/agent");
   for (const char* name : {"tp_getpid", "kp_unlinkat"})
     CHECK(program(from_image.receipt, name)["verdict"] == "pass");
+}
+
+namespace {
+// kgate run on a pseudo-terminal, the test playing the user at the other end.
+struct PtyKgate {
+  int master = -1;
+  int slave = -1;  // kept open by the test to read the terminal's settings after kgate
+  pid_t pid = -1;
+  termios before{};
+  std::string seen;  // everything the terminal showed
+
+  explicit PtyKgate(const std::vector<std::string>& args) {
+    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+    // A cooked terminal with echo, as a user's shell leaves it.
+    REQUIRE(::tcgetattr(slave, &before) == 0);
+    before.c_lflag |= ICANON | ECHO | ISIG;
+    REQUIRE(::tcsetattr(slave, TCSANOW, &before) == 0);
+    REQUIRE(::tcgetattr(slave, &before) == 0);
+    winsize ws{};
+    ws.ws_row = 40;
+    ws.ws_col = 132;
+    ::ioctl(slave, TIOCSWINSZ, &ws);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::setsid();
+      ::ioctl(slave, TIOCSCTTY, 0);
+      for (int fd = 0; fd < 3; ++fd) ::dup2(slave, fd);
+      ::close(master);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~PtyKgate() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    ::close(master);
+    ::close(slave);
+  }
+  // Reads what the terminal shows until `text` appears after `from` (true) or the time is up.
+  bool wait_for(const std::string& text, std::chrono::seconds limit, std::size_t from = 0) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (seen.find(text, from) == std::string::npos) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{master, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 500))) <= 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) return false;
+      seen.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  void type(const std::string& keys) {
+    REQUIRE(::write(master, keys.data(), keys.size()) == static_cast<ssize_t>(keys.size()));
+  }
+  // kgate's exit status, reading the terminal meanwhile so that it never blocks on output.
+  int wait_exit(std::chrono::seconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      wait_for("\x01never\x01", std::chrono::seconds(1));
+    }
+    return -1;
+  }
+  // The terminal's settings are the ones it had before kgate.
+  void check_restored() const {
+    termios after{};
+    REQUIRE(::tcgetattr(slave, &after) == 0);
+    CHECK(after.c_lflag == before.c_lflag);
+    CHECK(after.c_iflag == before.c_iflag);
+    CHECK(after.c_oflag == before.c_oflag);
+    CHECK(after.c_cflag == before.c_cflag);
+  }
+};
+}  // namespace
+
+TEST_CASE(
+    "shell: bpftool in the guest sees the gate's pinned programs; exit powers off and writes the receipt") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // Without a terminal, --shell is a usage error before anything runs.
+  auto no_tty = run_kgate(tmp.path() / "no-tty", {"--shell"});
+  CHECK(no_tty.exit_code == 2);
+  CHECK(no_tty.err.find("--shell needs a terminal") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.path() / "no-tty" / "console.log"));
+
+  const fs::path out = tmp.path() / "shell";
+  PtyKgate user({kgate_binary().string(), "run", "--shell", "--receipt", out.string()});
+  // The first shell on a machine downloads its packages: a generous wait.
+  REQUIRE_MESSAGE(user.wait_for("kgate-guest:", std::chrono::seconds(400)), user.seen);
+  std::size_t mark = user.seen.size();
+  user.type("bpftool prog show; ls -1 /sys/fs/bpf/kgate/probe/programs; echo done-$((6*7))\n");
+  REQUIRE_MESSAGE(user.wait_for("done-42", std::chrono::seconds(120), mark), user.seen);
+  const std::string shown = user.seen.substr(mark);
+  CHECK(shown.find("name on_getpid") != std::string::npos);
+  CHECK(shown.find("name on_uprobe") != std::string::npos);
+  CHECK(shown.find("on_getpid\r\non_uprobe") != std::string::npos);  // pinned by name
+  user.type("exit\n");
+  const int code = user.wait_exit(std::chrono::seconds(120));
+  INFO(user.seen);
+  CHECK(code == 0);
+  user.check_restored();
+  const json receipt = json::parse(read_file(out / "receipt.json").value_or("null"), nullptr, false);
+  REQUIRE(receipt.is_object());
+  CHECK(receipt["verdict"] == "pass");
+  const json& shell = receipt["debug"]["shell"];
+  CHECK(shell["when"] == "after");
+  CHECK(shell["opened"] == true);
+  CHECK(shell["status"] == "exited with 0");
+  CHECK(shell["pinned"].get<int>() >= 6);  // two programs, two maps, two links
+  CHECK(shell["problems"].empty());
+  CHECK(shell["packages"].size() == 6);
+  // Powered off through the agent, the objects detached after the shell and nothing left behind.
+  std::vector<std::string> phases;
+  for (const auto& [name, _] : receipt["timings_s"].items()) phases.push_back(name);
+  CHECK(std::find(phases.begin(), phases.end(), "poweroff") != phases.end());
+  CHECK(receipt["leftovers"]["programs"].empty());
+  CHECK(fs::exists(out / "console.log"));
+  check_no_qemu_left(out);
+
+  // on-failure: a gate that passes opens no shell and says why.
+  const fs::path quiet = tmp.path() / "on-failure";
+  PtyKgate passing({kgate_binary().string(), "run", "--shell=on-failure", "--receipt", quiet.string()});
+  CHECK(passing.wait_exit(std::chrono::seconds(300)) == 0);
+  CHECK(passing.seen.find("kgate-guest:") == std::string::npos);
+  passing.check_restored();
+  const json passed = json::parse(read_file(quiet / "receipt.json").value_or("null"), nullptr, false);
+  REQUIRE(passed.is_object());
+  CHECK(passed["verdict"] == "pass");
+  CHECK(passed["debug"]["shell"]["opened"] == false);
+}
+
+TEST_CASE("shell: SIGTERM to kgate while the shell is open restores the terminal and leaves no QEMU") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  const fs::path out = tmp.path() / "shell-sigterm";
+  PtyKgate user({kgate_binary().string(), "run", "--shell=before", "--receipt", out.string()});
+  REQUIRE_MESSAGE(user.wait_for("kgate-guest:", std::chrono::seconds(400)), user.seen);
+  ::kill(user.pid, SIGTERM);
+  const int code = user.wait_exit(std::chrono::seconds(60));
+  INFO(user.seen);
+  CHECK(code == 130);
+  user.check_restored();
+  const json receipt = json::parse(read_file(out / "receipt.json").value_or("null"), nullptr, false);
+  REQUIRE(receipt.is_object());
+  CHECK(receipt["failure"]["class"] == "interrupted");
+  CHECK(receipt["debug"]["shell"]["when"] == "before");
+  check_no_qemu_left(out);
 }
