@@ -49,6 +49,15 @@ class ProgressLine {
     if (!tty_) return;
     draw_locked();
   }
+  // Prints something (a verdict) with the line cleared first and drawn again after.
+  template <class Print>
+  void above(Print print) {
+    std::lock_guard lock(mu_);
+    if (tty_) std::cerr << "\r\033[K" << std::flush;
+    print();
+    std::cout << std::flush;
+    if (tty_) draw_locked();
+  }
   void stop() {
     if (!thread_.joinable()) return;
     {
@@ -197,6 +206,9 @@ int cmd_run(int argc, char** argv) {
       "still loaded and pinned under /sys/fs/bpf/kgate; =on-failure only when it failed; =before before "
       "anything is loaded. 'exit' powers the guest off",
       cxxopts::value<std::string>()->implicit_value("after"));
+  add("watch",
+      "keep the guest up after the verdict and run the gate again in it each time the spec or an object "
+      "changes on disk, one verdict per change; Ctrl-C powers it off and writes the last receipt");
   add("image",
       "run the spec's loader from this container image: oci-layout:DIR[:REF], or NAME@sha256:DIGEST pulled "
       "with skopeo",
@@ -258,6 +270,11 @@ int cmd_run(int argc, char** argv) {
     return usage_error("--gdb takes no value (a unix socket) or tcp:HOST:PORT, not '" + req.gdb + "'");
   if (args.count("shell")) {
     if (auto done = shell_option(args["shell"].as<std::string>(), req)) return *done;
+  }
+  if (args.count("watch")) {
+    if (req.shell != kgate::run::RunRequest::Shell::none)
+      return usage_error("--watch and --shell exclude each other");
+    req.watch = true;
   }
   if (args.count("exec")) req.exec = args["exec"].as<std::string>();
   if (args.count("image")) {
@@ -351,8 +368,24 @@ int cmd_run(int argc, char** argv) {
 
   kgate::install_interrupt_handlers();
   ProgressLine line(label);
-  auto outcome = kgate::run::run_gate(req, [&](std::string_view phase) { line.set(phase); });
+  // --watch: each run's verdict as it comes; the last one is not printed twice.
+  std::optional<std::pair<FailureClass, std::string>> last;
+  auto each = [&](const kgate::run::RunOutcome& o) {
+    line.above([&] {
+      print_outcome(o, label, req.count);
+      std::cout << "kgate: watching the spec and objects for changes; Ctrl-C powers the guest off\n"
+                << std::flush;
+    });
+    last.emplace(o.verdict, o.message);
+  };
+  auto outcome = kgate::run::run_gate(
+      req, [&](std::string_view phase) { line.set(phase); },
+      req.watch ? kgate::run::OutcomeFn(each) : kgate::run::OutcomeFn());
   line.stop();
+  if (last && last->first == outcome.verdict && last->second == outcome.message) {
+    std::cout << "receipt: " << outcome.receipt_path.string() << "\n";
+    return kgate::exit_code(outcome.verdict);
+  }
 
   return print_outcome(outcome, label, req.count);
 }

@@ -42,4 +42,13 @@ int interrupt_signal() {
   return arrived.load();
 }
 
+void clear_interrupt() {
+  if (pipe_fds[0] >= 0) {
+    char buf[64];
+    while (::read(pipe_fds[0], buf, sizeof buf) > 0) {
+    }
+  }
+  arrived.store(0);
+}
+
 }  // namespace kgate

@@ -9,5 +9,8 @@ void install_interrupt_handlers();
 int interrupt_fd();
 // The signal that arrived, or 0.
 int interrupt_signal();
+// Forgets the signal that arrived: it was an order to stop watching (kgate run --watch), and the
+// run goes on to power off as usual. A later signal interrupts again.
+void clear_interrupt();
 
 }  // namespace kgate

@@ -16,6 +16,7 @@
 #include "channel/frame.hpp"
 #include "channel/protocol.hpp"
 #include "channel/transport.hpp"
+#include "core/file_watch.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
@@ -139,7 +140,8 @@ struct ShippedFile {
 // One gate run in progress: owns QEMU, the channel and the receipt being filled.
 class GateRun {
  public:
-  GateRun(const RunRequest& req, const ProgressFn& progress) : req_(req), progress_(progress) {}
+  GateRun(const RunRequest& req, const ProgressFn& progress, const OutcomeFn& each)
+      : req_(req), progress_(progress), each_(each) {}
 
   RunOutcome execute();
 
@@ -172,6 +174,15 @@ class GateRun {
   Status open_shell(bool pin);
   // Whether what has been observed so far already fails the gate (--shell=on-failure).
   bool failing_so_far() const;
+  // --watch: after each run in the guest, its verdict and receipt; then the next change on disk.
+  // Returns when a signal asks to stop (the guest is then powered off as usual).
+  Status watch();
+  // The verdict of what r_ holds, judged on a copy, written as the receipt and told to each_.
+  void emit_run(const std::vector<fs::path>& changed);
+  // The spec, objects and observations of the previous run forgotten, the boot's kept.
+  void forget_run();
+  // The files a run's bytes came from (the spec, each object) and the sha256 it used of each.
+  std::map<fs::path, std::string> watched_files() const;
   // The loader's container image: verified, unpacked (or taken from the cache), its executable found.
   Status prepare_image();
   std::vector<std::string> loader_env() const;  // the image's Env, then the spec's, and a PATH
@@ -201,6 +212,13 @@ class GateRun {
 
   const RunRequest& req_;
   const ProgressFn& progress_;
+  const OutcomeFn& each_;
+  // --watch: the receipt as the boot left it, which each run in the same guest starts from; the
+  // run number; a run that could not start (a spec with an error), which is its verdict.
+  report::Receipt booted_;
+  int run_number_ = 1;
+  Clock::time_point run_start_ = Clock::now();
+  std::optional<Error> run_error_;
   report::Receipt r_;
   Clock::time_point start_ = Clock::now();
   Clock::time_point phase_start_ = start_;
@@ -1364,6 +1382,96 @@ Error GateRun::classify(Error e) {
                                         "; while " + e.describe());
 }
 
+std::map<fs::path, std::string> GateRun::watched_files() const {
+  std::map<fs::path, std::string> files;
+  if (!req_.spec.empty()) files[absolute_path(req_.spec)] = r_.spec.sha256;
+  for (const auto& o : objects_) {
+    auto path = o.spec->paths.find(std::string(vm::arch_name(arch_)));
+    if (path != o.spec->paths.end()) files[absolute_path(path->second)] = o.sha256;
+  }
+  return files;
+}
+
+void GateRun::emit_run(const std::vector<fs::path>& changed) {
+  end_phase();
+  const report::Receipt observed = r_;
+  if (run_error_) {
+    r_.verdict = run_error_->cls();
+    r_.failure_message = run_error_->describe();
+  } else {
+    judge();
+  }
+  scan_console();
+  r_.timings_s.emplace_back("total", seconds_since(run_start_));
+  json files = json::array();
+  for (const auto& f : changed) files.push_back(f.string());
+  r_.debug["watch"] = {{"run", run_number_}, {"changed", files}, {"qemu_pid", qemu_->pid()}};
+  RunOutcome out;
+  out.verdict = r_.verdict;
+  out.message = r_.failure_message;
+  out.receipt_path = req_.out_dir / "receipt.json";
+  if (auto s = report::write_receipt(req_.out_dir, r_); !s) {
+    out.verdict = FailureClass::infra;
+    out.message = "could not write the receipt: " + s.error().describe();
+  }
+  out.receipt = r_;
+  if (each_) each_(out);
+  r_ = observed;
+}
+
+void GateRun::forget_run() {
+  r_ = booted_;
+  r_.objects.clear();
+  r_.files = json::array();
+  r_.spec = {};
+  objects_.clear();
+  files_.clear();
+  spec_ = {};
+  canary_reached_ = false;
+  canary_load_ = {};
+  canary_detach_ = {};
+  dmesg_.clear();
+  run_error_.reset();
+}
+
+Status GateRun::watch() {
+  std::vector<fs::path> changed;
+  for (;;) {
+    emit_run(changed);
+    phase("watch");
+    auto files = FileWatch::create(watched_files());
+    if (!files) return std::unexpected(files.error());
+    auto seen = files->wait(watch_fds());
+    if (!seen) return std::unexpected(seen.error());
+    if (seen->empty()) {
+      if (interrupt_signal() == 0)
+        return fail(FailureClass::no_verdict, "QEMU ended while kgate watched for changes");
+      // The signal that ends watching; the guest is powered off as for any run.
+      clear_interrupt();
+      r_.debug["watch"] = {{"run", run_number_}, {"stopped_by", "signal"}, {"qemu_pid", qemu_->pid()}};
+      return {};
+    }
+    changed = std::move(*seen);
+    run_start_ = Clock::now();
+    const json shipped = r_.files;
+    forget_run();
+    ++run_number_;
+    if (progress_) progress_("reload");
+    Status s = resolve_spec();
+    // The files a spec ships are in the guest's initramfs: they cannot change under a booted guest.
+    if (s && r_.files != shipped)
+      s = fail(
+          FailureClass::usage,
+          "the files the spec ships changed: --watch reloads the spec and its objects in the same guest, "
+          "not the files of its initramfs; start kgate again");
+    if (!s) {
+      run_error_ = s.error();
+      continue;
+    }
+    if (auto run = exercise(); !run) return run;
+  }
+}
+
 RunOutcome GateRun::execute() {
   r_.kgate_version = kgate_version;
   r_.host = host_json();
@@ -1378,7 +1486,9 @@ RunOutcome GateRun::execute() {
   }
   if (status) status = prepare();
   if (status) status = boot();
+  if (status && req_.watch) booted_ = r_;
   if (status) status = exercise();
+  if (status && req_.watch) status = watch();
   if (status) status = power_off();
   end_phase();
 
@@ -1386,6 +1496,9 @@ RunOutcome GateRun::execute() {
     Error e = classify(std::move(status.error()));
     r_.verdict = e.cls();
     r_.failure_message = e.describe();
+  } else if (run_error_) {
+    r_.verdict = run_error_->cls();
+    r_.failure_message = run_error_->describe();
   } else {
     judge();
   }
@@ -1434,8 +1547,8 @@ std::optional<RunRequest::Shell> parse_shell(std::string_view s) {
   return std::nullopt;
 }
 
-RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress) {
-  GateRun run(request, progress);
+RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress, const OutcomeFn& each) {
+  GateRun run(request, progress, each);
   return run.execute();
 }
 

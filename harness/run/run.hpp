@@ -62,6 +62,9 @@ struct RunRequest {
   // Interactive, so not part of the request written into the receipt.
   enum class Shell { none, before, after, on_failure };
   Shell shell = Shell::none;
+  // --watch: after the first verdict the guest stays up, and each change to the spec or an object
+  // on disk runs the gate again in it; the first SIGINT or SIGTERM powers it off. Interactive too.
+  bool watch = false;
   // `kgate repro`: the bytes come from a receipt directory's copies, each checked against the
   // receipt's sha256, and the kernel must be the one the receipt names. Not part of the request
   // written into the receipt (which is the recorded one, with the overrides).
@@ -96,8 +99,11 @@ struct RunOutcome {
 // Called as the run enters each phase ("kernel", "initramfs", "boot", "load", ...).
 using ProgressFn = std::function<void(std::string_view phase)>;
 
+// With --watch, called with each run's outcome (its receipt written) while the guest stays up.
+using OutcomeFn = std::function<void(const RunOutcome&)>;
+
 // Runs the gate. Never throws and always writes the receipt (and the console log,
 // once QEMU started); QEMU is stopped before it returns, whatever happened.
-RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress);
+RunOutcome run_gate(const RunRequest& request, const ProgressFn& progress, const OutcomeFn& each = {});
 
 }  // namespace kgate::run

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "core/strings.hpp"
 #include "vm_harness.hpp"
 
 using namespace kgate;
@@ -1348,5 +1349,85 @@ TEST_CASE("shell: SIGTERM to kgate while the shell is open restores the terminal
   REQUIRE(receipt.is_object());
   CHECK(receipt["failure"]["class"] == "interrupted");
   CHECK(receipt["debug"]["shell"]["when"] == "before");
+  check_no_qemu_left(out);
+}
+
+TEST_CASE("watch: a changed spec and a changed object run again in the same guest, one verdict each") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // good.json with its object copied beside the test, where the test changes it.
+  const fs::path object = tmp.path() / "gate.bpf.o";
+  fs::copy_file(objects_dir() / "gate.x86_64.bpf.o", object);
+  json spec = json::parse(read_file(objects_dir() / "good.json").value());
+  spec["objects"][0]["path"] = {{"x86_64", object.string()}};
+  for (auto& f : spec["files"])
+    for (auto& [arch, source] : f["source"].items())
+      source = (objects_dir() / source.get<std::string>()).string();
+  const fs::path spec_path = tmp.path() / "spec.json";
+  REQUIRE(write_file_atomic(spec_path, spec.dump(1)).has_value());
+
+  const fs::path out = tmp.path() / "watch";
+  auto kgate = Child::spawn({kgate_binary().string(), "run", "--spec", spec_path.string(), "--count", "3",
+                             "--watch", "--receipt", out.string()},
+                            {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  REQUIRE(kgate.has_value());
+  auto verdicts = [&] {
+    const std::string text = read_file(tmp.path() / "stdout").value_or("");
+    std::vector<std::string> lines;
+    for (const auto& l : split_nonempty(text, '\n'))
+      if (l.starts_with("PASS ") || l.starts_with("FAIL ")) lines.push_back(l);
+    return lines;
+  };
+  auto wait_verdicts = [&](std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    while (verdicts().size() < n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    INFO("stdout: " << read_file(tmp.path() / "stdout").value_or("")
+                    << "\nstderr: " << read_file(tmp.path() / "stderr").value_or(""));
+    REQUIRE(verdicts().size() == n);
+    return json::parse(read_file(out / "receipt.json").value_or("null"), nullptr, false);
+  };
+  const json first = wait_verdicts(1);
+  CHECK(verdicts()[0].starts_with("PASS debian-6.1"));
+  REQUIRE(first.is_object());
+  const int qemu_pid = first["debug"]["watch"]["qemu_pid"].get<int>();
+  CHECK(first["debug"]["watch"]["run"] == 1);
+  auto qemu = processes_mentioning(out.string());
+  CHECK(std::find(qemu.begin(), qemu.end(), qemu_pid) != qemu.end());
+
+  // The spec asks for more runs than the triggers make: the same guest says so.
+  spec["objects"][0]["programs"]["tp_getpid"]["expect"]["runs"] = 100000;
+  REQUIRE(write_file_atomic(spec_path, spec.dump(1)).has_value());
+  const json second = wait_verdicts(2);
+  CHECK(verdicts()[1].starts_with("FAIL debian-6.1 [gate_failed]: tp_getpid [did_not_fire]"));
+  CHECK(second["debug"]["watch"]["run"] == 2);
+  CHECK(second["debug"]["watch"]["qemu_pid"] == qemu_pid);
+  CHECK(second["debug"]["watch"]["changed"] == json::array({spec_path.string()}));
+  CHECK(second["nonce"] != first["nonce"]);
+
+  // Bytes appended to the object change its digest: it is loaded again, and the spec still fails it.
+  {
+    std::string bytes = read_file(object).value();
+    REQUIRE(write_file_atomic(object, bytes + std::string(8, '\0')).has_value());
+  }
+  const json third = wait_verdicts(3);
+  CHECK(third["debug"]["watch"]["run"] == 3);
+  CHECK(third["debug"]["watch"]["qemu_pid"] == qemu_pid);
+  CHECK(third["debug"]["watch"]["changed"] == json::array({object.string()}));
+  CHECK(third["objects"][0]["sha256"] != first["objects"][0]["sha256"]);
+  CHECK(third["leftovers"]["programs"].empty());
+
+  // Ctrl-C: the guest powers off and the last run's receipt is written, once more on stdout.
+  ::kill(kgate->pid(), SIGINT);
+  auto status = kgate->wait(Deadline(std::chrono::seconds(60)));
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 1);
+  CHECK(verdicts().size() == 3);
+  const json last = json::parse(read_file(out / "receipt.json").value_or("null"), nullptr, false);
+  REQUIRE(last.is_object());
+  CHECK(last["failure"]["class"] == "gate_failed");
+  CHECK(last["debug"]["watch"]["stopped_by"] == "signal");
+  CHECK(last["timings_s"].contains("poweroff"));
   check_no_qemu_left(out);
 }
