@@ -1299,6 +1299,13 @@ TEST_CASE(
   CHECK(shown.find("name on_getpid") != std::string::npos);
   CHECK(shown.find("name on_uprobe") != std::string::npos);
   CHECK(shown.find("on_getpid\r\non_uprobe") != std::string::npos);  // pinned by name
+  // Ctrl-C goes to the guest: it ends the guest's command, not kgate.
+  user.type("sleep 1000\n");
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  mark = user.seen.size();
+  user.type("\x03");
+  user.type("echo back-$((1+1))\n");
+  REQUIRE_MESSAGE(user.wait_for("back-2", std::chrono::seconds(60), mark), user.seen);
   user.type("exit\n");
   const int code = user.wait_exit(std::chrono::seconds(120));
   INFO(user.seen);
@@ -1334,12 +1341,15 @@ TEST_CASE(
   CHECK(passed["debug"]["shell"]["opened"] == false);
 }
 
-TEST_CASE("shell: SIGTERM to kgate while the shell is open restores the terminal and leaves no QEMU") {
+TEST_CASE("shell: SIGTERM to kgate, or QEMU killed, while the shell is open: terminal restored, no QEMU") {
   require_vm_prerequisites();
   auto tmp = out_root();
   const fs::path out = tmp.path() / "shell-sigterm";
-  PtyKgate user({kgate_binary().string(), "run", "--shell=before", "--receipt", out.string()});
+  // A request deadline shorter than the time the shell stays open: it must not run meanwhile.
+  PtyKgate user({kgate_binary().string(), "run", "--shell=before", "--request-timeout", "3", "--receipt",
+                 out.string()});
   REQUIRE_MESSAGE(user.wait_for("kgate-guest:", std::chrono::seconds(400)), user.seen);
+  std::this_thread::sleep_for(std::chrono::seconds(5));
   ::kill(user.pid, SIGTERM);
   const int code = user.wait_exit(std::chrono::seconds(60));
   INFO(user.seen);
@@ -1350,6 +1360,19 @@ TEST_CASE("shell: SIGTERM to kgate while the shell is open restores the terminal
   CHECK(receipt["failure"]["class"] == "interrupted");
   CHECK(receipt["debug"]["shell"]["when"] == "before");
   check_no_qemu_left(out);
+
+  // QEMU killed under the open shell: the terminal comes back, the receipt says QEMU ended.
+  const fs::path killed = tmp.path() / "shell-qemu-killed";
+  PtyKgate again({kgate_binary().string(), "run", "--shell=before", "--receipt", killed.string()});
+  REQUIRE_MESSAGE(again.wait_for("kgate-guest:", std::chrono::seconds(400)), again.seen);
+  for (int pid : processes_mentioning(killed.string()))
+    if (pid != again.pid) ::kill(pid, SIGKILL);
+  CHECK(again.wait_exit(std::chrono::seconds(60)) == 6);
+  again.check_restored();
+  const json crashed = json::parse(read_file(killed / "receipt.json").value_or("null"), nullptr, false);
+  REQUIRE(crashed.is_object());
+  CHECK(crashed["failure"]["class"] == "infra");
+  check_no_qemu_left(killed);
 }
 
 TEST_CASE("watch: a changed spec and a changed object run again in the same guest, one verdict each") {
