@@ -23,7 +23,10 @@ const char* const usage_text =
     "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
     "  version  print kgate's version\n"
     "\n"
-    "'kgate <command> --help' lists a command's options. Exit codes: docs/exit-codes.md.\n";
+    "  help     'kgate help COMMAND': a command's options; 'kgate help exit-codes': what each exit code "
+    "means\n"
+    "\n"
+    "'kgate <command> --help' lists a command's options too.\n";
 
 int usage_error(const std::string& msg) {
   std::cerr << "kgate: " << msg << "\n\n" << usage_text;

@@ -695,6 +695,23 @@ int main(int argc, char** argv) {
     std::cout << "kgate " KGATE_VERSION "\n";
     return 0;
   }
+  if (cmd == "help" && argc > 2) {
+    const std::string topic = argv[2];
+    if (topic == "exit-codes") {
+      std::cout << kgate::exit_code_table();
+      return 0;
+    }
+    // `kgate help COMMAND` is `kgate COMMAND --help`.
+    char help[] = "--help";
+    char* args[] = {argv[2], help, nullptr};
+    if (topic == "run") return cmd_run(2, args);
+    if (topic == "repro") return cmd_repro(2, args);
+    if (topic == "fetch") return cmd_fetch(2, args);
+    if (topic == "matrix") return cmd_matrix(2, args);
+    if (topic == "gates") return cmd_gates(2, args);
+    if (topic == "digest") return cmd_digest(2, args);
+    return usage_error("no help on '" + topic + "': ask for a command or exit-codes");
+  }
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::cout << usage_text;
     return 0;

@@ -40,6 +40,40 @@ int exit_code(FailureClass c) {
   return 6;
 }
 
+std::string exit_code_table() {
+  struct Row {
+    FailureClass cls;
+    const char* meaning;
+  };
+  static constexpr Row rows[] = {
+      {FailureClass::pass,
+       "every program loaded, attached and fired often enough with this run's nonce; lockdown as asked; a "
+       "clean console"},
+      {FailureClass::gate_failed,
+       "the guest answered everything, and the result is a failure (or the console shows a kernel splat)"},
+      {FailureClass::usage,
+       "bad command line, catalog, matrix, kernel file, OCI image, module set, or a kernel config that "
+       "cannot "
+       "run the gate"},
+      {FailureClass::kernel_panic, "the guest kernel panicked"},
+      {FailureClass::boot_hang, "no hello from the agent before the boot deadline"},
+      {FailureClass::timeout, "a request, the power-off or a fetch command ran past its deadline"},
+      {FailureClass::infra, "QEMU missing or died, apt or skopeo failed, a host I/O error"},
+      {FailureClass::digest_mismatch,
+       "a cached, downloaded or OCI file does not match its sha256 or pin; `kgate digest`: a BPF object "
+       "differs from `bpf/digests.lock`"},
+      {FailureClass::lockdown_mismatch, "the guest's lockdown level is not the one asked for"},
+      {FailureClass::agent_crash, "the guest agent (PID 1) died or gave up"},
+      {FailureClass::no_verdict, "the guest's answers stopped making sense while QEMU kept running"},
+      {FailureClass::interrupted, "kgate got SIGINT, SIGTERM or SIGHUP"},
+  };
+  std::string out = "| code | class | meaning |\n|---|---|---|\n";
+  for (const Row& r : rows)
+    out += "| " + std::to_string(exit_code(r.cls)) + " | `" + std::string(class_name(r.cls)) + "` | " +
+           r.meaning + " |\n";
+  return out;
+}
+
 std::string Error::describe() const {
   std::string out;
   for (const auto& part : chain_) {

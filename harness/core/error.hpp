@@ -27,6 +27,9 @@ enum class FailureClass {
 
 std::string_view class_name(FailureClass c);
 int exit_code(FailureClass c);
+// What each class means to a user, in exit-code order: the table `kgate help exit-codes` prints
+// and docs/exit-codes.md holds (a unit test keeps the two the same).
+std::string exit_code_table();
 
 // An error: its class, errno where there is one, and a chain of context from
 // the outermost layer inward ("boot debian-6.1: connect virtio-serial: timed out").

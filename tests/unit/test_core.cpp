@@ -153,3 +153,15 @@ TEST_CASE("cache: a blob whose bytes changed is refused as digest_mismatch") {
   REQUIRE(cache->set_ref("vmlinux", "k", *sha).has_value());
   CHECK(cache->get_ref("vmlinux", "k").value().value() == *sha);
 }
+
+TEST_CASE("exit codes: docs/exit-codes.md holds the table kgate help exit-codes prints") {
+  const char* root = std::getenv("KGATE_SOURCE_ROOT");
+  REQUIRE(root != nullptr);
+  auto doc = kgate::read_file(std::filesystem::path(root) / "docs" / "exit-codes.md");
+  REQUIRE(doc.has_value());
+  const std::string table = kgate::exit_code_table();
+  CHECK(table.find("| 130 | `interrupted` |") != std::string::npos);
+  CHECK_MESSAGE(doc->find(table) != std::string::npos,
+                "docs/exit-codes.md's table differs from harness/core/error.cpp's; it must read:\n"
+                    << table);
+}
