@@ -179,6 +179,8 @@ class GateRun {
   Status watch();
   // The verdict of what r_ holds, judged on a copy, written as the receipt and told to each_.
   void emit_run(const std::vector<fs::path>& changed);
+  // Writes r_ as the receipt and returns the outcome it says.
+  RunOutcome written_outcome() const;
   // The spec, objects and observations of the previous run forgotten, the boot's kept.
   void forget_run();
   // The files a run's bytes came from (the spec, each object) and the sha256 it used of each.
@@ -1406,16 +1408,7 @@ void GateRun::emit_run(const std::vector<fs::path>& changed) {
   json files = json::array();
   for (const auto& f : changed) files.push_back(f.string());
   r_.debug["watch"] = {{"run", run_number_}, {"changed", files}, {"qemu_pid", qemu_->pid()}};
-  RunOutcome out;
-  out.verdict = r_.verdict;
-  out.message = r_.failure_message;
-  out.receipt_path = req_.out_dir / "receipt.json";
-  if (auto s = report::write_receipt(req_.out_dir, r_); !s) {
-    out.verdict = FailureClass::infra;
-    out.message = "could not write the receipt: " + s.error().describe();
-  }
-  out.receipt = r_;
-  if (each_) each_(out);
+  if (each_) each_(written_outcome());
   r_ = observed;
 }
 
@@ -1516,6 +1509,10 @@ RunOutcome GateRun::execute() {
     if (auto console = read_file(req_.out_dir / "console.log"))
       r_.console_tail = vm::tail_lines(*console, 40);
   }
+  return written_outcome();
+}
+
+RunOutcome GateRun::written_outcome() const {
   RunOutcome out;
   out.verdict = r_.verdict;
   out.message = r_.failure_message;
@@ -1525,7 +1522,7 @@ RunOutcome GateRun::execute() {
     out.verdict = FailureClass::infra;
     out.message = "could not write the receipt: " + s.error().describe();
   }
-  out.receipt = std::move(r_);
+  out.receipt = r_;
   return out;
 }
 
