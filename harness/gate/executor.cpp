@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
@@ -147,6 +148,10 @@ void run_matrix_gate(MatrixJob& job, const Gate& g, const ExecOptions& opts, con
     // Checked once here, so that a broken spec is one message, not one refusal per entry.
     if (auto spec = spec::load_spec(g.spec); !spec) return finish(false, spec.error().describe());
     ro.base.spec = g.spec;
+  }
+  if (!g.object.empty()) {
+    if (!path_exists(g.object)) return finish(false, "object " + g.object.string() + ": no such file");
+    ro.base.object = g.object;
   }
   if (!opts.catalog.empty()) ro.base.catalog = absolute_path(opts.catalog);
   ro.run_args = g.run_args;

@@ -198,7 +198,7 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   if (auto st = only_keys(
           g,
           {"name", "description", "kind", "command", "cwd", "env", "timeout_s", "log_limit_mb", "needs",
-           "always", "expect", "expect_exit", "entries", "matrix", "spec", "jobs", "run_args"},
+           "always", "expect", "expect_exit", "entries", "matrix", "spec", "object", "jobs", "run_args"},
           where);
       !st)
     return std::unexpected(st.error());
@@ -223,9 +223,10 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   auto entries = r.string("entries");
   auto matrix = r.string("matrix");
   auto spec = r.string("spec");
+  auto object = r.string("object");
   auto run_args = r.strings("run_args", false);
   if (auto st = first_error(description, command, cwd, env, timeout, log_limit, needs, always, expect,
-                            entries, matrix, spec, run_args);
+                            entries, matrix, spec, object, run_args);
       !st)
     return std::unexpected(st.error());
   gate.description = description->value_or("");
@@ -262,7 +263,7 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
   if (gate.kind == GateKind::command) {
     if (!*command)
       return std::unexpected(r.bad("command", "a command gate needs a command (an argv array)").error());
-    for (const char* key : {"entries", "matrix", "spec", "jobs", "run_args"}) {
+    for (const char* key : {"entries", "matrix", "spec", "object", "jobs", "run_args"}) {
       if (g.contains(key)) return std::unexpected(r.bad(key, "only an ebpf-matrix gate takes this").error());
     }
     gate.command = std::move(**command);
@@ -290,6 +291,10 @@ Result<Gate> read_gate(const json& g, size_t index, const std::map<std::string, 
     if (*spec) {
       if ((*spec)->empty()) return std::unexpected(r.bad("spec", "must name a run spec file").error());
       gate.spec = resolve(base_dir, **spec);
+    }
+    if (*object) {
+      if ((*object)->empty()) return std::unexpected(r.bad("object", "must name a BPF object file").error());
+      gate.object = resolve(base_dir, **object);
     }
     if (g.contains("jobs")) {
       const json& j = g["jobs"];

@@ -40,6 +40,7 @@ struct Gate {
   fs::path matrix;                    // absolute; empty: kgate's own kernels/matrix.json
   int jobs = 1;                       // VMs at once within the gate
   fs::path spec;                      // absolute; the run spec every entry runs (--spec); empty: the probe
+  fs::path object;                    // absolute; the object every entry runs (--object); may be empty
   std::vector<std::string> run_args;  // passed to every `kgate run`
   int line = 0;                       // where the gate's name is in the file, for messages
 };

@@ -49,7 +49,7 @@ TEST_CASE("a pipeline with defaults, needs, expect and a matrix gate parses") {
       {"name": "build", "command": ["make"], "cwd": "sub", "timeout_s": 5},
       {"name": "refused", "command": ["sh", "-c", "exit 1"], "expect": "fail", "expect_exit": [1, 7]},
       {"name": "vm", "kind": "ebpf-matrix", "entries": "debian-6.1*", "jobs": 2, "matrix": "m.json",
-       "spec": "ebpf-gate.json", "needs": ["build"], "always": true}
+       "spec": "ebpf-gate.json", "object": "../build/agent.bpf.o", "needs": ["build"], "always": true}
     ]})");
   REQUIRE_MESSAGE(p.has_value(), p.error().describe());
   // Needs first, file order otherwise.
@@ -70,6 +70,7 @@ TEST_CASE("a pipeline with defaults, needs, expect and a matrix gate parses") {
   CHECK(vm->jobs == 2);
   CHECK(vm->matrix == fs::path("/repo/ci/m.json"));
   CHECK(vm->spec == fs::path("/repo/ci/ebpf-gate.json"));
+  CHECK(vm->object == fs::path("/repo/build/agent.bpf.o"));
   CHECK(vm->always);
   CHECK(p->find("none") == nullptr);
 }
@@ -149,6 +150,10 @@ TEST_CASE("bad gates files are refused before anything runs, naming the gate and
        "entries: only an ebpf-matrix gate takes this"},
       {"a spec on a command gate", with_gates(R"({"name": "a", "command": ["true"], "spec": "s.json"})"),
        "spec: only an ebpf-matrix gate takes this"},
+      {"an object on a command gate", with_gates(R"({"name": "a", "command": ["true"], "object": "x.o"})"),
+       "object: only an ebpf-matrix gate takes this"},
+      {"an empty object", with_gates(R"({"name": "a", "kind": "ebpf-matrix", "entries": "*", "object": ""})"),
+       "object: must name a BPF object file"},
       {"an empty spec", with_gates(R"({"name": "a", "kind": "ebpf-matrix", "entries": "*", "spec": ""})"),
        "spec: must name a run spec file"},
       {"command on a matrix gate",
