@@ -1,5 +1,7 @@
 #include "cli/common.hpp"
 
+#include "cli/commands.hpp"
+
 #include <ctime>
 #include <iostream>
 
@@ -10,26 +12,8 @@ namespace kgate::cli {
 
 namespace fs = std::filesystem;
 
-const char* const usage_text =
-    "usage: kgate <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run      boot a kernel, load the gate object, report a verdict (default entry: the catalog's "
-    "default)\n"
-    "  repro    run again what a receipt describes, from its copies, beside the recorded verdict\n"
-    "  matrix   run kernel-matrix entries in parallel VMs: a table, receipts, a summary and JUnit\n"
-    "  gates    run a pipeline of gates (ci/gates.json): one umbrella receipt\n"
-    "  digest   check the built BPF objects against bpf/digests.lock\n"
-    "  fetch    fetch and verify a catalog entry's kernel into the cache, without booting it\n"
-    "  version  print kgate's version\n"
-    "\n"
-    "  help     'kgate help COMMAND': a command's options; 'kgate help exit-codes': what each exit code "
-    "means\n"
-    "\n"
-    "'kgate <command> --help' lists a command's options too.\n";
-
 int usage_error(const std::string& msg) {
-  std::cerr << "kgate: " << msg << "\n\n" << usage_text;
+  std::cerr << "kgate: " << msg << "\n\n" << usage_text();
   return exit_code(FailureClass::usage);
 }
 
@@ -98,15 +82,22 @@ fs::path self_dir() {
 fs::path find_project_file(const std::string& given, const char* env_name, const fs::path& rel) {
   if (!given.empty()) return given;
   if (const char* env = std::getenv(env_name); env && *env) return env;
-  for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_SOURCE_ROOT) / rel}) {
+  for (const fs::path& p : {rel, self_dir() / ".." / rel, fs::path(KGATE_DATA_DIR) / rel}) {
     if (path_exists(p)) return p;
   }
+  // A package's kgate is built with no source tree to fall back to (meson -Dsource_tree=false).
+  if (const fs::path source = KGATE_SOURCE_ROOT; !source.empty() && path_exists(source / rel))
+    return source / rel;
   return rel;
 }
 
 fs::path find_catalog(const std::string& given) {
   return find_project_file(given, "KGATE_CATALOG", fs::path("kernels") / "catalog.json");
 }
+fs::path data_dir() {
+  return KGATE_DATA_DIR;
+}
+
 fs::path find_matrix(const std::string& given) {
   return find_project_file(given, "KGATE_MATRIX", fs::path("kernels") / "matrix.json");
 }

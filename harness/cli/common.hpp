@@ -13,8 +13,6 @@
 
 namespace kgate::cli {
 
-extern const char* const usage_text;
-
 // Prints the message and the usage text; returns the usage exit code.
 int usage_error(const std::string& msg);
 
@@ -32,8 +30,11 @@ std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxx
 // The directory kgate's own executable is in.
 std::filesystem::path self_dir();
 
-// The option's value, then $<ENV>, ./<dir>/<file>, next to kgate's build directory, and the
-// source tree kgate was built from.
+// Where `meson install` put kernels/ and bpf/ (/usr/share/kgate for the package).
+std::filesystem::path data_dir();
+
+// The option's value, then $<ENV>, ./<dir>/<file>, next to kgate's build directory, the
+// installed data directory and (unless built without) the source tree kgate was built from.
 std::filesystem::path find_project_file(const std::string& given, const char* env_name,
                                         const std::filesystem::path& rel);
 std::filesystem::path find_catalog(const std::string& given);

@@ -74,7 +74,7 @@ int inspect(const fs::path& file) {
 
 }  // namespace
 
-int cmd_digest(int argc, char** argv) {
+cxxopts::Options digest_options() {
   cxxopts::Options opts(
       "kgate digest",
       "Check gate BPF objects against bpf/digests.lock: a yes or no per object and, on no,\n"
@@ -90,9 +90,14 @@ int cmd_digest(int argc, char** argv) {
       cxxopts::value<std::string>(), "FILE");
   add("arch", "x86 (or x86_64, amd64) or arm64 (or aarch64), repeatable (default: every arch in the lock)",
       cxxopts::value<std::vector<std::string>>(), "ARCH");
-  add("objects", "the built objects (default: bpf/ beside the kgate executable)",
+  add("objects", "the built objects (default: bpf/ beside the kgate executable, else the installed ones)",
       cxxopts::value<std::string>(), "DIR");
   add("h,help", "show this help");
+  return opts;
+}
+
+int cmd_digest(int argc, char** argv) {
+  auto opts = digest_options();
   cxxopts::ParseResult args;
   if (auto rc = parse_args(opts, argc, argv, args)) return *rc;
 
@@ -113,7 +118,10 @@ int cmd_digest(int argc, char** argv) {
   }
 
   if (args.count("inspect")) return inspect(args["inspect"].as<std::string>());
-  fs::path objects = args.count("objects") ? fs::path(args["objects"].as<std::string>()) : self_dir() / "bpf";
+  // A build's objects are beside its kgate; an installed kgate's in its data directory.
+  fs::path objects = args.count("objects")                  ? fs::path(args["objects"].as<std::string>())
+                     : fs::is_directory(self_dir() / "bpf") ? self_dir() / "bpf"
+                                                            : data_dir() / "bpf";
   if (args.count("check")) return check(args["check"].as<std::string>(), objects, arches, Objects::built);
   if (args.count("update")) return update(args["update"].as<std::string>(), objects, arches);
   std::string lock = args.count("lock") ? args["lock"].as<std::string>() : "";

@@ -74,6 +74,8 @@ void print_dry_run(const gate::Pipeline& p, const std::vector<size_t>& selected,
     } else {
       std::cout << " kgate matrix --only " << shell_quote(g.entries) << " -j " << g.jobs;
       if (!g.matrix.empty()) std::cout << " --matrix " << shell_quote(g.matrix.string());
+      if (!g.spec.empty()) std::cout << " --spec " << shell_quote(g.spec.string());
+      if (!g.object.empty()) std::cout << " --object " << shell_quote(g.object.string());
       for (const auto& a : g.run_args) std::cout << " " << shell_quote(a);
     }
     std::cout << "\n";
@@ -111,7 +113,7 @@ void print_event(const Gate& g, const GateResult& r, bool done, const fs::path& 
 
 }  // namespace
 
-int cmd_gates(int argc, char** argv) {
+cxxopts::Options gates_options() {
   cxxopts::Options opts("kgate gates run", "Run a pipeline of gates and write one umbrella receipt.");
   opts.positional_help("run FILE");
   auto add = opts.add_options();
@@ -128,6 +130,11 @@ int cmd_gates(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value(""));
   add("h,help", "show this help");
   opts.parse_positional({"verb", "file"});
+  return opts;
+}
+
+int cmd_gates(int argc, char** argv) {
+  auto opts = gates_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
   if (!args.count("verb") || args["verb"].as<std::string>() != "run")

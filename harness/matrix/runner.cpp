@@ -103,9 +103,8 @@ MatrixRun run_matrix(const std::vector<Entry>& entries, const RunnerOptions& opt
       if (ready)
         ready = write_file_atomic(dir / "request.json",
                                   run::request_json(entry_request(opts.base, r.entry)).dump(2) + "\n");
-      std::vector<std::string> argv = {opts.kgate.string(), "run",
-                                       "--request",         (dir / "request.json").string(),
-                                       "--receipt",         dir.string()};
+      std::vector<std::string> argv = {
+          opts.kgate.string(), "run", "--request", (dir / "request.json").string(), "--out", dir.string()};
       argv.insert(argv.end(), opts.run_args.begin(), opts.run_args.end());
       auto child = ready ? Child::spawn(argv, {dir / "kgate.log", {}, {}})
                          : Result<Child>(std::unexpected(ready.error()));
