@@ -806,7 +806,7 @@ Status GateRun::boot() {
     return fail(FailureClass::infra, "'" + qemu_name + "' not found on PATH: install " +
                                          std::string(traits.package) + " (scripts/setup.sh)");
   }
-  const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host", arch_);
+  const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host", arch_, kernel_.boot);
   accel_ = accel.accel;
   r_.qemu.accel_note = accel.note;
   const bool kvm = accel_ == vm::Accel::kvm;

@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 
+#include "core/files.hpp"
+#include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
 #include "core/unique_fd.hpp"
@@ -22,7 +24,52 @@ Accel detect_accel() {
   return ::ioctl(kvm.get(), KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? Accel::kvm : Accel::tcg;
 }
 
-AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch) {
+std::optional<std::string> kvm_kernel_probe(const fs::path& qemu, const fs::path& kernel, Arch arch,
+                                            const fs::path& state_dir) {
+  const fs::path console = state_dir / strprintf("kvm-probe-%d.log", static_cast<int>(::getpid()));
+  std::error_code ec;
+  fs::remove(console, ec);
+  auto child =
+      Child::spawn({qemu.string(),
+                    "-accel",
+                    "kvm",
+                    "-cpu",
+                    "host",
+                    "-M",
+                    std::string(traits(arch).machine),
+                    "-m",
+                    "256",
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-display",
+                    "none",
+                    "-no-reboot",
+                    "-serial",
+                    "file:" + console.string(),
+                    "-kernel",
+                    kernel.string(),
+                    "-append",
+                    "console=" + std::string(traits(arch).console) + " panic=-1 rdinit=/nonexistent"});
+  if (!child) return "QEMU did not start: " + child.error().describe();
+  std::optional<std::string> failed = "the kernel printed nothing within 5 s under KVM";
+  const Deadline deadline(std::chrono::seconds(5));
+  while (!deadline.expired() && interrupt_signal() == 0) {
+    if (read_file(console).value_or("").find("Linux version") != std::string::npos) {
+      failed.reset();
+      break;
+    }
+    if (auto done = child->wait(Deadline(std::chrono::milliseconds(50)))) {
+      failed = "QEMU " + describe_status(*done) + " before the kernel's banner";
+      break;
+    }
+  }
+  child->terminate(std::chrono::seconds(1));
+  fs::remove(console, ec);
+  return failed;
+}
+
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch,
+                         const fs::path& probe_kernel) {
   const std::string tcg_cpu(traits(arch).tcg_cpu);
   if (arch != host_arch()) {
     return {Accel::tcg, tcg_cpu,
@@ -33,8 +80,10 @@ AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch a
   struct stat st {};
   ::stat(qemu.c_str(), &st);
   std::string boot_id = read_file("/proc/sys/kernel/random/boot_id").value_or("");
-  std::string key = sha256_hex(strprintf("%s %s %jd %jd", boot_id.c_str(), qemu.c_str(), intmax_t(st.st_size),
-                                         intmax_t(st.st_mtim.tv_sec)));
+  // "2": verdicts of the probe before it booted a kernel are not reused.
+  std::string key =
+      sha256_hex(strprintf("2 %s %s %jd %jd %d", boot_id.c_str(), qemu.c_str(), intmax_t(st.st_size),
+                           intmax_t(st.st_mtim.tv_sec), probe_kernel.empty() ? 0 : 1));
   fs::path verdict_file = state_dir / ("kvm-" + key);
   if (auto cached = read_file(verdict_file)) {
     auto lines = split_lines(*cached);
@@ -68,6 +117,16 @@ AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch a
     probe->terminate(std::chrono::seconds(1));
     choice = {Accel::kvm, cpu, std::string("kvm: a paused VM with -cpu ") + cpu + " came up"};
     break;
+  }
+  if (choice.accel == Accel::kvm && !probe_kernel.empty()) {
+    (void)make_dirs(state_dir);
+    if (auto failed = kvm_kernel_probe(qemu, probe_kernel, arch, state_dir)) {
+      // Interrupted: that says nothing about KVM; decide nothing and cache nothing.
+      if (interrupt_signal() != 0) return {Accel::tcg, tcg_cpu, "tcg: KVM probe interrupted"};
+      choice = {Accel::tcg, tcg_cpu, "tcg: /dev/kvm runs a paused VM, but " + *failed};
+    } else {
+      choice.note += ", and a kernel printed its banner";
+    }
   }
   (void)make_dirs(state_dir);
   (void)write_file_atomic(verdict_file,

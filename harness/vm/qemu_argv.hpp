@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,15 +18,24 @@ Accel detect_accel();
 
 // The accelerator and CPU model to use, with the reason. A /dev/kvm that opens is
 // not enough: on some nested hosts QEMU aborts setting up a KVM vCPU with -cpu
-// host (the host refuses one MSR write). So QEMU itself is started, paused, with
-// KVM; the choice is cached in `state_dir` per host boot and QEMU binary. A guest of
+// host (the host refuses one MSR write), and on others the vCPU runs the firmware but
+// a kernel stops before its first line. So QEMU itself is started, paused, with KVM,
+// and then boots `probe_kernel` (when given) under KVM until it prints "Linux version";
+// the choice is cached in `state_dir` per host boot and QEMU binary. A guest of
 // another arch than the host's runs under TCG without a probe: KVM cannot run it.
 struct AccelChoice {
   Accel accel;
   std::string cpu;   // the -cpu value
   std::string note;  // why
 };
-AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch = host_arch());
+AccelChoice choose_accel(const fs::path& qemu, const fs::path& state_dir, Arch arch = host_arch(),
+                         const fs::path& probe_kernel = {});
+
+// choose_accel's second probe: boots `kernel` under KVM, its console in a file under `state_dir`,
+// for at most 5 s. Nothing when the kernel printed "Linux version"; else why not (under a working
+// KVM the banner comes within a few hundred ms).
+std::optional<std::string> kvm_kernel_probe(const fs::path& qemu, const fs::path& kernel, Arch arch,
+                                            const fs::path& state_dir);
 
 // Everything QEMU needs for one gate VM. Plain data; qemu_argv() turns it into argv.
 struct VmSpec {

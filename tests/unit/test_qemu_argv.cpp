@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/files.hpp"
 #include "vm/console.hpp"
 #include "vm/qemu_argv.hpp"
 
@@ -130,6 +131,38 @@ TEST_CASE("accel: a guest of another arch than the host's is TCG, with that arch
   CHECK(choice.accel == Accel::tcg);
   CHECK(choice.cpu == traits(foreign).tcg_cpu);
   CHECK(choice.note.find("KVM runs only the host's arch") != std::string::npos);
+}
+
+TEST_CASE("accel: the kernel probe wants the banner; silence, a crash or no QEMU is a reason for TCG") {
+  namespace fs = std::filesystem;
+  auto tmp = kgate::TempDir::create("kgate-accel").value();
+  // A stand-in QEMU: a shell script given the probe's argv; it writes its "console" where -serial
+  // file:PATH says, as QEMU does.
+  auto fake = [&](const std::string& name, const std::string& body) {
+    const fs::path p = tmp.path() / name;
+    REQUIRE(kgate::write_file_atomic(
+                p, "#!/bin/sh\nfor a; do case $a in file:*) out=${a#file:};; esac; done\n" + body + "\n")
+                .has_value());
+    fs::permissions(p, fs::perms::owner_all);
+    return p;
+  };
+  const fs::path kernel = tmp.path() / "vmlinux";
+  REQUIRE(kgate::write_file_atomic(kernel, "not booted").has_value());
+  CHECK_FALSE(
+      kvm_kernel_probe(fake("prints", "printf 'early\\nLinux version 6.1\\n' > \"$out\"; exec sleep 30"),
+                       kernel, Arch::x86_64, tmp.path())
+          .has_value());
+  auto silent = kvm_kernel_probe(fake("silent", "exec sleep 30"), kernel, Arch::x86_64, tmp.path());
+  REQUIRE(silent.has_value());
+  CHECK(*silent == "the kernel printed nothing within 5 s under KVM");
+  auto crash =
+      kvm_kernel_probe(fake("crash", "echo BIOS > \"$out\"; exit 1"), kernel, Arch::x86_64, tmp.path());
+  REQUIRE(crash.has_value());
+  CHECK(crash->find("before the kernel's banner") != std::string::npos);
+  CHECK(kvm_kernel_probe(tmp.path() / "absent", kernel, Arch::x86_64, tmp.path()).has_value());
+  // The console file does not outlive the probe.
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    CHECK(e.path().filename().string().find("kvm-probe") == std::string::npos);
 }
 
 TEST_CASE("console scan tells a panic, a dead agent and a clean log apart") {
