@@ -4,6 +4,14 @@
 
 namespace kgate {
 
+std::optional<FailureClass> class_named(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(FailureClass::interrupted); ++i) {
+    auto c = static_cast<FailureClass>(i);
+    if (class_name(c) == name) return c;
+  }
+  return std::nullopt;
+}
+
 std::string_view class_name(FailureClass c) {
   switch (c) {
     case FailureClass::pass: return "pass";

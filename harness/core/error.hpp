@@ -1,6 +1,7 @@
 #pragma once
 
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,7 @@ enum class FailureClass {
 };
 
 std::string_view class_name(FailureClass c);
+std::optional<FailureClass> class_named(std::string_view name);  // the class class_name() names
 int exit_code(FailureClass c);
 // What each class means to a user, in exit-code order: the table `kgate help exit-codes` prints
 // and docs/exit-codes.md holds (a unit test keeps the two the same).

@@ -10,6 +10,7 @@
 
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "core/text_table.hpp"
 #include "core/unique_fd.hpp"
 #include "matrix/runner.hpp"
 
@@ -226,19 +227,7 @@ std::string junit_xml(const Execution& ex, const fs::path& out_dir) {
 
 std::string markdown(const Execution& ex, const fs::path& out_dir) {
   Counts c = count(ex);
-  auto cell = [](std::string s) {
-    std::string out;
-    for (char ch : s) {
-      if (ch == '|') {
-        out += "\\|";
-      } else if (ch == '\n' || ch == '\r') {
-        out += ' ';
-      } else {
-        out += ch;
-      }
-    }
-    return out;
-  };
+  const auto cell = [](const std::string& s) { return markdown_cell(s); };
   std::string md = strprintf("## kgate verify-all: %d passed, %d failed\n\n", c.passed, c.non_green());
   if (ex.cancelled) md += "**Cancelled:** " + cell(ex.cancel_reason) + "\n\n";
   md += "| gate | status | time | detail |\n|---|---|---|---|\n";

@@ -65,14 +65,6 @@ ProgramResult program_from_json(const json& p) {
   return r;
 }
 
-std::optional<FailureClass> class_named(std::string_view name) {
-  for (int i = 0; i <= static_cast<int>(FailureClass::interrupted); ++i) {
-    auto c = static_cast<FailureClass>(i);
-    if (class_name(c) == name) return c;
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
