@@ -47,10 +47,13 @@ std::string roff(std::string_view text) {
   return out;
 }
 
+// The options --help lists: not the ones that take positional words (cxxopts hides those).
 std::vector<cxxopts::HelpOptionDetails> all_options(const cxxopts::Options& opts) {
+  const std::string help = opts.help({}, false);
   std::vector<cxxopts::HelpOptionDetails> out;
   for (const auto& g : opts.groups())
-    for (const auto& o : opts.group_help(g).options) out.push_back(o);
+    for (const auto& o : opts.group_help(g).options)
+      if (!o.l.empty() && help.find("--" + o.l.front()) != std::string::npos) out.push_back(o);
   return out;
 }
 
@@ -183,7 +186,6 @@ std::string bash_completion() {
     std::string options, valued;
     for (const auto& o : all_options(c.options())) {
       for (const auto& l : o.l) {
-        if (l == "verb" || l == "file") continue;  // positional
         options += " --" + l;
         if (!o.is_boolean && !o.has_implicit) valued += "|--" + l;
       }

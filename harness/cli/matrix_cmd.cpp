@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -14,13 +15,16 @@
 #include "cli/common.hpp"
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
+#include "core/json_doc.hpp"
 #include "core/strings.hpp"
 #include "core/terminal.hpp"
 #include "kernel/btf.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/prepare.hpp"
+#include "matrix/baseline.hpp"
 #include "matrix/matrix.hpp"
+#include "matrix/merge.hpp"
 #include "matrix/runner.hpp"
 #include "report/receipt.hpp"
 #include "run/request.hpp"
@@ -33,14 +37,26 @@ namespace kgate::cli {
 namespace fs = std::filesystem;
 
 cxxopts::Options matrix_options() {
-  cxxopts::Options opts("kgate matrix",
-                        "Run kernel-matrix entries, each in its own VM, and report them together.");
+  cxxopts::Options opts(
+      "kgate matrix",
+      "Run kernel-matrix entries, each in its own VM, and report them together: a table, "
+      "matrix-summary.json, junit.xml and matrix-summary.md (appended to "
+      "$GITHUB_STEP_SUMMARY when set).\n  kgate matrix merge DIR... [--out DIR] [--baseline "
+      "FILE]: shards' outputs as one.");
+  opts.positional_help("[merge DIR...]");
   auto add = opts.add_options();
   add("j,jobs", "VMs at once", cxxopts::value<int>()->default_value("1"));
   add("only", "comma-separated name globs, e.g. '6.6*,debian-6.1'",
       cxxopts::value<std::string>()->default_value(""));
+  add("shard", "run only slice I of N of the selected entries (round robin in matrix order), e.g. 2/4",
+      cxxopts::value<std::string>());
   add("out", "output directory (default: a new one under ./kgate-out/)", cxxopts::value<std::string>());
-  add("github", "print the JSON a GitHub Actions strategy.matrix reads with fromJSON, and run nothing");
+  add("github",
+      "print the JSON a GitHub Actions strategy.matrix reads with fromJSON, and run nothing: one job per "
+      "entry, or with --shards one per shard");
+  add("shards",
+      "with --github: N shard jobs ({\"shard\": \"I/N\", \"entries\": ...}) instead of one per entry",
+      cxxopts::value<int>());
   add("matrix", "kernel matrix file", cxxopts::value<std::string>()->default_value(""));
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("count", "triggers per program, passed to each run", cxxopts::value<int>());
@@ -51,14 +67,103 @@ cxxopts::Options matrix_options() {
   add("boot-timeout", "passed to each run", cxxopts::value<double>());
   add("request-timeout", "passed to each run", cxxopts::value<double>());
   add("qemu", "QEMU binary, passed to each run", cxxopts::value<std::string>());
+  add("baseline",
+      "an earlier matrix-summary.json (or its directory): compare each program's verdict and instructions "
+      "processed per entry with it, and fail on a regressed verdict or growth past --max-growth",
+      cxxopts::value<std::string>());
+  add("max-growth", "with --baseline: how many percent a program's instructions processed may grow",
+      cxxopts::value<double>()->default_value(kgate::strprintf("%g", kgate::matrix::default_max_growth_pct)));
+  add("words", "", cxxopts::value<std::vector<std::string>>());
+  opts.parse_positional({"words"});
   add("h,help", "show this help");
   return opts;
 }
+
+namespace {
+
+// The baseline's summary, from a matrix-summary.json or the directory holding one.
+kgate::Result<nlohmann::json> read_baseline(fs::path file) {
+  if (fs::is_directory(file)) file /= "matrix-summary.json";
+  auto doc = kgate::read_json_doc(file);
+  if (!doc) return std::unexpected(std::move(doc.error()).context("--baseline"));
+  if (kgate::channel::get_string(doc->root(), "schema") != "kgate.matrix-summary/1")
+    return kgate::fail(FailureClass::usage,
+                       "--baseline " + file.string() + ": not a kgate.matrix-summary/1 file");
+  return doc->root();
+}
+
+// Writes the reports (and the baseline comparison), appends the Markdown to $GITHUB_STEP_SUMMARY,
+// prints the tables and the closing line; returns the exit code.
+int report_matrix(const kgate::matrix::MatrixRun& run, const fs::path& out_dir,
+                  const std::optional<nlohmann::json>& baseline, double max_growth) {
+  auto summary = kgate::matrix::summary_json(run);
+  kgate::Status written = kgate::matrix::write_reports(run, out_dir);
+  std::string md = kgate::matrix::markdown(run);
+  std::cout << kgate::matrix::table(run);
+  FailureClass all = kgate::matrix::overall(run);
+  std::string against;
+  if (baseline) {
+    auto c = kgate::matrix::compare_to_baseline(*baseline, summary, max_growth);
+    std::cout << "\n" << kgate::matrix::baseline_table(c);
+    md += "\n" + kgate::matrix::baseline_markdown(c);
+    if (written)
+      written = kgate::write_file_atomic(out_dir / "baseline-comparison.json",
+                                         kgate::matrix::baseline_json(c).dump(2) + "\n");
+    if (written) written = kgate::write_file_atomic(out_dir / "matrix-summary.md", md);
+    against = kgate::strprintf("; against the baseline: %d of %zu rows fail", c.failures, c.rows.size());
+    if (c.failures > 0 && all == FailureClass::pass) all = FailureClass::gate_failed;
+  }
+  if (const char* gh = std::getenv("GITHUB_STEP_SUMMARY"); written && gh && *gh) {
+    std::ofstream(gh, std::ios::app) << md << "\n";
+  }
+  if (!written) {
+    std::cerr << "kgate: " << written.error().describe() << "\n";
+    all = FailureClass::infra;
+  }
+  std::cout << kgate::strprintf("%d of %zu entries passed%s%s; summary: %s\n", summary["passed"].get<int>(),
+                                run.results.size(), run.interrupted ? " (interrupted)" : "", against.c_str(),
+                                (out_dir / "matrix-summary.json").c_str());
+  return kgate::exit_code(all);
+}
+
+fs::path default_out(const char* what) {
+  return fs::path("kgate-out") / (std::string(what) + "-" + timestamp() + "-" + std::to_string(::getpid()));
+}
+
+}  // namespace
 
 int cmd_matrix(int argc, char** argv) {
   auto opts = matrix_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
+  const auto words =
+      args.count("words") ? args["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (!words.empty() && words.front() != "merge")
+    return usage_error("unexpected argument '" + words.front() + "'");
+  std::optional<nlohmann::json> baseline;
+  if (args.count("baseline")) {
+    auto b = read_baseline(args["baseline"].as<std::string>());
+    if (!b) return input_error(b.error());
+    baseline = std::move(*b);
+  }
+  const double max_growth = args["max-growth"].as<double>();
+  if (!(max_growth >= 0 && max_growth <= 1e6)) return usage_error("--max-growth must be a percentage from 0");
+
+  if (!words.empty()) {
+    // kgate matrix merge DIR...: only the output and baseline options apply.
+    for (const char* opt : {"only", "shard", "github", "shards", "spec", "object", "count", "boot-timeout",
+                            "request-timeout", "qemu", "jobs"}) {
+      if (args.count(opt)) return usage_error(std::string("matrix merge does not take --") + opt);
+    }
+    const std::vector<fs::path> dirs(words.begin() + 1, words.end());
+    if (dirs.empty()) return usage_error("matrix merge: name the output directories to merge");
+    const fs::path out = kgate::absolute_path(args.count("out") ? fs::path(args["out"].as<std::string>())
+                                                                : default_out("matrix-merge"));
+    auto merged = kgate::matrix::merge_runs(dirs, out);
+    if (!merged) return input_error(merged.error());
+    return report_matrix(*merged, out, baseline, max_growth);
+  }
+
   auto m = kgate::matrix::load_matrix(find_matrix(args["matrix"].as<std::string>()));
   if (!m) {
     std::cerr << "kgate: " << m.error().describe() << "\n";
@@ -66,10 +171,28 @@ int cmd_matrix(int argc, char** argv) {
   }
   auto entries = kgate::matrix::select(*m, args["only"].as<std::string>());
   if (!entries) return usage_error(entries.error().describe());
+  if (args.count("shards") && !args.count("github")) return usage_error("--shards goes with --github");
   if (args.count("github")) {
-    std::cout << kgate::matrix::github_matrix(*entries).dump() << "\n";
+    if (args.count("shard")) return usage_error("--github lists every shard: drop --shard");
+    if (!args.count("shards")) {
+      std::cout << kgate::matrix::github_matrix(*entries).dump() << "\n";
+      return 0;
+    }
+    const int n = args["shards"].as<int>();
+    if (n < 1 || n > 1000) return usage_error("--shards must be from 1 to 1000");
+    std::cout << kgate::matrix::github_shards(*entries, n).dump() << "\n";
     return 0;
   }
+  std::optional<kgate::matrix::Shard> shard;
+  std::vector<std::string> selected;
+  if (args.count("shard")) {
+    auto sh = kgate::matrix::parse_shard(args["shard"].as<std::string>());
+    if (!sh) return usage_error(sh.error().describe());
+    shard = *sh;
+    for (const auto& e : *entries) selected.push_back(e.name);
+    *entries = kgate::matrix::shard_of(*entries, *shard);
+  }
+
   int jobs = args["jobs"].as<int>();
   if (jobs < 1 || jobs > 64) return usage_error("--jobs must be between 1 and 64");
   // Checked here once: a bad value would make every child exit without a receipt.
@@ -88,9 +211,7 @@ int cmd_matrix(int argc, char** argv) {
     return kgate::exit_code(FailureClass::infra);
   }
   ro.jobs = jobs;
-  ro.out_dir = args.count("out")
-                   ? fs::path(args["out"].as<std::string>())
-                   : fs::path("kgate-out") / ("matrix-" + timestamp() + "-" + std::to_string(::getpid()));
+  ro.out_dir = args.count("out") ? fs::path(args["out"].as<std::string>()) : default_out("matrix");
   ro.out_dir = kgate::absolute_path(ro.out_dir);
   if (auto s = kgate::make_dirs(ro.out_dir); !s) {
     std::cerr << "kgate: " << s.error().describe() << "\n";
@@ -117,18 +238,9 @@ int cmd_matrix(int argc, char** argv) {
     std::lock_guard lock(out_mu);
     std::cerr << "kgate: " << kgate::matrix::event_line(r, done) << "\n";
   });
-  auto summary = kgate::matrix::summary_json(run);
-  kgate::Status written = kgate::matrix::write_reports(run, ro.out_dir);
-  std::cout << kgate::matrix::table(run);
-  FailureClass all = kgate::matrix::overall(run);
-  if (!written) {
-    std::cerr << "kgate: " << written.error().describe() << "\n";
-    all = FailureClass::infra;
-  }
-  std::cout << kgate::strprintf("%d of %zu entries passed%s; summary: %s\n", summary["passed"].get<int>(),
-                                run.results.size(), run.interrupted ? " (interrupted)" : "",
-                                (ro.out_dir / "matrix-summary.json").c_str());
-  return kgate::exit_code(all);
+  run.shard = shard;
+  run.selected = selected;
+  return report_matrix(run, ro.out_dir, baseline, max_growth);
 }
 
 }  // namespace kgate::cli

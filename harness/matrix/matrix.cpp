@@ -4,6 +4,7 @@
 
 #include "core/arch.hpp"
 #include "core/json_doc.hpp"
+#include "core/strings.hpp"
 
 namespace kgate::matrix {
 
@@ -128,6 +129,45 @@ json github_matrix(const std::vector<Entry>& entries) {
                        {"kernel", e.kernel},
                        {"lockdown", std::string(run::lockdown_name(e.lockdown))},
                        {"arch", e.arch}});
+  }
+  return {{"include", include}};
+}
+
+Result<Shard> parse_shard(std::string_view text) {
+  const auto bad = [&] {
+    return fail(FailureClass::usage,
+                "--shard takes I/N with 1 <= I <= N <= 1000, as 2/4, not '" + std::string(text) + "'");
+  };
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) return bad();
+  auto number = [](std::string_view digits) -> std::optional<int> {
+    int v = 0;
+    if (digits.empty() || digits.size() > 4) return std::nullopt;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + (c - '0');
+    }
+    return v;
+  };
+  auto i = number(text.substr(0, slash));
+  auto n = number(text.substr(slash + 1));
+  if (!i || !n || *i < 1 || *n > 1000 || *i > *n) return bad();
+  return Shard{*i, *n};
+}
+
+std::vector<Entry> shard_of(const std::vector<Entry>& selected, Shard shard) {
+  std::vector<Entry> out;
+  for (size_t k = 0; k < selected.size(); ++k)
+    if (static_cast<int>(k % shard.count) + 1 == shard.index) out.push_back(selected[k]);
+  return out;
+}
+
+json github_shards(const std::vector<Entry>& selected, int count) {
+  json include = json::array();
+  for (int i = 1; i <= count; ++i) {
+    std::string names;
+    for (const auto& e : shard_of(selected, {i, count})) names += (names.empty() ? "" : ",") + e.name;
+    if (!names.empty()) include.push_back({{"shard", strprintf("%d/%d", i, count)}, {"entries", names}});
   }
   return {{"include", include}};
 }

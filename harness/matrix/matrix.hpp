@@ -36,4 +36,16 @@ bool glob_match(std::string_view pattern, std::string_view name);
 // What a GitHub Actions strategy.matrix reads with fromJSON: {"include": [{"entry": ...}, ...]}.
 nlohmann::json github_matrix(const std::vector<Entry>& entries);
 
+// `--shard I/N`: the I-th of N deterministic slices of the selected entries (1-based). Entry k of
+// the selection (in matrix order, from 0) is in shard k % N + 1: round robin, so each shard gets
+// a share of every arch and lockdown level the selection lists in blocks.
+struct Shard {
+  int index = 1;
+  int count = 1;
+};
+Result<Shard> parse_shard(std::string_view text);
+std::vector<Entry> shard_of(const std::vector<Entry>& selected, Shard shard);
+// `--github --shards N`: {"include": [{"shard": "1/N", "entries": "a,b"}, ...]}, no empty shard.
+nlohmann::json github_shards(const std::vector<Entry>& selected, int count);
+
 }  // namespace kgate::matrix

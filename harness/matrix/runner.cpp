@@ -14,6 +14,7 @@
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/subprocess.hpp"
+#include "core/text_table.hpp"
 #include "report/receipt.hpp"
 #include "run/request.hpp"
 
@@ -181,6 +182,7 @@ Status write_reports(const MatrixRun& run, const fs::path& out_dir) {
       write_file_atomic(out_dir / "matrix-summary.json",
                         summary_json(run).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   if (written) written = write_file_atomic(out_dir / "junit.xml", junit_xml(run));
+  if (written) written = write_file_atomic(out_dir / "matrix-summary.md", markdown(run));
   return written;
 }
 
@@ -189,7 +191,9 @@ FailureClass overall(const MatrixRun& run) {
   for (const auto& r : run.results) {
     if (r.verdict != FailureClass::pass) return r.verdict;
   }
-  return run.results.empty() ? FailureClass::no_verdict : FailureClass::pass;
+  // A shard may hold no entry (N above the selection's size): `kgate matrix merge` tells whether
+  // every entry of the selection ran. An unsharded run of nothing is no verdict.
+  return run.results.empty() && !run.shard ? FailureClass::no_verdict : FailureClass::pass;
 }
 
 namespace {
@@ -231,23 +235,6 @@ std::string joined(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
-// Columns padded to their widest cell, two spaces apart.
-std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& row : rows) {
-    if (width.size() < row.size()) width.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      out += row[i];
-      if (i + 1 < row.size()) out += std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    out += "\n";
-  }
-  return out;
-}
 }  // namespace
 
 json summary_json(const MatrixRun& run) {
@@ -287,15 +274,18 @@ json summary_json(const MatrixRun& run) {
         {{"object", key.substr(0, slash)}, {"name", key.substr(slash + 1)}, {"entries", per_entry}});
   }
   FailureClass all = overall(run);
-  return {{"schema", "kgate.matrix-summary/1"},
-          {"entries", entries},
-          {"programs", programs},
-          {"passed", passed},
-          {"total", run.results.size()},
-          {"interrupted", run.interrupted},
-          {"verdict", all == FailureClass::pass ? "pass" : "fail"},
-          {"exit_code", exit_code(all)},
-          {"wall_s", std::round(run.wall_s * 1000) / 1000}};
+  json summary = {{"schema", "kgate.matrix-summary/1"},
+                  {"entries", entries},
+                  {"programs", programs},
+                  {"passed", passed},
+                  {"total", run.results.size()},
+                  {"interrupted", run.interrupted},
+                  {"verdict", all == FailureClass::pass ? "pass" : "fail"},
+                  {"exit_code", exit_code(all)},
+                  {"wall_s", std::round(run.wall_s * 1000) / 1000}};
+  if (run.shard)
+    summary["shard"] = {{"index", run.shard->index}, {"count", run.shard->count}, {"selected", run.selected}};
+  return summary;
 }
 
 std::string xml_escape(std::string_view text) {
@@ -392,7 +382,7 @@ std::string table(const MatrixRun& run) {
                     accel_of(r).empty() ? "-" : accel_of(r), boot ? strprintf("%.2f s", *boot) : "-",
                     verdict});
   }
-  std::string out = render_columns(rows);
+  std::string out = text_columns(rows);
   // Program x entry: verdict and instructions processed (or the reasons of a failure).
   ProgramRows programs = program_rows(run);
   if (programs.order.empty()) return out;
@@ -418,7 +408,54 @@ std::string table(const MatrixRun& run) {
     }
     grid.push_back(std::move(row));
   }
-  return out + "\n" + render_columns(grid);
+  return out + "\n" + text_columns(grid);
+}
+
+std::string markdown(const MatrixRun& run) {
+  const json s = summary_json(run);
+  std::string out =
+      strprintf("### kgate matrix: %s, %d of %zu entries passed%s%s\n\n",
+                s["verdict"].get<std::string>() == "pass" ? "pass" : "FAIL", s["passed"].get<int>(),
+                run.results.size(), run.interrupted ? " (interrupted)" : "",
+                run.shard ? strprintf(" (shard %d/%d)", run.shard->index, run.shard->count).c_str() : "");
+  std::vector<std::vector<std::string>> rows = {{"entry", "release", "lockdown", "arch", "boot", "verdict"}};
+  for (const auto& r : run.results) {
+    auto boot = boot_of(r);
+    std::string verdict = r.verdict == FailureClass::pass ? "pass"
+                          : r.cancelled                   ? "cancelled"
+                                        : "**FAIL** `" + std::string(class_name(r.verdict)) + "`";
+    if (r.verdict != FailureClass::pass && !r.message.empty()) verdict += ": " + r.message.substr(0, 200);
+    rows.push_back({r.entry.name, release_of(r).empty() ? "-" : release_of(r),
+                    std::string(run::lockdown_name(r.entry.lockdown)), r.entry.arch,
+                    boot ? strprintf("%.2f s", *boot) : "-", verdict});
+  }
+  out += markdown_table(rows);
+  ProgramRows programs = program_rows(run);
+  if (programs.order.empty()) return out;
+  // Program x entry: the verdict and the verifier's instructions processed.
+  std::vector<std::vector<std::string>> grid = {{"program"}};
+  for (const auto& r : run.results) grid[0].push_back(r.entry.name);
+  for (const auto& key : programs.order) {
+    std::vector<std::string> row = {"`" + key + "`"};
+    for (const auto& r : run.results) {
+      auto it = programs.cells[key].find(r.entry.name);
+      if (it == programs.cells[key].end()) {
+        row.push_back("-");
+        continue;
+      }
+      const report::ProgramResult& p = *it->second;
+      if (p.passed())
+        row.push_back(p.insns_processed >= 0
+                          ? strprintf("pass, %lld insns", static_cast<long long>(p.insns_processed))
+                          : "pass");
+      else if (p.verdict == "skipped")
+        row.push_back("skipped");
+      else
+        row.push_back("**FAIL** " + joined(p.reasons, ", "));
+    }
+    grid.push_back(std::move(row));
+  }
+  return out + "\n" + markdown_table(grid);
 }
 
 }  // namespace kgate::matrix

@@ -32,6 +32,10 @@ struct MatrixRun {
   std::vector<EntryResult> results;  // in matrix order
   bool interrupted = false;
   double wall_s = 0;
+  // With --shard: which slice this is, and every entry the selection named before slicing (so that
+  // `kgate matrix merge` can tell a missing shard from a small matrix).
+  std::optional<Shard> shard;
+  std::vector<std::string> selected;
 };
 
 struct RunnerOptions {
@@ -65,7 +69,7 @@ run::RunRequest entry_request(const run::RunRequest& base, const Entry& e);
 // "<entry>: started", "<entry>: pass (2.1 s)", "<entry>: FAIL [boot_hang] ... (90.0 s)".
 std::string event_line(const EntryResult& r, bool done);
 
-// Writes matrix-summary.json and junit.xml into `out_dir`.
+// Writes matrix-summary.json, junit.xml and matrix-summary.md into `out_dir`.
 Status write_reports(const MatrixRun& run, const fs::path& out_dir);
 
 // Pure reports of a run.
@@ -73,6 +77,8 @@ FailureClass overall(const MatrixRun& run);  // pass only if every entry passed
 nlohmann::json summary_json(const MatrixRun& run);
 std::string junit_xml(const MatrixRun& run);
 std::string table(const MatrixRun& run);
+// GitHub-flavoured Markdown: a verdict line, the entry table and the program x entry table.
+std::string markdown(const MatrixRun& run);
 std::string xml_escape(std::string_view text);
 
 }  // namespace kgate::matrix

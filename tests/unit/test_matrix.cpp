@@ -2,6 +2,10 @@
 
 #include <cstdlib>
 
+#include <algorithm>
+#include <map>
+
+#include "matrix/baseline.hpp"
 #include "matrix/matrix.hpp"
 #include "matrix/runner.hpp"
 
@@ -168,4 +172,112 @@ TEST_CASE("reports: one failing or cancelled entry fails the whole; JUnit escape
   CHECK(xml_escape(std::string("a\x01") + "b") == "a?b");
   run.interrupted = true;
   CHECK(overall(run) == FailureClass::interrupted);
+}
+
+TEST_CASE("--shard I/N: round robin slices that cover the selection once; bad shards are refused") {
+  auto m = load_matrix(source_root() + "/kernels/matrix.json").value();
+  const auto all = select(m, "").value();
+  REQUIRE(all.size() >= 3);
+  for (int n : {1, 2, 3, static_cast<int>(all.size()) + 2}) {
+    std::vector<std::string> seen;
+    for (int i = 1; i <= n; ++i)
+      for (const auto& e : shard_of(all, {i, n})) seen.push_back(e.name);
+    std::sort(seen.begin(), seen.end());
+    std::vector<std::string> names;
+    for (const auto& e : all) names.push_back(e.name);
+    std::sort(names.begin(), names.end());
+    CAPTURE(n);
+    CHECK(seen == names);
+  }
+  CHECK(shard_of(all, {2, 2})[0].name == all[1].name);
+  CHECK(parse_shard("3/4").value().index == 3);
+  CHECK(parse_shard("3/4").value().count == 4);
+  for (const char* bad : {"", "1", "0/2", "3/2", "1/0", "a/b", "1/2/3", "-1/2", "1/1001", "1 /2"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_shard(bad).has_value());
+  }
+  json gh = github_shards(all, 2);
+  REQUIRE(gh["include"].size() == 2);
+  CHECK(gh["include"][0]["shard"] == "1/2");
+  CHECK(gh["include"][0]["entries"].get<std::string>().starts_with(all[0].name + "," + all[2].name));
+  // More shards than entries: no empty shard is listed.
+  CHECK(github_shards(all, static_cast<int>(all.size()) + 2)["include"].size() == all.size());
+}
+
+TEST_CASE("baseline: a regressed verdict and growth past the bound fail; new, gone and fixed do not") {
+  auto summary = [](json programs) {
+    return json{{"schema", "kgate.matrix-summary/1"}, {"programs", programs}};
+  };
+  auto cell = [](const char* verdict, long long insns) {
+    return json{{"verdict", verdict}, {"insns_processed", insns}};
+  };
+  json a = summary(json::array({
+      {{"object", "o"},
+       {"name", "same"},
+       {"entries", {{"e1", cell("pass", 100)}, {"e2", cell("pass", 100)}}}},
+      {{"object", "o"}, {"name", "grows"}, {"entries", {{"e1", cell("pass", 100)}}}},
+      {{"object", "o"}, {"name", "regresses"}, {"entries", {{"e1", cell("pass", 50)}}}},
+      {{"object", "o"}, {"name", "fixed"}, {"entries", {{"e1", cell("fail", 10)}}}},
+      {{"object", "o"}, {"name", "gone"}, {"entries", {{"e1", cell("pass", 5)}}}},
+  }));
+  json b = summary(json::array({
+      {{"object", "o"},
+       {"name", "same"},
+       {"entries", {{"e1", cell("pass", 100)}, {"e2", cell("pass", 110)}}}},
+      {{"object", "o"}, {"name", "grows"}, {"entries", {{"e1", cell("pass", 111)}}}},
+      {{"object", "o"}, {"name", "regresses"}, {"entries", {{"e1", cell("fail", 50)}}}},
+      {{"object", "o"}, {"name", "fixed"}, {"entries", {{"e1", cell("pass", 10)}, {"e3", cell("pass", 1)}}}},
+      {{"object", "o"}, {"name", "new"}, {"entries", {{"e1", cell("pass", 7)}}}},
+  }));
+  auto c = compare_to_baseline(a, b, 10.0);
+  std::map<std::string, std::string> change;
+  for (const auto& r : c.rows) change[r.program + "@" + r.entry] = r.change;
+  CHECK(change["o/same@e1"] == "same");
+  CHECK(change["o/same@e2"] == "changed");  // +10%: at the bound, not past it
+  CHECK(change["o/grows@e1"] == "grew");    // +11%
+  CHECK(change["o/regresses@e1"] == "regressed");
+  CHECK(change["o/fixed@e1"] == "fixed");
+  CHECK(change["o/fixed@e3"] == "added");  // an entry one side has
+  CHECK(change["o/new@e1"] == "added");
+  CHECK(change["o/gone@e1"] == "removed");
+  CHECK(c.failures == 2);
+  CHECK(c.rows.back().program == "o/gone");  // the baseline's leftovers come last
+  CHECK(compare_to_baseline(a, b, 20.0).failures == 1);
+  const std::string t = baseline_table(c);
+  CHECK(t.find(
+            "o/grows      e1     pass         pass         100        111        +11 (+11.00%)  FAIL grew") !=
+        std::string::npos);
+  CHECK(baseline_markdown(c).find("| **FAIL regressed** |") != std::string::npos);
+  json j = baseline_json(c);
+  CHECK(j["failures"] == 2);
+  CHECK(j["rows"].size() == c.rows.size());
+  // Against itself nothing fails.
+  CHECK(compare_to_baseline(b, b, 0).failures == 0);
+}
+
+TEST_CASE("markdown: the entry table and the program table, cells escaped") {
+  MatrixRun run;
+  EntryResult r;
+  r.entry = {"a|b", "k", run::Lockdown::none, "x86_64"};
+  r.verdict = FailureClass::gate_failed;
+  r.message = "two\nlines";
+  report::Receipt receipt;
+  report::ProgramResult p;
+  p.object = "gate";
+  p.name = "p";
+  p.verdict = "fail";
+  p.reasons = {"did_not_fire", "records_missing"};
+  receipt.programs = {p};
+  r.receipt = receipt;
+  run.results = {r};
+  const std::string md = markdown(run);
+  CHECK(md.starts_with("### kgate matrix: FAIL, 0 of 1 entries passed\n"));
+  CHECK(md.find("| a\\|b | - | none | x86_64 | - | **FAIL** `gate_failed`: two lines |") !=
+        std::string::npos);
+  CHECK(md.find("| `gate/p` | **FAIL** did_not_fire, records_missing |") != std::string::npos);
+  // A shard that holds no entry passes: the merge decides whether anything is missing.
+  MatrixRun empty;
+  CHECK(overall(empty) == FailureClass::no_verdict);
+  empty.shard = Shard{3, 3};
+  CHECK(overall(empty) == FailureClass::pass);
 }

@@ -408,6 +408,114 @@ TEST_CASE("matrix: three entries with -j2 give three receipts, a summary and JUn
   CHECK(parsed->out == "9 0\n");
 }
 
+TEST_CASE("matrix shards: two slices run apart merge into one; a missing shard and a grown baseline fail") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  const std::string only = "debian-6.1,debian-6.1-integrity";
+  auto kgate = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kgate_binary().string());
+    auto cap = run_capture(args, Deadline(std::chrono::minutes(5)));
+    REQUIRE(cap.has_value());
+    return *cap;
+  };
+  auto summary_of = [](const fs::path& dir) {
+    return json::parse(read_file(dir / "matrix-summary.json").value_or("null"), nullptr, false);
+  };
+  const fs::path s1 = tmp.path() / "shard1", s2 = tmp.path() / "shard2", merged = tmp.path() / "merged";
+  for (const auto& [shard, dir] : {std::pair{"1/2", s1}, std::pair{"2/2", s2}}) {
+    auto cap = kgate({"matrix", "--only", only, "--shard", shard, "--out", dir.string()});
+    INFO("stdout: " << cap.out << "\nstderr: " << cap.err);
+    CHECK(WEXITSTATUS(cap.status) == 0);
+    json s = summary_of(dir);
+    REQUIRE(s.is_object());
+    CHECK(s["total"] == 1);  // round robin: debian-6.1 in 1/2, debian-6.1-integrity in 2/2
+    CHECK(s["shard"]["selected"] == json::array({"debian-6.1", "debian-6.1-integrity"}));
+  }
+  CHECK(summary_of(s1)["entries"][0]["name"] == "debian-6.1");
+  CHECK(summary_of(s2)["entries"][0]["name"] == "debian-6.1-integrity");
+
+  // Merged: both entries in matrix order, their directories copied, the Markdown appended to the
+  // step summary, JUnit for both.
+  const fs::path step_summary = tmp.path() / "step-summary.md";
+  // (Given in either order: the selection orders them.)
+  auto cap = kgate({"matrix", "merge", s2.string(), s1.string(), "--out", merged.string()});
+  CHECK(WEXITSTATUS(cap.status) == 0);
+  CHECK(summary_of(merged)["entries"][0]["name"] == "debian-6.1");
+  {
+    auto env_cap =
+        run_capture({"env", "GITHUB_STEP_SUMMARY=" + step_summary.string(), kgate_binary().string(), "matrix",
+                     "merge", s1.string(), s2.string(), "--out", merged.string()},
+                    Deadline(std::chrono::minutes(1)));
+    REQUIRE(env_cap.has_value());
+    cap = *env_cap;
+  }
+  INFO("merge stdout: " << cap.out << "\nstderr: " << cap.err);
+  CHECK(WEXITSTATUS(cap.status) == 0);
+  json m = summary_of(merged);
+  REQUIRE(m.is_object());
+  CHECK(m["passed"] == 2);
+  CHECK(m["entries"][0]["name"] == "debian-6.1");
+  CHECK(m["entries"][1]["name"] == "debian-6.1-integrity");
+  CHECK(m["entries"][1]["lockdown"] == "integrity");
+  CHECK(!m.contains("shard"));
+  CHECK(json::parse(read_file(merged / "debian-6.1-integrity" / "receipt.json").value_or("null"), nullptr,
+                    false)["verdict"] == "pass");
+  CHECK(read_file(merged / "junit.xml").value_or("").find("name=\"debian-6.1-integrity\"") !=
+        std::string::npos);
+  const std::string md = read_file(step_summary).value_or("");
+  CHECK(md.find("kgate matrix: pass, 2 of 2 entries passed") != std::string::npos);
+  CHECK(md.find("| `probe/on_getpid` | pass, ") != std::string::npos);
+  CHECK(read_file(merged / "matrix-summary.md").value_or("") + "\n" == md);
+
+  // A shard's output missing: its entry is no verdict, and so is the merge.
+  cap = kgate({"matrix", "merge", s1.string(), "--out", (tmp.path() / "half").string()});
+  CHECK(WEXITSTATUS(cap.status) == 10);
+  json half = summary_of(tmp.path() / "half");
+  CHECK(half["entries"][1]["name"] == "debian-6.1-integrity");
+  CHECK(half["entries"][1]["class"] == "no_verdict");
+  CHECK(half["entries"][1]["message"].get<std::string>().find("shard 2/2") != std::string::npos);
+  // The same shard twice is refused before anything is written.
+  cap = kgate({"matrix", "merge", s1.string(), s1.string(), "--out", (tmp.path() / "twice").string()});
+  CHECK(WEXITSTATUS(cap.status) == 2);
+  CHECK(cap.err.find("are both shard 1/2") != std::string::npos);
+
+  // Against itself as the baseline: every row the same.
+  cap = kgate({"matrix", "merge", s1.string(), s2.string(), "--out", (tmp.path() / "b0").string(),
+               "--baseline", merged.string()});
+  CHECK(WEXITSTATUS(cap.status) == 0);
+  json same =
+      json::parse(read_file(tmp.path() / "b0" / "baseline-comparison.json").value_or("null"), nullptr, false);
+  REQUIRE(same.is_object());
+  CHECK(same["failures"] == 0);
+  CHECK(same["rows"].size() == 4);  // two programs on two entries
+  for (const auto& row : same["rows"]) CHECK(row["change"] == "same");
+  // A baseline in which on_getpid took half the instructions on debian-6.1: it grew past 10%.
+  json base = m;
+  for (auto& p : base["programs"])
+    if (p["name"] == "on_getpid") {
+      auto& cell = p["entries"]["debian-6.1"];
+      cell["insns_processed"] = cell["insns_processed"].get<long long>() / 2;
+    }
+  base["programs"].push_back({{"object", "probe"},
+                              {"name", "gone"},
+                              {"entries", {{"debian-6.1", {{"verdict", "pass"}, {"insns_processed", 9}}}}}});
+  REQUIRE(write_file_atomic(tmp.path() / "base.json", base.dump()).has_value());
+  cap = kgate({"matrix", "merge", s1.string(), s2.string(), "--out", (tmp.path() / "b1").string(),
+               "--baseline", (tmp.path() / "base.json").string()});
+  INFO("baseline stdout: " << cap.out);
+  CHECK(WEXITSTATUS(cap.status) == 1);
+  CHECK(cap.out.find("FAIL grew") != std::string::npos);
+  CHECK(cap.out.find("against the baseline: 1 of 5 rows fail") != std::string::npos);
+  json grew =
+      json::parse(read_file(tmp.path() / "b1" / "baseline-comparison.json").value_or("null"), nullptr, false);
+  REQUIRE(grew.is_object());
+  CHECK(grew["rows"][4]["change"] == "removed");  // a program only the baseline has: reported, not failed
+  // The same growth under a looser bound passes.
+  cap = kgate({"matrix", "merge", s1.string(), s2.string(), "--out", (tmp.path() / "b2").string(),
+               "--baseline", (tmp.path() / "base.json").string(), "--max-growth", "150"});
+  CHECK(WEXITSTATUS(cap.status) == 0);
+}
+
 TEST_CASE("matrix: SIGTERM mid-run stops every VM, keeps finished receipts, marks the rest cancelled") {
   require_vm_prerequisites();
   auto tmp = out_root();
