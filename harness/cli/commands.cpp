@@ -6,7 +6,7 @@ namespace kgate::cli {
 
 namespace {
 
-constexpr std::array<Command, 6> table = {{
+constexpr std::array<Command, 7> table = {{
     {"run", "boot a kernel, load the gate object or a spec's objects, report a verdict", run_options,
      cmd_run},
     {"repro", "run again what a receipt describes, from its copies, beside the recorded verdict",
@@ -16,6 +16,7 @@ constexpr std::array<Command, 6> table = {{
     {"gates", "run a pipeline of gates (a gates file such as ci/gates.json): one umbrella receipt",
      gates_options, cmd_gates},
     {"digest", "check BPF objects against a digest lock, or inspect one object", digest_options, cmd_digest},
+    {"spec", "write a starting run spec for a BPF object: 'kgate spec init X.bpf.o'", spec_options, cmd_spec},
     {"fetch", "fetch and verify a catalog entry's kernel into the cache, without booting it", fetch_options,
      cmd_fetch},
 }};

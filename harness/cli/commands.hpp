@@ -33,6 +33,8 @@ cxxopts::Options digest_options();  // digest_cmd.cpp
 int cmd_digest(int argc, char** argv);
 cxxopts::Options fetch_options();  // fetch_cmd.cpp
 int cmd_fetch(int argc, char** argv);
+cxxopts::Options spec_options();  // spec_cmd.cpp
+int cmd_spec(int argc, char** argv);
 
 // manual.cpp: what is made of the tables (man pages and completion at build time).
 std::string usage_text();                // kgate --help

@@ -135,6 +135,21 @@ int print_outcome(const kgate::run::RunOutcome& outcome, const std::string& labe
   return kgate::exit_code(outcome.verdict);
 }
 
+// A spec from `kgate spec init` whose proposals nobody confirmed yet: says which programs, and runs
+// them anyway. (A spec that does not parse is the run's own usage error.)
+void warn_proposed(const fs::path& spec_file) {
+  if (spec_file.empty()) return;
+  auto spec = kgate::spec::load_spec(spec_file);
+  if (!spec) return;
+  std::string names;
+  for (const auto& o : spec->objects)
+    for (const auto& p : o.programs)
+      if (!p.proposed.empty()) names += (names.empty() ? "" : ", ") + p.name;
+  if (!names.empty())
+    std::cerr << "kgate: " << spec_file.string()
+              << ": not yet confirmed (\"proposed\" by kgate spec init): " << names << "\n";
+}
+
 // --shell[=before|after|on-failure]: a usage error without a terminal to relay it to.
 std::optional<int> shell_option(const std::string& value, kgate::run::RunRequest& req) {
   auto when = kgate::run::parse_shell(value);
@@ -374,6 +389,7 @@ int cmd_run(int argc, char** argv) {
     req.out_dir = fs::path("kgate-out") / (label + "-" + timestamp() + "-" + std::to_string(::getpid()));
   }
 
+  warn_proposed(req.spec);
   kgate::install_interrupt_handlers();
   ProgressLine line(label);
   // --watch: each run's verdict as it comes; the last one is not printed twice.

@@ -428,8 +428,11 @@ Result<ProgramSpec> read_program(const JsonReader& pr, const std::string& name) 
     return pr.bad("\"" + name + "\" is not a program name: a BPF program is named by its C function");
   if (auto st = pr.expect_object("must be an object (use {} to take every default)"); !st)
     return std::unexpected(st.error());
-  if (auto st = pr.only_keys({"attach", "target", "test_run", "trigger", "expect", "skip"}); !st)
+  if (auto st = pr.only_keys({"attach", "target", "test_run", "trigger", "expect", "skip", "proposed"}); !st)
     return std::unexpected(st.error());
+  auto proposed = pr.string("proposed");
+  if (!proposed) return err(proposed);
+  p.proposed = proposed->value_or("");
   auto attach = pr.string("attach");
   if (!attach) return err(attach);
   if (*attach) {

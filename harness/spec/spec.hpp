@@ -135,6 +135,9 @@ struct ProgramSpec {
   Trigger trigger;
   Expect expect;
   std::vector<Skip> skip;
+  // Set by `kgate spec init`: why it proposed this; the user confirms and deletes it. A run says
+  // which programs still carry one.
+  std::string proposed;
   int line = 0;           // where the program's key is in the spec file, for messages
   std::string json_path;  // "objects[0].programs.on_getpid", for messages
 };

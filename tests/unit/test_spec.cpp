@@ -7,6 +7,7 @@
 #include "core/files.hpp"
 #include "core/json_doc.hpp"
 #include "spec/check.hpp"
+#include "spec/init.hpp"
 #include "spec/spec.hpp"
 
 using namespace kgate;
@@ -840,4 +841,63 @@ TEST_CASE("parse_spec: a spec with a loader and no objects; the loader ships as 
   CHECK(s->files[1].dest == "/kgate/loader/loader");
   CHECK(s->files[1].mode == 0755);
   CHECK(s->files[1].sources.at("x86_64") == "/repo/ci/agent.x86");
+}
+
+TEST_CASE("spec init proposes by section: a trigger that reaches it, test_run, or load_only with why") {
+  auto propose = [](std::string section, std::string type) {
+    return propose_program(bpf::ProgramInfo{"p", std::move(section), std::move(type), 1});
+  };
+  auto trigger_of = [&](const char* section, const char* type) {
+    auto p = propose(section, type);
+    CAPTURE(section);
+    CHECK(p.contains("proposed"));
+    return p.contains("trigger") ? p["trigger"].get<std::string>() : std::string("-");
+  };
+  CHECK(trigger_of("tracepoint/syscalls/sys_enter_getpid", "tracepoint") == "getpid");
+  CHECK(trigger_of("tracepoint/syscalls/sys_exit_unlinkat", "tracepoint") == "openat");
+  CHECK(trigger_of("tp/syscalls/sys_enter_connect", "tracepoint") == "tcp");
+  CHECK(trigger_of("tracepoint/sched/sched_process_exec", "tracepoint") == "execve");
+  CHECK(trigger_of("tracepoint/syscalls/sys_enter_acct", "tracepoint") == "-");  // none reaches it
+  CHECK(trigger_of("raw_tp/sys_enter", "raw_tracepoint") == "getpid");
+  CHECK(trigger_of("tp_btf/sched_process_fork", "tracing") == "execve");
+  CHECK(trigger_of("kprobe/do_unlinkat", "kprobe") == "openat");
+  CHECK(trigger_of("kprobe/tcp_v4_connect+0x4", "kprobe") == "tcp");
+  CHECK(trigger_of("kretprobe/__x64_sys_getpid", "kprobe") == "getpid");
+  CHECK(trigger_of("ksyscall/clock_nanosleep", "kprobe") == "nanosleep");
+  CHECK(trigger_of("kprobe/some_driver_fn", "kprobe") == "-");
+  auto fentry = propose("fentry/do_unlinkat", "tracing");
+  CHECK(fentry["trigger"] == "openat");
+  CHECK(fentry["skip"][0]["arch"] == "arm64");
+  auto xdp = propose("xdp", "xdp");
+  CHECK(xdp["attach"] == "test_run");
+  CHECK(xdp["test_run"]["packet"] == "ipv4-udp");
+  CHECK(propose("tc", "sched_cls")["attach"] == "test_run");
+  CHECK(propose("lsm/file_open", "lsm")["attach"] == "load_only");
+  CHECK(propose("cgroup/connect4", "cgroup_sock_addr")["attach"] == "load_only");
+  CHECK(propose("uprobe", "kprobe")["attach"] == "load_only");
+  auto up = propose("uprobe//usr/bin/app:handle_request", "kprobe");
+  CHECK(up["trigger"]["kind"] == "call");
+  CHECK(up["trigger"]["binary"] == "/usr/bin/app");
+  CHECK(up["trigger"]["function"] == "handle_request");
+  CHECK(trigger_for_function("__arm64_sys_openat") == "openat");
+  CHECK(trigger_for_syscall("nanosleep").empty());  // glibc sleeps with clock_nanosleep
+
+  // The whole spec parses, as `kgate run --spec` reads it, "proposed" and all.
+  InitObject o;
+  o.name = "gate";
+  o.path = {{"x86_64", "gate.x86_64.bpf.o"}, {"arm64", "gate.arm64.bpf.o"}};
+  o.layout.programs = {{"tp", "tracepoint/syscalls/sys_enter_getpid", "tracepoint", 5},
+                       {"x", "xdp", "xdp", 5},
+                       {"l", "lsm/file_open", "lsm", 5}};
+  o.layout.globals = {{"kgate_nonce", ".rodata", 8}};
+  const auto doc = propose_spec(o);
+  CHECK(doc["objects"][0]["nonce"]["global"] == "kgate_nonce");
+  auto spec = parse_spec(doc.dump(), "/p/gate.spec.json", "/p");
+  REQUIRE_MESSAGE(spec.has_value(), spec.error().describe());
+  REQUIRE(spec->objects[0].programs.size() == 3);
+  for (const auto& p : spec->objects[0].programs)
+    if (p.name == "tp") CHECK(p.proposed.find("getpid trigger") != std::string::npos);
+  CHECK(spec->objects[0].paths.at("arm64") == fs::path("/p/gate.arm64.bpf.o"));
+  o.path = {{"", "agent.bpf.o"}};
+  CHECK(propose_spec(o)["objects"][0]["path"] == "agent.bpf.o");
 }

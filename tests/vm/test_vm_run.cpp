@@ -908,6 +908,58 @@ TEST_CASE(
 
 // ---- A user's own loader: tests/objects/loader.c and live.json ----
 
+TEST_CASE("spec init: the proposed spec runs out of the box on debian-6.1 and debian-6.1-arm64") {
+  require_vm_prerequisites();
+  require_vm_prerequisites("arm64");
+  auto tmp = out_root();
+  // The object's directory is the build's: the spec goes elsewhere and names both builds relatively.
+  const fs::path spec = tmp.path() / "proposed" / "gate.spec.json";
+  const std::vector<std::string> init_argv = {kgate_binary().string(),
+                                              "spec",
+                                              "init",
+                                              (objects_dir() / "gate.x86_64.bpf.o").string(),
+                                              "--out",
+                                              spec.string()};
+  auto init = run_capture(init_argv, Deadline(std::chrono::seconds(60)));
+  REQUIRE(init.has_value());
+  INFO("init: " << init->out << init->err);
+  REQUIRE(WEXITSTATUS(init->status) == 0);
+  json doc = json::parse(read_file(spec).value_or("null"), nullptr, false);
+  REQUIRE(doc.is_object());
+  CHECK(doc["objects"][0]["path"].contains("arm64"));
+  // Written again only when asked.
+  auto again = run_capture(init_argv, Deadline(std::chrono::seconds(60)));
+  REQUIRE(again.has_value());
+  CHECK(WEXITSTATUS(again->status) == 2);
+
+  for (const char* entry : {"debian-6.1", "debian-6.1-arm64"}) {
+    CAPTURE(entry);
+    auto r = run_kgate(tmp.path() / entry, {"--entry", entry, "--spec", spec.string(), "--count", "3"});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.err.find("not yet confirmed (\"proposed\" by kgate spec init)") != std::string::npos);
+    // Every proposal holds: the two programs built to be refused are the only failures.
+    CHECK(r.exit_code == 1);
+    REQUIRE(r.receipt.is_object());
+    for (const auto& p : r.receipt["programs"]) {
+      const std::string name = p["name"];
+      CAPTURE(name);
+      if (name == "bad_deref") {
+        CHECK(p["reasons"] == json::array({"verifier_reject"}));
+      } else if (name == "core_missing") {
+        CHECK(p["reasons"] == json::array({"core_relocation"}));
+      } else if (std::string(entry) == "debian-6.1-arm64" && name.starts_with("f")) {
+        CHECK(p["verdict"] == "skipped");  // fentry/fexit: the proposed skip on arm64
+      } else {
+        CHECK(p["verdict"] == "pass");
+      }
+    }
+    // The proposed triggers reached what they were proposed for.
+    CHECK(program(r.receipt, "tp_getpid")["run_count"].get<long long>() >= 3);
+    CHECK(program(r.receipt, "kp_unlinkat")["run_count"].get<long long>() >= 3);
+    CHECK(program(r.receipt, "xdp_udp_4242")["run_count"].get<long long>() >= 3);
+  }
+}
+
 TEST_CASE("loader: a user's static libbpf loader passes live.json on debian-6.1") {
   require_vm_prerequisites();
   auto tmp = out_root();
