@@ -27,6 +27,7 @@
 #include "matrix/merge.hpp"
 #include "matrix/runner.hpp"
 #include "report/receipt.hpp"
+#include "run/lockdown.hpp"
 #include "run/request.hpp"
 #include "run/run.hpp"
 #include "spec/spec.hpp"
@@ -48,6 +49,8 @@ cxxopts::Options matrix_options() {
   add("j,jobs", "VMs at once", cxxopts::value<int>()->default_value("1"));
   add("only", "comma-separated name globs, e.g. '6.6*,debian-6.1'",
       cxxopts::value<std::string>()->default_value(""));
+  add("lockdown", "only the selected entries at this lockdown level: none, integrity or confidentiality",
+      cxxopts::value<std::string>());
   add("shard", "run only slice I of N of the selected entries (round robin in matrix order), e.g. 2/4",
       cxxopts::value<std::string>());
   add("out", "output directory (default: a new one under ./kgate-out/)", cxxopts::value<std::string>());
@@ -151,8 +154,8 @@ int cmd_matrix(int argc, char** argv) {
 
   if (!words.empty()) {
     // kgate matrix merge DIR...: only the output and baseline options apply.
-    for (const char* opt : {"only", "shard", "github", "shards", "spec", "object", "count", "boot-timeout",
-                            "request-timeout", "qemu", "jobs"}) {
+    for (const char* opt : {"only", "lockdown", "shard", "github", "shards", "spec", "object", "count",
+                            "boot-timeout", "request-timeout", "qemu", "jobs"}) {
       if (args.count(opt)) return usage_error(std::string("matrix merge does not take --") + opt);
     }
     const std::vector<fs::path> dirs(words.begin() + 1, words.end());
@@ -171,6 +174,14 @@ int cmd_matrix(int argc, char** argv) {
   }
   auto entries = kgate::matrix::select(*m, args["only"].as<std::string>());
   if (!entries) return usage_error(entries.error().describe());
+  if (args.count("lockdown")) {
+    auto level = kgate::run::parse_lockdown(args["lockdown"].as<std::string>());
+    if (!level) return usage_error("--lockdown must be none, integrity or confidentiality");
+    std::erase_if(*entries, [&](const kgate::matrix::Entry& e) { return e.lockdown != *level; });
+    if (entries->empty())
+      return usage_error("--lockdown " + args["lockdown"].as<std::string>() +
+                         " leaves no entry of the selection");
+  }
   if (args.count("shards") && !args.count("github")) return usage_error("--shards goes with --github");
   if (args.count("github")) {
     if (args.count("shard")) return usage_error("--github lists every shard: drop --shard");
