@@ -1,13 +1,17 @@
 #!/bin/sh
 # Installs what kgate needs from Debian 12's archive with apt, then configures
 # and builds kgate in build/. Safe to run again: installed packages are skipped
-# and an existing build directory is rebuilt, not recreated.
+# and an existing build directory is rebuilt, not recreated. With --deps-only it
+# installs the packages and builds nothing (the package build and the GitHub
+# Action use that).
 set -eu
 cd "$(dirname "$0")/.."
+deps_only=""
+if [ "${1:-}" = "--deps-only" ]; then deps_only=1; fi
 
 PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
   libbpf-dev libelf-dev libzstd-dev liblzma-dev zlib1g-dev libssl-dev libarchive-dev \
-  nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86 bpftool gdb"
+  nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86 bpftool gdb python3-yaml"
 # arm64 gates: the cross compiler and Debian's arm64 static libraries for the arm64 agent
 # (dpkg multiarch), and QEMU for arm64 guests. kgate fetches the arm64 kernel as
 # linux-image-arm64:arm64 through the same multiarch package lists.
@@ -40,6 +44,10 @@ if [ -n "$missing" ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 
+if [ -n "$deps_only" ]; then
+  echo "setup: packages installed"
+  exit 0
+fi
 if [ ! -f build/build.ninja ]; then
   meson setup build
 fi
