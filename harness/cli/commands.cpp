@@ -6,7 +6,7 @@ namespace kgate::cli {
 
 namespace {
 
-constexpr std::array<Command, 7> table = {{
+constexpr std::array<Command, 9> table = {{
     {"run", "boot a kernel, load the gate object or a spec's objects, report a verdict", run_options,
      cmd_run},
     {"repro", "run again what a receipt describes, from its copies, beside the recorded verdict",
@@ -19,6 +19,9 @@ constexpr std::array<Command, 7> table = {{
     {"spec", "write a starting run spec for a BPF object: 'kgate spec init X.bpf.o'", spec_options, cmd_spec},
     {"fetch", "fetch and verify a catalog entry's kernel into the cache, without booting it", fetch_options,
      cmd_fetch},
+    {"kernels", "list the catalog's kernels and what is cached; pin OCI entries' digests in kernels.lock",
+     kernels_options, cmd_kernels},
+    {"cache", "prune the cache of what no catalog entry and no recent run uses", cache_options, cmd_cache},
 }};
 
 }  // namespace

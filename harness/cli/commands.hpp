@@ -35,6 +35,10 @@ cxxopts::Options fetch_options();  // fetch_cmd.cpp
 int cmd_fetch(int argc, char** argv);
 cxxopts::Options spec_options();  // spec_cmd.cpp
 int cmd_spec(int argc, char** argv);
+cxxopts::Options kernels_options();  // kernels_cmd.cpp
+int cmd_kernels(int argc, char** argv);
+cxxopts::Options cache_options();
+int cmd_cache(int argc, char** argv);
 
 // manual.cpp: what is made of the tables (man pages and completion at build time).
 std::string usage_text();                // kgate --help

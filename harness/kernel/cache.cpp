@@ -29,12 +29,51 @@ fs::path Cache::default_root() {
   return fs::path("/tmp") / "kgate-cache";
 }
 
-Result<Cache> Cache::open(const fs::path& root) {
+namespace {
+
+// Makes the cache's directories and takes its use lock (LOCK_SH or LOCK_EX) before the deadline.
+Result<std::shared_ptr<UniqueFd>> use_lock(const fs::path& root, int how, const Deadline& deadline) {
   for (const char* sub : {"blobs/sha256", "refs", "trees", "entries", "locks"}) {
     if (auto s = make_dirs(root / sub); !s)
       return std::unexpected(std::move(s.error()).context("open cache"));
   }
-  return Cache(root);
+  const fs::path p = root / "locks" / "use";
+  auto fd = std::make_shared<UniqueFd>(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd->valid()) return fail_errno("open cache lock " + p.string(), errno);
+  while (::flock(fd->get(), how | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) return fail_errno("lock " + p.string(), errno);
+    if (interrupt_signal() != 0)
+      return fail(FailureClass::interrupted, "interrupted waiting for " + p.string());
+    if (deadline.expired())
+      return fail(FailureClass::timeout,
+                  how == LOCK_EX ? "kgate runs are using the cache " + root.string() +
+                                       strprintf(" (still after %.0f s): prune when none runs",
+                                                 deadline.budget_seconds())
+                                 : "the cache " + root.string() + " is being pruned (still after " +
+                                       strprintf("%.0f s)", deadline.budget_seconds()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return fd;
+}
+
+// The time of last use, on a file kgate keeps: its mtime is now.
+void stamp(const fs::path& p) {
+  ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0);
+}
+
+}  // namespace
+
+Result<Cache> Cache::open(const fs::path& root) {
+  // A prune holds the lock for seconds at most; a run waits that out.
+  auto use = use_lock(root, LOCK_SH, Deadline(std::chrono::minutes(2)));
+  if (!use) return std::unexpected(use.error());
+  return Cache(root, std::move(*use));
+}
+
+Result<Cache> Cache::open_exclusive(const fs::path& root, const Deadline& deadline) {
+  auto use = use_lock(root, LOCK_EX, deadline);
+  if (!use) return std::unexpected(use.error());
+  return Cache(root, std::move(*use));
 }
 
 fs::path Cache::blob_path(std::string_view sha) const {
@@ -64,7 +103,10 @@ Result<fs::path> Cache::verified_blob(std::string_view sha) const {
   auto seal = seal_of(p);
   if (!seal) return fail_errno("cached file " + p.string(), errno);
   fs::path seal_path = p.string() + ".seal";
-  if (auto recorded = read_file(seal_path); recorded && *recorded == *seal) return p;
+  if (auto recorded = read_file(seal_path); recorded && *recorded == *seal) {
+    stamp(seal_path);
+    return p;
+  }
   auto actual = sha256_file(p);
   if (!actual) return std::unexpected(actual.error());
   if (*actual != sha) {
@@ -100,6 +142,7 @@ Result<std::optional<std::string>> Cache::get_ref(std::string_view kind, std::st
   auto text = read_file_if_exists(p);
   if (!text) return std::unexpected(text.error());
   if (!*text) return std::optional<std::string>{};
+  stamp(p);
   std::string sha = **text;
   while (!sha.empty() && sha.back() == '\n') sha.pop_back();
   // The cache's own file, damaged (by hand, a full disk, another tool): a problem of the cache,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,10 +19,16 @@ namespace kgate::kernel {
 //   trees/<hex>/              an unpacked package, named by the package's sha256
 //   entries/<name>.json       what a catalog entry resolved to
 // A blob whose bytes no longer match its name is refused (digest_mismatch), never used.
+//   locks/use                 every open Cache holds it shared; `kgate cache prune` exclusive
+// Every use stamps what it used (a blob's seal, a ref, an entry record and its tree get the
+// time of their last use as mtime): `kgate cache prune` keeps what was used recently.
 class Cache {
  public:
   static fs::path default_root();
+  // Holds the use lock shared for as long as this Cache or a copy of it lives.
   static Result<Cache> open(const fs::path& root);
+  // For prune: the use lock exclusive, waiting for the runs that hold it until the deadline.
+  static Result<Cache> open_exclusive(const fs::path& root, const Deadline& deadline);
 
   const fs::path& root() const { return root_; }
   fs::path blob_path(std::string_view sha) const;
@@ -52,8 +59,9 @@ class Cache {
   Status set_ref(std::string_view kind, std::string_view key, std::string_view sha);
 
  private:
-  explicit Cache(fs::path root) : root_(std::move(root)) {}
+  Cache(fs::path root, std::shared_ptr<UniqueFd> use) : root_(std::move(root)), use_(std::move(use)) {}
   fs::path root_;
+  std::shared_ptr<UniqueFd> use_;  // the use lock
 };
 
 }  // namespace kgate::kernel

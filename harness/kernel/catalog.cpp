@@ -6,6 +6,7 @@
 #include "core/arch.hpp"
 #include "core/json_checks.hpp"
 #include "core/json_doc.hpp"
+#include "kernel/pins.hpp"
 
 namespace kgate::kernel {
 namespace {
@@ -184,7 +185,7 @@ Result<Catalog> parse_catalog(std::string_view text, std::string_view origin) {
   return cat;
 }
 
-Result<Catalog> load_catalog(const fs::path& path) {
+Result<Catalog> load_catalog(const fs::path& path, bool pins) {
   auto text = read_file(path);
   if (!text)
     return std::unexpected(std::move(text.error()).context("read catalog").reclass(FailureClass::usage));
@@ -194,6 +195,17 @@ Result<Catalog> load_catalog(const fs::path& path) {
   for (auto& [_, e] : catalog->entries) {
     if (e.source.type == "oci-layout" && e.source.path.is_relative())
       e.source.path = path.parent_path() / e.source.path;
+  }
+  // The digests `kgate kernels pin` locked beside it.
+  const fs::path lock = kernel_pins_path(path);
+  if (pins && path_exists(lock)) {
+    auto text = read_file(lock);
+    if (!text)
+      return std::unexpected(
+          std::move(text.error()).context("read kernel pins").reclass(FailureClass::usage));
+    auto pins = parse_kernel_pins(*text, lock.string());
+    if (!pins) return std::unexpected(pins.error());
+    if (auto st = apply_kernel_pins(*catalog, *pins, lock.string()); !st) return std::unexpected(st.error());
   }
   return catalog;
 }

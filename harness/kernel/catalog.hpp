@@ -53,6 +53,8 @@ struct Catalog {
 // Parses catalog JSON; `origin` names the file in errors. Unknown keys are
 // errors (a typo must not silently drop a setting).
 Result<Catalog> parse_catalog(std::string_view text, std::string_view origin);
-Result<Catalog> load_catalog(const fs::path& path);
+// Reads the file, resolves oci-layout paths against its directory and, with `pins`, applies the
+// kernels.lock beside it (kernel/pins.hpp).
+Result<Catalog> load_catalog(const fs::path& path, bool pins = true);
 
 }  // namespace kgate::kernel

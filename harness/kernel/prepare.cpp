@@ -1,5 +1,8 @@
 #include "kernel/prepare.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -255,6 +258,10 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
     if (!rec) return std::nullopt;
     auto k = from_record(cache, *rec, false, entry.arch);
     if (!k && k.error().err() == ENOENT) return std::nullopt;
+    // Last used now, the record and its unpacked package (what `kgate cache prune` keeps).
+    ::utimensat(AT_FDCWD, record_path.c_str(), nullptr, 0);
+    if (const std::string tree = field(*rec, "package_sha256"); !tree.empty())
+      ::utimensat(AT_FDCWD, cache.tree_path(tree).c_str(), nullptr, 0);
     return with_context(std::move(k), "kernel " + entry.name);
   };
   if (auto k = warm()) return std::move(*k);
@@ -268,8 +275,9 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
       return fail(FailureClass::usage,
                   "kernel " + entry.name + " (" +
                       (entry.source.type == "oci" ? entry.source.reference : entry.source.path.string()) +
-                      ") has no digest pin in the catalog: fill in \"digest\" (skopeo inspect --format "
-                      "'{{.Digest}}' docker://REF), or boot a kernel file with --kernel PATH");
+                      ") has no digest pin: run `kgate kernels pin " + entry.name +
+                      "` where the registry is reachable (it writes kernels.lock beside the catalog), or fill in "
+                      "\"digest\", or boot a kernel file with --kernel PATH");
     }
   }
   auto rec = entry.source.type == "debian-package" ? fetch_debian(cache, entry, refresh, deadline)

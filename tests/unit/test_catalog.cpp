@@ -2,8 +2,16 @@
 
 #include <cstdlib>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "kernel/cache.hpp"
+#include "kernel/cache_admin.hpp"
 #include "kernel/catalog.hpp"
 #include "kernel/debian.hpp"
+#include "kernel/pins.hpp"
 
 using namespace kgate::kernel;
 
@@ -163,4 +171,115 @@ TEST_CASE("apt-cache stanzas: fields and the image package behind a metapackage"
   CHECK(depends_with_prefix("foo, bar", "linux-image-") == "");
   CHECK(debian_arch("x86_64") == "amd64");
   CHECK(debian_arch("arm64") == "arm64");
+}
+
+TEST_CASE("kernels.lock: parsed strictly, applied only where the catalog still names the pinned reference") {
+  const std::string d1 = "sha256:" + std::string(64, 'a'), d2 = "sha256:" + std::string(64, 'b');
+  auto pins = parse_kernel_pins("# c\n\n6.6 x86_64 ghcr.io/k:6.6.1 " + d1 + "\n", "k.lock");
+  REQUIRE(pins.has_value());
+  REQUIRE(pins->size() == 1);
+  CHECK((*pins)[0].line == 3);
+  CHECK(render_kernel_pins(*pins).ends_with("6.6 x86_64 ghcr.io/k:6.6.1 " + d1 + "\n"));
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {"6.6 x86_64 ghcr.io/k:6.6.1\n", "line 1: want"},
+           {"6.6 x86_64 r " + d1 + " extra\n", "line 1: want"},
+           {"6.6 riscv r " + d1 + "\n", "not an arch and a sha256"},
+           {"6.6 x86_64 r sha256:xyz\n", "not an arch and a sha256"},
+           {"6.6 x86_64 r " + d1 + "\n6.6 x86_64 r " + d2 + "\n",
+            "line 2: 6.6 x86_64 is pinned on line 1 too"}}) {
+    auto p = parse_kernel_pins(bad, "k.lock");
+    CAPTURE(bad);
+    REQUIRE_FALSE(p.has_value());
+    CHECK(p.error().describe().find(why) != std::string::npos);
+  }
+  auto catalog = [] {
+    return parse_catalog(R"({"schema": "kgate.catalog/1", "default": "6.6", "kernels": {
+      "6.6": {"arch": "x86_64", "source": {"type": "oci", "reference": "ghcr.io/k:6.6.1", "digest": null}},
+      "local": {"arch": "x86_64", "source": {"type": "oci-layout", "path": "/l", "ref": "v1"}},
+      "deb": {"arch": "x86_64", "source": {"type": "debian-package", "metapackage": "m", "package_prefix": "p"}}}})",
+                         "c.json")
+        .value();
+  };
+  auto c = catalog();
+  REQUIRE(apply_kernel_pins(c, *pins, "k.lock").has_value());
+  CHECK(c.entries.at("6.6").source.digest == d1);
+  CHECK(pin_reference(c.entries.at("local")) == "v1");
+  CHECK(pin_reference(c.entries.at("deb")).empty());
+  auto refused = [&](const std::string& lock, const std::string& why) {
+    auto cc = catalog();
+    auto st = apply_kernel_pins(cc, parse_kernel_pins(lock, "k.lock").value(), "k.lock");
+    CAPTURE(lock);
+    REQUIRE_FALSE(st.has_value());
+    CHECK(st.error().describe().find(why) != std::string::npos);
+  };
+  refused("6.6 x86_64 ghcr.io/k:6.6.2 " + d1 + "\n",
+          "was pinned at ghcr.io/k:6.6.2, the catalog now names ghcr.io/k:6.6.1");
+  refused("gone x86_64 r " + d1 + "\n", "gone is no OCI entry of the catalog");
+  refused("deb x86_64 r " + d1 + "\n", "deb is no OCI entry");
+  refused("6.6 arm64 ghcr.io/k:6.6.1 " + d1 + "\n", "6.6 is x86_64, not arm64");
+  auto argv = skopeo_inspect_argv("/usr/bin/skopeo", c.entries.at("6.6"));
+  CHECK(argv.back() == "docker://ghcr.io/k:6.6.1");
+  CHECK(std::find(argv.begin(), argv.end(), "amd64") != argv.end());
+  CHECK(skopeo_inspect_argv("skopeo", c.entries.at("local")).back() == "oci:/l:v1");
+}
+
+TEST_CASE(
+    "cache prune: keeps what catalog entries and recent uses reference; a run's use lock holds it off") {
+  namespace fs = std::filesystem;
+  auto tmp = kgate::TempDir::create("kgate-prune").value();
+  auto cache = Cache::open(tmp.path() / "cache").value();
+  auto old = [](const fs::path& p) {
+    const timespec times[2] = {{1000000000, 0}, {1000000000, 0}};  // 2001
+    REQUIRE(::utimensat(AT_FDCWD, p.c_str(), times, 0) == 0);
+  };
+  // A catalog entry's record naming its tree and image; a record of a gone entry; blobs and refs.
+  const std::string image = cache.put_blob("kernel image").value();
+  const std::string vmlinux = cache.put_blob("vmlinux").value();
+  const std::string stale_blob = cache.put_blob("an initramfs of last year").value();
+  const std::string fresh_blob = cache.put_blob("an initramfs of today").value();
+  const std::string tree(64, 'c'), gone_tree(64, 'd');
+  fs::create_directories(cache.tree_path(tree) / "boot");
+  fs::create_directories(cache.tree_path(gone_tree));
+  REQUIRE(kgate::write_file_atomic(cache.entry_path("deb"), R"({"release": "6.1.0", "package_sha256": ")" +
+                                                                tree + R"(", "image_sha256": ")" + image +
+                                                                "\"}")
+              .has_value());
+  REQUIRE(kgate::write_file_atomic(cache.entry_path("gone"), "{}").has_value());
+  REQUIRE(cache.set_ref("vmlinux", image, vmlinux).has_value());                   // leads from live: kept
+  REQUIRE(cache.set_ref("initrd", std::string(64, 'e'), stale_blob).has_value());  // old, unrelated: goes
+  for (const auto& p :
+       {cache.entry_path("gone"), cache.tree_path(gone_tree), cache.tree_path(tree), cache.blob_path(image),
+        fs::path(cache.blob_path(image).string() + ".seal"), cache.blob_path(vmlinux),
+        fs::path(cache.blob_path(vmlinux).string() + ".seal"), cache.blob_path(stale_blob),
+        fs::path(cache.blob_path(stale_blob).string() + ".seal"), tmp.path() / "cache/refs/vmlinux" / image,
+        tmp.path() / "cache/refs/initrd" / std::string(64, 'e')})
+    old(p);
+  auto catalog = parse_catalog(R"({"schema": "kgate.catalog/1", "default": "deb", "kernels": {
+      "deb": {"arch": "x86_64", "source": {"type": "debian-package", "metapackage": "m", "package_prefix": "p"}}}})",
+                               "c.json")
+                     .value();
+  auto listed = list_kernels(cache, catalog);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].cached);
+  CHECK(listed[0].release == "6.1.0");
+  CHECK(listed[0].bytes == std::string("kernel image").size());
+
+  // While a run holds the cache (a shared use lock), prune cannot have it.
+  auto busy = Cache::open_exclusive(tmp.path() / "cache", kgate::Deadline(std::chrono::milliseconds(200)));
+  REQUIRE_FALSE(busy.has_value());
+  CHECK(busy.error().describe().find("kgate runs are using the cache") != std::string::npos);
+  std::string root = cache.root().string();
+  cache = Cache::open(tmp.path() / "other").value();  // the run ends: its lock goes with it
+  auto excl = Cache::open_exclusive(root, kgate::Deadline(std::chrono::seconds(5))).value();
+  auto dry = prune_cache(excl, catalog, std::chrono::hours(24 * 30), true).value();
+  auto report = prune_cache(excl, catalog, std::chrono::hours(24 * 30), false).value();
+  CHECK(dry.removed == report.removed);
+  std::sort(report.removed.begin(), report.removed.end());
+  CHECK(report.removed == std::vector<std::string>{"blobs/sha256/" + stale_blob,
+                                                   "blobs/sha256/" + stale_blob + ".seal",
+                                                   "entries/gone.json", "refs/initrd/" + std::string(64, 'e'),
+                                                   "trees/" + gone_tree});
+  CHECK(fs::exists(excl.blob_path(fresh_blob)));  // used recently
+  CHECK(fs::exists(excl.blob_path(vmlinux)));     // a kept ref names it
+  CHECK(fs::exists(excl.tree_path(tree)));
 }

@@ -567,6 +567,97 @@ TEST_CASE("matrix: SIGTERM mid-run stops every VM, keeps finished receipts, mark
   }
 }
 
+TEST_CASE(
+    "kernels pin: skopeo resolves an OCI layout's tag into kernels.lock; the run boots it; --check sees it "
+    "move") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  auto debian = fetched_debian_kernel();
+  const fs::path layout = tmp.path() / "layout";
+  const std::string digest = build_oci_layout(debian, layout, "6.1");
+  // A catalog of one OCI entry whose digest is left to the lock, and a private cache.
+  json catalog = {
+      {"schema", "kgate.catalog/1"},
+      {"default", "oci-debian"},
+      {"kernels",
+       {{"oci-debian",
+         {{"arch", "x86_64"},
+          {"modules", {"virtio_pci", "virtio_console"}},
+          {"source", {{"type", "oci-layout"}, {"path", "layout"}, {"ref", "6.1"}, {"digest", nullptr}}}}},
+        {"debian",
+         {{"arch", "x86_64"},
+          {"source",
+           {{"type", "debian-package"},
+            {"metapackage", "linux-image-amd64"},
+            {"package_prefix", "linux-image-6.1.0-"}}}}}}}};
+  const fs::path catalog_file = tmp.path() / "catalog.json";
+  REQUIRE(write_file_atomic(catalog_file, catalog.dump(2)).has_value());
+  auto kgate = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kgate_binary().string());
+    auto cap = run_capture(args, Deadline(std::chrono::minutes(3)));
+    REQUIRE(cap.has_value());
+    return *cap;
+  };
+  // Unpinned, the entry is refused before boot.
+  auto unpinned = kgate({"kernels", "list", "--catalog", catalog_file.string()});
+  CHECK(unpinned.out.find("UNPINNED") != std::string::npos);
+
+  auto pinned = kgate({"kernels", "pin", "--catalog", catalog_file.string()});
+  INFO("pin: " << pinned.out << pinned.err);
+  REQUIRE(WEXITSTATUS(pinned.status) == 0);
+  const std::string lock = read_file(tmp.path() / "kernels.lock").value_or("");
+  CHECK(lock.find("oci-debian x86_64 6.1 " + digest + "\n") !=
+        std::string::npos);                            // skopeo agrees with kgate
+  CHECK(lock.find("\ndebian ") == std::string::npos);  // only OCI entries are pinned
+  auto same = kgate({"kernels", "pin", "--check", "--catalog", catalog_file.string()});
+  CHECK(WEXITSTATUS(same.status) == 0);
+  CHECK(same.out.find("  same") != std::string::npos);
+
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const std::string saved_xdg = xdg ? xdg : "";
+  ::setenv("XDG_CACHE_HOME", (tmp.path() / "xdg").c_str(), 1);
+  auto ok = run_kgate(tmp.path() / "run", {"--catalog", catalog_file.string(), "--entry", "oci-debian"});
+  auto listed = kgate({"kernels", "list", "--catalog", catalog_file.string()});
+  // Pruning with nothing old keeps what the entry uses; a run after it still boots from the cache.
+  auto prune = kgate({"cache", "prune", "--older-than", "0", "--catalog", catalog_file.string()});
+  auto again =
+      run_kgate(tmp.path() / "run-again", {"--catalog", catalog_file.string(), "--entry", "oci-debian"});
+  if (saved_xdg.empty()) {
+    ::unsetenv("XDG_CACHE_HOME");
+  } else {
+    ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
+  }
+  INFO("run: " << ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
+  REQUIRE(ok.receipt.is_object());
+  CHECK(ok.receipt["kernel"]["source"].get<std::string>().find(digest) != std::string::npos);
+  CHECK(listed.out.find(digest.substr(0, 19)) != std::string::npos);
+  CHECK(listed.out.find(debian.release) != std::string::npos);
+  INFO("prune: " << prune.out << prune.err);
+  CHECK(WEXITSTATUS(prune.status) == 0);
+  CHECK(prune.out.find("trees/") == std::string::npos);  // the entry's unpacked image stays
+  CHECK(again.exit_code == 0);
+
+  // The tag moves (a new image under the same ref): --check names it and fails; the run goes on
+  // booting the locked digest, which the layout no longer holds under that ref.
+  fs::remove_all(layout);
+  const std::string moved = write_oci_layout(tmp.path() / "layout.root", layout, "6.1", "amd64",
+                                             {{"Labels", {{"rebuilt", "yes"}}}});
+  REQUIRE(moved != digest);
+  auto check = kgate({"kernels", "pin", "--check", "--catalog", catalog_file.string()});
+  INFO("check: " << check.out << check.err);
+  CHECK(WEXITSTATUS(check.status) == 7);
+  CHECK(check.out.find("oci-debian x86_64 6.1 " + moved + "  MOVED: the lock pins " + digest) !=
+        std::string::npos);
+  CHECK(read_file(tmp.path() / "kernels.lock").value_or("") == lock);  // --check writes nothing
+  // A lock for a reference the catalog no longer names is refused until pinned again.
+  catalog["kernels"]["oci-debian"]["source"]["ref"] = "6.1-new";
+  REQUIRE(write_file_atomic(catalog_file, catalog.dump(2)).has_value());
+  auto stale = kgate({"kernels", "list", "--catalog", catalog_file.string()});
+  CHECK(WEXITSTATUS(stale.status) == 2);
+  CHECK(stale.err.find("was pinned at 6.1, the catalog now names 6.1-new") != std::string::npos);
+}
+
 TEST_CASE("OCI layout: a kernel imported by digest boots; a tampered layer is refused before boot") {
   require_vm_prerequisites();
   auto tmp = out_root();
