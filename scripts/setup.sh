@@ -6,8 +6,17 @@
 # Action use that).
 set -eu
 cd "$(dirname "$0")/.."
+# With --kernel-build it also installs what `kgate kernels build` needs and Debian's 6.1 source
+# tarball, which the kernel-build suite builds (meson test -C build --suite kernel-build).
 deps_only=""
-if [ "${1:-}" = "--deps-only" ]; then deps_only=1; fi
+kernel_build=""
+for arg in "$@"; do
+  case $arg in
+    --deps-only) deps_only=1 ;;
+    --kernel-build) kernel_build=1 ;;
+    *) echo "setup: unknown option $arg"; exit 2 ;;
+  esac
+done
 
 PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
   libbpf-dev libelf-dev libzstd-dev liblzma-dev zlib1g-dev libssl-dev libarchive-dev \
@@ -17,6 +26,10 @@ PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
 # linux-image-arm64:arm64 through the same multiarch package lists.
 PACKAGES="$PACKAGES g++-aarch64-linux-gnu qemu-system-arm \
   libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64 linux-libc-dev:arm64"
+
+if [ -n "$kernel_build" ]; then
+  PACKAGES="$PACKAGES make bc flex bison dwarves xz-utils linux-source-6.1"
+fi
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

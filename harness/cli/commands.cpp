@@ -19,7 +19,8 @@ constexpr std::array<Command, 9> table = {{
     {"spec", "write a starting run spec for a BPF object: 'kgate spec init X.bpf.o'", spec_options, cmd_spec},
     {"fetch", "fetch and verify a catalog entry's kernel into the cache, without booting it", fetch_options,
      cmd_fetch},
-    {"kernels", "list the catalog's kernels and what is cached; pin OCI entries' digests in kernels.lock",
+    {"kernels",
+     "list the catalog's kernels and what is cached; pin OCI digests in kernels.lock; build from source",
      kernels_options, cmd_kernels},
     {"cache", "prune the cache of what no catalog entry and no recent run uses", cache_options, cmd_cache},
 }};

@@ -4,11 +4,13 @@
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "cli/commands.hpp"
 #include "core/interrupt.hpp"
 #include "core/strings.hpp"
 #include "core/text_table.hpp"
+#include "kernel/build.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/cache_admin.hpp"
 #include "kernel/catalog.hpp"
@@ -130,6 +132,31 @@ int list(const fs::path& catalog_file) {
   return 0;
 }
 
+int build(const fs::path& catalog_file, const std::string& name, const cxxopts::ParseResult& args) {
+  auto catalog = kernel::load_catalog(catalog_file);
+  if (!catalog) return input_error(catalog.error());
+  auto e = catalog->find(name);
+  if (!e) return input_error(e.error());
+  kernel::BuildOptions bo;
+  if (args.count("tarball")) bo.tarball = args["tarball"].as<std::string>();
+  bo.jobs = args.count("jobs") ? args["jobs"].as<int>()
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (bo.jobs < 1 || bo.jobs > 1024) return usage_error("--jobs must be from 1 to 1024");
+  bo.refresh = args.count("refresh") > 0;
+  bo.progress = [&](const std::string& step) { std::cerr << "kgate: " << name << ": " << step << "\n"; };
+  install_interrupt_handlers();
+  auto cache = kernel::Cache::open(kernel::Cache::default_root());
+  if (!cache) return input_error(cache.error());
+  auto built = kernel::build_kernel(*cache, **e, bo, Deadline(std::chrono::hours(6)));
+  if (!built) return input_error(built.error());
+  std::cout << name << ": linux " << built->release
+            << (built->was_cached
+                    ? " (built before; recorded again)"
+                    : strprintf(" built in %.0f s (log: %s)", built->seconds, built->log.c_str()))
+            << "\nrun it: kgate run --entry " << name << "\n";
+  return 0;
+}
+
 }  // namespace
 
 cxxopts::Options kernels_options() {
@@ -138,11 +165,17 @@ cxxopts::Options kernels_options() {
       "The kernels a catalog names.\n  kgate kernels list: each entry, its pin and what the "
       "cache holds of it (release, size, last use).\n  kgate kernels pin [ENTRY...] [--check]: "
       "resolve each OCI entry's reference to its manifest digest with skopeo and write "
-      "kernels.lock beside the catalog; --check says which moved instead.");
-  opts.positional_help("list | pin [ENTRY...]");
+      "kernels.lock beside the catalog; --check says which moved instead.\n  kgate kernels build ENTRY: "
+      "build a kernel-org entry from its tarball and config fragment (minutes), cached by both.");
+  opts.positional_help("list | pin [ENTRY...] | build ENTRY");
   auto add = opts.add_options();
   add("catalog", "kernel catalog file", cxxopts::value<std::string>()->default_value(""));
   add("check", "with pin: compare what the references point at now with the lock; write nothing");
+  add("tarball",
+      "with build: the release's tarball (checked against the catalog's sha256) instead of its url",
+      cxxopts::value<std::string>());
+  add("j,jobs", "with build: make -j (default: the number of cores)", cxxopts::value<int>());
+  add("refresh", "with build: build again even if this tarball and fragment were built before");
   add("words", "", cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"words"});
   add("h,help", "show this help");
@@ -157,9 +190,12 @@ int cmd_kernels(int argc, char** argv) {
   const fs::path catalog = find_catalog(args["catalog"].as<std::string>());
   if (!words.empty() && words.front() == "list" && words.size() == 1 && !args.count("check"))
     return list(catalog);
+  if (!words.empty() && words.front() == "build" && words.size() == 2) return build(catalog, words[1], args);
   if (!words.empty() && words.front() == "pin")
     return pin(catalog, std::vector<std::string>(words.begin() + 1, words.end()), args.count("check") > 0);
-  return usage_error("kernels: say 'kgate kernels list' or 'kgate kernels pin [ENTRY...] [--check]'");
+  return usage_error(
+      "kernels: say 'kgate kernels list', 'kgate kernels pin [ENTRY...] [--check]' or 'kgate kernels build "
+      "ENTRY'");
 }
 
 cxxopts::Options cache_options() {

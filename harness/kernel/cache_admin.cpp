@@ -49,6 +49,7 @@ void digests_in(const json& j, std::set<std::string>& out) {
 std::string source_words(const CatalogEntry& e) {
   if (e.source.type == "debian-package") return "debian-package " + e.source.metapackage;
   if (e.source.type == "oci") return "oci " + e.source.reference;
+  if (e.source.type == "kernel-org") return "kernel-org linux-" + e.source.release;
   return "oci-layout " + e.source.path.string() + (e.source.ref.empty() ? "" : ":" + e.source.ref);
 }
 

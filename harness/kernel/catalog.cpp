@@ -6,6 +6,7 @@
 #include "core/arch.hpp"
 #include "core/json_checks.hpp"
 #include "core/json_doc.hpp"
+#include "core/strings.hpp"
 #include "kernel/pins.hpp"
 
 namespace kgate::kernel {
@@ -97,9 +98,39 @@ Result<CatalogEntry> parse_entry(const std::string& name, const json& obj, const
         return fail(FailureClass::usage, swhere + ": 'digest' must be \"sha256:<64 hex digits>\" or null");
       e.source.digest = d->get<std::string>();
     }
+  } else if (*type == "kernel-org") {
+    if (auto s = only_keys(*src, {"type", "release", "sha256", "tarball", "url", "config", "base", "note"},
+                           swhere);
+        !s)
+      return std::unexpected(s.error());
+    auto release = get_string(*src, "release", swhere);
+    if (!release) return std::unexpected(release.error());
+    auto sha = get_string(*src, "sha256", swhere);
+    if (!sha) return std::unexpected(sha.error());
+    if (!is_sha256_hex(*sha))
+      return fail(FailureClass::usage, swhere + ": 'sha256' must be the tarball's 64 hex digits");
+    auto config = get_string(*src, "config", swhere);
+    if (!config) return std::unexpected(config.error());
+    auto tarball = get_string(*src, "tarball", swhere, false);
+    if (!tarball) return std::unexpected(tarball.error());
+    auto url = get_string(*src, "url", swhere, false);
+    if (!url) return std::unexpected(url.error());
+    auto base = get_string(*src, "base", swhere, false);
+    if (!base) return std::unexpected(base.error());
+    if (!base->empty() && *base != "tinyconfig" && *base != "defconfig" && *base != "allnoconfig")
+      return fail(FailureClass::usage, swhere + ": 'base' must be tinyconfig, defconfig or allnoconfig");
+    e.source.release = *release;
+    e.source.tarball_sha256 = *sha;
+    e.source.config = *config;
+    e.source.tarball = *tarball;
+    e.source.base = base->empty() ? "tinyconfig" : *base;
+    const std::string major = release->substr(0, release->find('.'));
+    e.source.url = !url->empty() ? *url
+                                 : "https://cdn.kernel.org/pub/linux/kernel/v" + major + ".x/linux-" +
+                                       *release + ".tar.xz";
   } else {
-    return fail(FailureClass::usage,
-                swhere + ": unknown source type '" + *type + "' (known: debian-package, oci, oci-layout)");
+    return fail(FailureClass::usage, swhere + ": unknown source type '" + *type +
+                                         "' (known: debian-package, oci, oci-layout, kernel-org)");
   }
 
   if (auto mods = obj.find("modules"); mods != obj.end()) {
@@ -195,6 +226,17 @@ Result<Catalog> load_catalog(const fs::path& path, bool pins) {
   for (auto& [_, e] : catalog->entries) {
     if (e.source.type == "oci-layout" && e.source.path.is_relative())
       e.source.path = path.parent_path() / e.source.path;
+    if (e.source.type != "kernel-org") continue;
+    if (!e.source.tarball.empty() && e.source.tarball.is_relative())
+      e.source.tarball = path.parent_path() / e.source.tarball;
+    if (e.source.config.is_relative()) e.source.config = path.parent_path() / e.source.config;
+    // The fragment is part of what the entry is: a changed fragment is another kernel.
+    auto fragment = read_file(e.source.config);
+    if (!fragment)
+      return std::unexpected(std::move(fragment.error())
+                                 .context(path.string() + ": kernels." + e.name + ".source.config")
+                                 .reclass(FailureClass::usage));
+    e.source.config_sha256 = sha256_hex(*fragment);
   }
   // The digests `kgate kernels pin` locked beside it.
   const fs::path lock = kernel_pins_path(path);

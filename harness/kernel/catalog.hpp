@@ -20,8 +20,21 @@ struct DebianPackageSource {
 // Where a kernel comes from: a Debian package (resolved through its metapackage
 // with apt), a remote OCI image (pulled with skopeo, by digest), or an OCI image
 // layout directory. An OCI source without a digest pin is refused at fetch time.
-struct KernelSource : DebianPackageSource {
-  std::string type;       // "debian-package", "oci" or "oci-layout"
+// A kernel.org release built from source (`kgate kernels build`): its tarball by sha256, and a
+// config fragment kept beside the catalog, on top of a base config.
+struct KernelOrgSource {
+  std::string release;  // "6.6.74"
+  std::string
+      tarball_sha256;  // 64 hex digits, as kernel.org's sha256sums.asc and buildroot's linux.hash give it
+  fs::path tarball;    // a local copy (relative paths: to the catalog file); empty: fetched from url
+  std::string url;     // default https://cdn.kernel.org/pub/linux/kernel/v<major>.x/linux-<release>.tar.xz
+  fs::path config;     // the fragment (relative paths: to the catalog file)
+  std::string config_sha256;        // of the fragment's bytes, read when the catalog is loaded
+  std::string base = "tinyconfig";  // the make target the fragment is merged onto
+};
+
+struct KernelSource : DebianPackageSource, KernelOrgSource {
+  std::string type;       // "debian-package", "oci", "oci-layout" or "kernel-org"
   std::string reference;  // oci: "ghcr.io/cilium/ci-kernels:6.6.157"
   fs::path path;          // oci-layout: the directory (relative paths: to the catalog file)
   std::string ref;        // oci-layout: the image's ref name in the layout (optional)

@@ -120,16 +120,6 @@ Result<PreparedKernel> from_record(Cache& cache, const json& rec, bool refresh, 
   return k;
 }
 
-// One canonical line per source spec: a record made for another spec is stale. x86_64 is
-// left unsaid, as before kgate booted other arches, so existing records stay warm.
-std::string source_spec(const CatalogEntry& e) {
-  const KernelSource& s = e.source;
-  std::string spec = s.type == "debian-package" ? "debian-package " + s.metapackage + " " + s.package_prefix
-                     : s.type == "oci"          ? "oci " + s.reference + "@" + s.digest
-                                       : "oci-layout " + s.path.string() + " " + s.ref + "@" + s.digest;
-  return e.arch == "x86_64" ? spec : spec + " arch " + e.arch;
-}
-
 Result<json> fetch_oci(Cache& cache, const CatalogEntry& entry, bool refresh, const Deadline& deadline) {
   const KernelSource& src = entry.source;
   const std::string hex = src.digest.substr(7);
@@ -239,6 +229,19 @@ Result<json> fetch_debian(Cache& cache, const CatalogEntry& entry, bool refresh,
 
 }  // namespace
 
+// One canonical line per source spec: a record made for another spec is stale. x86_64 is
+// left unsaid, as before kgate booted other arches, so existing records stay warm.
+std::string source_spec(const CatalogEntry& e) {
+  const KernelSource& s = e.source;
+  std::string spec =
+      s.type == "debian-package" ? "debian-package " + s.metapackage + " " + s.package_prefix
+      : s.type == "oci"          ? "oci " + s.reference + "@" + s.digest
+      : s.type == "kernel-org"
+          ? "kernel-org " + s.release + " " + s.tarball_sha256 + " " + s.base + " config " + s.config_sha256
+          : "oci-layout " + s.path.string() + " " + s.ref + "@" + s.digest;
+  return e.arch == "x86_64" ? spec : spec + " arch " + e.arch;
+}
+
 Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh,
                                      const Deadline& deadline) {
   fs::path record_path = cache.entry_path(entry.name);
@@ -269,15 +272,23 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
   auto lock = cache.lock("entry-" + entry.name, deadline);
   if (!lock) return std::unexpected(lock.error());
   if (auto k = warm()) return std::move(*k);
+  if (entry.source.type == "kernel-org") {
+    // Built only where a user asks for it: minutes of compiling are never a side effect of a run.
+    return fail(FailureClass::usage,
+                "kernel " + entry.name + " (linux " + entry.source.release +
+                    ") is built from source and not built here yet: run `kgate kernels build " + entry.name +
+                    "` (minutes), then run again");
+  }
   if (entry.source.type != "debian-package") {
     // An OCI kernel is booted by digest only: a tag can be moved under us.
     if (entry.source.digest.empty()) {
-      return fail(FailureClass::usage,
-                  "kernel " + entry.name + " (" +
-                      (entry.source.type == "oci" ? entry.source.reference : entry.source.path.string()) +
-                      ") has no digest pin: run `kgate kernels pin " + entry.name +
-                      "` where the registry is reachable (it writes kernels.lock beside the catalog), or fill in "
-                      "\"digest\", or boot a kernel file with --kernel PATH");
+      return fail(
+          FailureClass::usage,
+          "kernel " + entry.name + " (" +
+              (entry.source.type == "oci" ? entry.source.reference : entry.source.path.string()) +
+              ") has no digest pin: run `kgate kernels pin " + entry.name +
+              "` where the registry is reachable (it writes kernels.lock beside the catalog), or fill in "
+              "\"digest\", or boot a kernel file with --kernel PATH");
     }
   }
   auto rec = entry.source.type == "debian-package" ? fetch_debian(cache, entry, refresh, deadline)

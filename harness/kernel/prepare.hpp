@@ -30,6 +30,9 @@ struct PreparedKernel {
 // apt command.
 Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bool refresh,
                                      const Deadline& deadline);
+// One canonical line per catalog entry's source: a cache record made for another is stale.
+std::string source_spec(const CatalogEntry& e);
+
 // A kernel file the user handed us (--kernel): for x86_64 a bzImage or an uncompressed
 // vmlinux, for arm64 an uncompressed Image; with an optional modules directory.
 Result<PreparedKernel> prepare_file(Cache& cache, const fs::path& image, const fs::path& modules_dir,

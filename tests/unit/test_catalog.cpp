@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "kernel/build.hpp"
 #include "kernel/cache.hpp"
 #include "kernel/cache_admin.hpp"
 #include "kernel/catalog.hpp"
@@ -114,9 +115,9 @@ TEST_CASE("bad catalogs are refused with a message that says what and where") {
   CHECK(error_of(bad_default) == "cat.json: default 'k2' names no entry");
   std::string bad_type = good;
   bad_type.replace(bad_type.find("debian-package"), 14, "tarball");
-  CHECK(
-      error_of(bad_type) ==
-      "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package, oci, oci-layout)");
+  CHECK(error_of(bad_type) ==
+        "cat.json: kernels.k1.source: unknown source type 'tarball' (known: debian-package, oci, oci-layout, "
+        "kernel-org)");
   std::string bad_arch = good;
   bad_arch.replace(bad_arch.find("x86_64"), 6, "sparc");
   CHECK(error_of(bad_arch) == "cat.json: kernels.k1: arch 'sparc' is not supported (x86_64, arm64)");
@@ -282,4 +283,64 @@ TEST_CASE(
   CHECK(fs::exists(excl.blob_path(fresh_blob)));  // used recently
   CHECK(fs::exists(excl.blob_path(vmlinux)));     // a kept ref names it
   CHECK(fs::exists(excl.tree_path(tree)));
+}
+
+TEST_CASE(
+    "kernel-org entries: parsed strictly; the build's steps and cache key follow tarball, fragment and "
+    "base") {
+  namespace fs = std::filesystem;
+  auto tmp = kgate::TempDir::create("kgate-kernel-org").value();
+  REQUIRE(kgate::write_file_atomic(tmp.path() / "config/frag.config", "CONFIG_BPF=y\n").has_value());
+  const std::string sha(64, 'f');
+  auto write = [&](const std::string& source) {
+    REQUIRE(
+        kgate::write_file_atomic(
+            tmp.path() / "catalog.json",
+            R"({"schema": "kgate.catalog/1", "default": "k", "kernels": {"k": {"arch": "x86_64", "source": )" +
+                source + "}}}")
+            .has_value());
+    return load_catalog(tmp.path() / "catalog.json");
+  };
+  auto c = write(R"({"type": "kernel-org", "release": "6.6.74", "sha256": ")" + sha +
+                 R"(", "config": "config/frag.config", "tarball": "linux-6.6.74.tar.xz"})");
+  REQUIRE_MESSAGE(c.has_value(), c.error().describe());
+  const CatalogEntry& e = c->entries.at("k");
+  CHECK(e.source.url == "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.6.74.tar.xz");
+  CHECK(e.source.tarball == tmp.path() / "linux-6.6.74.tar.xz");
+  CHECK(e.source.config == tmp.path() / "config/frag.config");
+  CHECK(e.source.base == "tinyconfig");
+  CHECK(e.source.config_sha256 == kgate::sha256_hex(std::string("CONFIG_BPF=y\n")));
+  const auto steps = kernel_build_steps(e, "/src", "/out", 4);
+  REQUIRE(steps.size() == 5);
+  CHECK(steps[0] == std::vector<std::string>{"make", "-C", "/src", "O=/out", "ARCH=x86_64", "tinyconfig"});
+  CHECK(steps[1][0] == "/src/scripts/kconfig/merge_config.sh");
+  CHECK(steps[1].back() == (tmp.path() / "config/frag.config").string());
+  CHECK(steps[3].back() == "bzImage");
+  CHECK(steps[3][5] == "-j4");
+  // The key changes with the fragment's bytes (and nothing in it is the fragment's path).
+  const std::string key = kernel_build_key(e);
+  REQUIRE(kgate::write_file_atomic(tmp.path() / "config/frag.config", "CONFIG_BPF=y\nCONFIG_NET=y\n")
+              .has_value());
+  auto c2 = write(R"({"type": "kernel-org", "release": "6.6.74", "sha256": ")" + sha +
+                  R"(", "config": "config/frag.config"})");
+  REQUIRE(c2.has_value());
+  CHECK(kernel_build_key(c2->entries.at("k")) != key);
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"type": "kernel-org", "release": "6.6", "sha256": "abc", "config": "config/frag.config"})",
+            "'sha256' must be"},
+           {R"({"type": "kernel-org", "release": "6.6", "sha256": ")" + sha +
+                R"(", "config": "none.config"})",
+            "source.config"},
+           {R"({"type": "kernel-org", "release": "6.6", "sha256": ")" + sha +
+                R"(", "config": "config/frag.config", "base": "allyesconfig"})",
+            "'base' must be"},
+           {R"({"type": "kernel-org", "release": "6.6", "sha256": ")" + sha +
+                R"(", "config": "config/frag.config", "extra": 1})",
+            "extra"}}) {
+    auto r = write(bad);
+    CAPTURE(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().cls() == kgate::FailureClass::usage);
+    CHECK(r.error().describe().find(why) != std::string::npos);
+  }
 }

@@ -1705,3 +1705,71 @@ TEST_CASE("watch: a changed spec and a changed object run again in the same gues
   CHECK(last["timings_s"].contains("poweroff"));
   check_no_qemu_left(out);
 }
+
+// ---- Kernels built from source (suite kernel-build, run by hand: minutes of compiling) ----
+
+TEST_CASE(
+    "kernel build: Debian's linux-source-6.1 with the minimal fragment builds, boots and passes the gate") {
+  require_vm_prerequisites();
+  const fs::path tarball = "/usr/src/linux-source-6.1.tar.xz";
+  REQUIRE_MESSAGE(
+      path_exists(tarball),
+      "apt-get install linux-source-6.1 dwarves bc flex bison make (scripts/setup.sh --kernel-build)");
+  auto tmp = out_root();
+  const std::string sha = sha256_file(tarball).value();
+  const char* root = std::getenv("KGATE_SOURCE_ROOT");
+  const fs::path fragment = fs::path(root ? root : ".") / "kernels/config/gate-minimal.config";
+  auto entry = [&](const std::string& digest, const std::string& base) {
+    return json{{"arch", "x86_64"},
+                {"modules", json::array()},
+                {"source",
+                 {{"type", "kernel-org"},
+                  {"release", "6.1"},
+                  {"sha256", digest},
+                  {"tarball", tarball.string()},
+                  {"config", fragment.string()},
+                  {"base", base}}}};
+  };
+  json catalog = {{"schema", "kgate.catalog/1"},
+                  {"default", "src"},
+                  {"kernels",
+                   {{"src", entry(sha, "tinyconfig")},
+                    {"wrong-sha", entry(std::string(64, '0'), "tinyconfig")},
+                    {"not-built", entry(sha, "allnoconfig")}}}};
+  const fs::path catalog_file = tmp.path() / "catalog.json";
+  REQUIRE(write_file_atomic(catalog_file, catalog.dump(2)).has_value());
+  auto kgate = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), kgate_binary().string());
+    auto cap = run_capture(args, Deadline(std::chrono::hours(2)));
+    REQUIRE(cap.has_value());
+    return *cap;
+  };
+  // A tarball that is not the pinned one is refused before anything is unpacked.
+  auto wrong = kgate({"kernels", "build", "wrong-sha", "--catalog", catalog_file.string()});
+  CHECK(WEXITSTATUS(wrong.status) == 7);
+  CHECK(wrong.err.find("the catalog pins 0000") != std::string::npos);
+  // A run never builds: it says how.
+  auto unbuilt =
+      run_kgate(tmp.path() / "unbuilt", {"--catalog", catalog_file.string(), "--entry", "not-built"});
+  CHECK(unbuilt.exit_code == 2);
+  CHECK(unbuilt.out.find("kgate kernels build not-built") != std::string::npos);
+
+  auto built = kgate({"kernels", "build", "src", "--catalog", catalog_file.string()});
+  INFO("build: " << built.out << built.err);
+  REQUIRE(WEXITSTATUS(built.status) == 0);
+  for (const char* lockdown : {"none", "integrity"}) {
+    CAPTURE(lockdown);
+    auto r = run_kgate(tmp.path() / lockdown,
+                       {"--catalog", catalog_file.string(), "--entry", "src", "--lockdown", lockdown});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 0);
+    REQUIRE(r.receipt.is_object());
+    CHECK(r.receipt["kernel"]["source"].get<std::string>().starts_with("kernel-org linux-6.1 sha256:" + sha));
+    CHECK(r.receipt["guest"]["release"].get<std::string>().starts_with("6.1"));
+    CHECK(r.receipt["preflight"]["problems"].empty());
+  }
+  // Built once: asked again, it is recorded from the cache, not compiled.
+  auto again = kgate({"kernels", "build", "src", "--catalog", catalog_file.string()});
+  CHECK(WEXITSTATUS(again.status) == 0);
+  CHECK(again.out.find("built before") != std::string::npos);
+}
