@@ -18,7 +18,9 @@ case "${INPUT_INSTALL:-package}" in
     ;;
   build)
     "$src/scripts/setup.sh" --deps-only
-    meson setup "$tmp/kgate-build" "$src" -Dtests=false --buildtype=release >/dev/null
+    if [ ! -f "$tmp/kgate-build/build.ninja" ]; then
+      meson setup "$tmp/kgate-build" "$src" -Dtests=false --buildtype=release >/dev/null
+    fi
     ninja -C "$tmp/kgate-build" kgate
     kgate=$tmp/kgate-build/kgate
     ;;

@@ -5,8 +5,9 @@
 # Needs the build dependencies (scripts/setup.sh --deps-only) and debhelper, which it installs.
 # Usage: scripts/build-package.sh DIR
 set -eu
-cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/build-package.sh DIR}
+case $out in /*) ;; *) out=$(pwd)/$out ;; esac
+cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 if ! dpkg-query -W -f='${Status}' debhelper 2>/dev/null | grep -q "install ok installed"; then
@@ -16,11 +17,14 @@ fi
 work=$(mktemp -d /tmp/kgate-build-package.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/kgate"
+# One archive written to a file, then unpacked: a tar that fails (a tracked file deleted) stops here.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git ls-files -z | xargs -0 tar -cf - | tar -xf - -C "$work/kgate"
+  git ls-files -z >"$work/files"
+  tar --null -T "$work/files" -cf "$work/tree.tar"
 else
-  tar -cf - --exclude=./build --exclude=./kgate-out --exclude=./.git . | tar -xf - -C "$work/kgate"
+  tar -cf "$work/tree.tar" --exclude=./build --exclude=./kgate-out --exclude=./.git .
 fi
+tar -xf "$work/tree.tar" -C "$work/kgate"
 echo "build-package: dpkg-buildpackage -b"
 start=$(date +%s)
 if ! (cd "$work/kgate" && dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1; then

@@ -45,7 +45,8 @@ int pin(const fs::path& catalog_file, std::vector<std::string> names, bool check
   // The lock itself may be what is out of date: the catalog is read without it.
   auto catalog = kernel::load_catalog(catalog_file, false);
   if (!catalog) return input_error(catalog.error());
-  if (names.empty())
+  const bool all = names.empty();
+  if (all)
     for (const auto& [name, e] : catalog->entries)
       if (!kernel::pin_reference(e).empty()) names.push_back(name);
   if (names.empty()) return usage_error("kernels pin: " + catalog_file.string() + " names no OCI entry");
@@ -55,8 +56,11 @@ int pin(const fs::path& catalog_file, std::vector<std::string> names, bool check
     auto text = read_file(lock_file);
     auto parsed = text ? kernel::parse_kernel_pins(*text, lock_file.string())
                        : Result<std::vector<kernel::KernelPin>>(std::unexpected(text.error()));
+    // Pinning every entry rewrites a lock that cannot be read; pinning some would drop the others.
     if (!parsed && check) return input_error(parsed.error());
-    if (parsed) locked = std::move(*parsed);  // pinning again repairs a broken lock
+    if (!parsed && !all)
+      return input_error(std::move(parsed.error()).context("pin every entry to rewrite the lock"));
+    if (parsed) locked = std::move(*parsed);
   }
   int moved = 0;
   std::map<std::string, kernel::KernelPin> now;
@@ -67,13 +71,24 @@ int pin(const fs::path& catalog_file, std::vector<std::string> names, bool check
     auto digest = kernel::resolve_pin(entry, Deadline(std::chrono::seconds(120)));
     if (!digest) return input_error(std::move(digest.error()).context("pin " + name));
     const std::string reference = kernel::pin_reference(entry);
-    now[name] = {name, entry.arch, reference, *digest};
     const kernel::KernelPin* was = nullptr;
     for (const auto& p : locked)
       if (p.entry == name && p.arch == entry.arch) was = &p;
-    std::string state = "pinned";
-    if (check) {
-      if (!was) {
+    std::string state;
+    if (!entry.source.digest.empty()) {
+      // Pinned in the catalog itself: compared, never locked (the two would contradict each other).
+      state = entry.source.digest == *digest ? "same (pinned in the catalog)"
+                                             : "MOVED: the catalog pins " + entry.source.digest;
+      moved += entry.source.digest == *digest ? 0 : 1;
+      if (was) {
+        state += "; the lock pins it too: drop one";
+        ++moved;
+      }
+    } else {
+      now[name] = {name, entry.arch, reference, *digest};
+      if (!check) {
+        state = "pinned";
+      } else if (!was) {
         state = "NOT PINNED";
         ++moved;
       } else if (was->reference != reference) {
@@ -86,23 +101,26 @@ int pin(const fs::path& catalog_file, std::vector<std::string> names, bool check
         state = "same";
       }
     }
-    if (!entry.source.digest.empty() && entry.source.digest != *digest)
-      state += " (the catalog itself pins " + entry.source.digest + ")";
     std::cout << name << " " << entry.arch << " " << reference << " " << *digest << "  " << state << "\n";
   }
   if (check) {
-    std::cout << (moved == 0
-                      ? "kernels pin --check: every pin is what its reference points at now\n"
-                      : strprintf("kernels pin --check: %d of %zu moved or not pinned: run `kgate kernels "
-                                  "pin` and review the lock's diff\n",
-                                  moved, names.size()));
+    // The lock must also be one the catalog accepts: a line for an entry it no longer has is stale.
+    auto with_lock = *catalog;
+    if (auto st = kernel::apply_kernel_pins(with_lock, locked, lock_file.string()); !st) {
+      std::cout << "stale: " << st.error().describe() << "\n";
+      ++moved;
+    }
+    std::cout << (moved == 0 ? "kernels pin --check: every pin is what its reference points at now\n"
+                             : strprintf("kernels pin --check: %d problems (moved, not pinned or stale): run "
+                                         "`kgate kernels pin` and review the lock's diff\n",
+                                         moved));
     return moved == 0 ? 0 : exit_code(FailureClass::digest_mismatch);
   }
-  // The lock keeps the pins of the other OCI entries that are still the catalog's.
+  // The lock keeps the pins of the other OCI entries that are still the catalog's and unpinned there.
   std::vector<kernel::KernelPin> out;
   for (const auto& p : locked) {
     auto it = catalog->entries.find(p.entry);
-    if (now.contains(p.entry) || it == catalog->entries.end() ||
+    if (now.contains(p.entry) || it == catalog->entries.end() || !it->second.source.digest.empty() ||
         kernel::pin_reference(it->second) != p.reference)
       continue;
     out.push_back(p);

@@ -190,8 +190,8 @@ std::string bash_completion() {
         if (!o.is_boolean && !o.has_implicit) valued += "|--" + l;
       }
     }
-    out += "    " + std::string(c.name) + ") options='" + options.substr(1) + "'; valued='" +
-           valued.substr(1) + "' ;;\n";
+    out += "    " + std::string(c.name) + ") options='" + (options.empty() ? "" : options.substr(1)) +
+           "'; valued='" + (valued.empty() ? "" : valued.substr(1)) + "' ;;\n";
   }
   out += "    help) COMPREPLY=($(compgen -W '" + help_topics +
          "' -- \"$cur\")); return ;;\n"

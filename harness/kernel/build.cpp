@@ -112,11 +112,15 @@ Result<BuiltKernel> build_kernel(Cache& cache, const CatalogEntry& e, const Buil
   // Built before (same tarball, fragment, base and arch): recorded again, not rebuilt.
   if (auto done = read_file(tree / "build.json"); done && !opts.refresh) {
     json j = json::parse(*done, nullptr, false);
-    if (j.is_object() && cache.verified_blob(j.value("image_sha256", "")) &&
-        cache.verified_blob(j.value("config_sha256", ""))) {
-      if (auto s = record(j["release"], j["image_sha256"], j["config_sha256"]); !s)
+    auto str = [&](const char* key) {
+      return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                    : std::string();
+    };
+    if (!str("release").empty() && cache.verified_blob(str("image_sha256")) &&
+        cache.verified_blob(str("config_sha256"))) {
+      if (auto s = record(str("release"), str("image_sha256"), str("config_sha256")); !s)
         return std::unexpected(s.error());
-      built.release = j["release"];
+      built.release = str("release");
       built.was_cached = true;
       return built;
     }

@@ -32,6 +32,18 @@ std::uint64_t size_of(const fs::path& p) {
   return total;
 }
 
+// A record's string field; "" when absent or not a string (a record edited by hand).
+std::string str(const json& rec, const char* key) {
+  auto it = rec.find(key);
+  return it != rec.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The unpacked tree a record names: an OCI image's or a build's "tree", else the package's.
+std::string tree_of(const json& rec) {
+  const std::string tree = str(rec, "tree");
+  return tree.empty() ? str(rec, "package_sha256") : tree;
+}
+
 std::optional<json> read_record(const fs::path& p) {
   auto text = read_file(p);
   if (!text) return std::nullopt;
@@ -62,11 +74,11 @@ std::vector<CachedKernel> list_kernels(const Cache& cache, const Catalog& catalo
     const fs::path record = cache.entry_path(name);
     if (auto rec = read_record(record)) {
       k.cached = true;
-      k.release = rec->value("release", "");
-      k.image_sha256 = rec->value("image_sha256", "");
-      k.resolved = rec->value("source", "");
+      k.release = str(*rec, "release");
+      k.image_sha256 = str(*rec, "image_sha256");
+      k.resolved = str(*rec, "source");
       k.last_used = mtime(record);
-      if (const std::string tree = rec->value("package_sha256", ""); is_sha256_hex(tree))
+      if (const std::string tree = tree_of(*rec); is_sha256_hex(tree))
         k.bytes += size_of(cache.tree_path(tree));
       if (is_sha256_hex(k.image_sha256)) k.bytes += size_of(cache.blob_path(k.image_sha256));
     }
@@ -114,6 +126,16 @@ Result<PruneReport> prune_cache(const Cache& cache, const Catalog& catalog, std:
     std::string target = read_file(it->path()).value_or("");
     while (!target.empty() && target.back() == '\n') target.pop_back();
     const std::string key = it->path().filename().string();
+    // refs/initramfs/<key>.modules goes with refs/initramfs/<key>, which each use stamps.
+    const fs::path stamped =
+        key.ends_with(".modules") ? it->path().parent_path() / key.substr(0, key.size() - 8) : it->path();
+    if (key.ends_with(".modules") && fs::exists(stamped)) {
+      if (recent(stamped))
+        ++report.kept;
+      else
+        stale_refs.emplace_back(it->path(), "");
+      continue;
+    }
     if (recent(it->path()) || live.contains(key) || live.contains(target)) {
       live.insert(target);
       ++report.kept;
@@ -129,6 +151,18 @@ Result<PruneReport> prune_cache(const Cache& cache, const Catalog& catalog, std:
       ++report.kept;
     } else if (auto st = remove(t.path()); !st) {
       return std::unexpected(st.error());
+    }
+  }
+  // Pulled OCI layouts (oci/<digest hex>, the tree's name too), loader images (images/<hex>) and
+  // long logs: kept while live or used recently.
+  for (const char* dir : {"oci", "images", "logs"}) {
+    std::error_code dir_ec;
+    for (const auto& d : fs::directory_iterator(root / dir, dir_ec)) {
+      if (live.contains(d.path().filename().string()) || recent(d.path())) {
+        ++report.kept;
+      } else if (auto st = remove(d.path()); !st) {
+        return std::unexpected(st.error());
+      }
     }
   }
   for (const auto& b : fs::directory_iterator(root / "blobs" / "sha256", ec)) {

@@ -263,7 +263,7 @@ Result<PreparedKernel> prepare_entry(Cache& cache, const CatalogEntry& entry, bo
     if (!k && k.error().err() == ENOENT) return std::nullopt;
     // Last used now, the record and its unpacked package (what `kgate cache prune` keeps).
     ::utimensat(AT_FDCWD, record_path.c_str(), nullptr, 0);
-    if (const std::string tree = field(*rec, "package_sha256"); !tree.empty())
+    if (const std::string tree = field(*rec, "tree", field(*rec, "package_sha256")); !tree.empty())
       ::utimensat(AT_FDCWD, cache.tree_path(tree).c_str(), nullptr, 0);
     return with_context(std::move(k), "kernel " + entry.name);
   };

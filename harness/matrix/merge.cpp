@@ -124,13 +124,16 @@ Result<MatrixRun> merge_runs(const std::vector<fs::path>& dirs, const fs::path& 
     merged.wall_s = std::max(merged.wall_s, run.wall_s);
     for (auto& r : run.results) {
       // The entry's directory travels with it, so that the merged output stands alone.
-      if (!r.dir.empty() && fs::is_directory(dir / r.dir)) {
+      // A real directory only: a link there could copy anything the link names into the output.
+      std::error_code link_ec;
+      if (!r.dir.empty() && fs::symlink_status(dir / r.dir, link_ec).type() == fs::file_type::directory) {
         std::error_code same_ec;
         if (!fs::exists(out_dir / r.dir) || !fs::equivalent(dir / r.dir, out_dir / r.dir, same_ec)) {
           std::error_code ec;
           fs::remove_all(out_dir / r.dir, ec);
           fs::create_directories((out_dir / r.dir).parent_path(), ec);
-          fs::copy(dir / r.dir, out_dir / r.dir, fs::copy_options::recursive, ec);
+          fs::copy(dir / r.dir, out_dir / r.dir,
+                   fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
           if (ec)
             return fail(FailureClass::infra, "matrix merge: copy " + (dir / r.dir).string() + " to " +
                                                  (out_dir / r.dir).string() + ": " + ec.message());

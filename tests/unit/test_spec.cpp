@@ -873,6 +873,7 @@ TEST_CASE("spec init proposes by section: a trigger that reaches it, test_run, o
   CHECK(xdp["test_run"]["packet"] == "ipv4-udp");
   CHECK(propose("tc", "sched_cls")["attach"] == "test_run");
   CHECK(propose("lsm/file_open", "lsm")["attach"] == "load_only");
+  CHECK(propose("sk_lookup", "sk_lookup")["attach"] == "load_only");  // its test run takes no packet
   CHECK(propose("cgroup/connect4", "cgroup_sock_addr")["attach"] == "load_only");
   CHECK(propose("uprobe", "kprobe")["attach"] == "load_only");
   auto up = propose("uprobe//usr/bin/app:handle_request", "kprobe");

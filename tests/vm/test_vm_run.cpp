@@ -656,6 +656,29 @@ TEST_CASE(
   auto stale = kgate({"kernels", "list", "--catalog", catalog_file.string()});
   CHECK(WEXITSTATUS(stale.status) == 2);
   CHECK(stale.err.find("was pinned at 6.1, the catalog now names 6.1-new") != std::string::npos);
+  // A lock line for an entry the catalog no longer has: --check says so even though every entry
+  // it resolves is as locked.
+  catalog["kernels"]["oci-debian"]["source"]["ref"] = "6.1";
+  REQUIRE(write_file_atomic(catalog_file, catalog.dump(2)).has_value());
+  REQUIRE(write_file_atomic(tmp.path() / "kernels.lock",
+                            "oci-debian x86_64 6.1 " + moved + "\ngone x86_64 r " + digest + "\n")
+              .has_value());
+  auto stale_check = kgate({"kernels", "pin", "--check", "--catalog", catalog_file.string()});
+  INFO("stale check: " << stale_check.out << stale_check.err);
+  CHECK(WEXITSTATUS(stale_check.status) == 7);
+  CHECK(stale_check.out.find("  same\n") != std::string::npos);
+  CHECK(stale_check.out.find("stale: ") != std::string::npos);
+  CHECK(stale_check.out.find("gone is no OCI entry of the catalog") != std::string::npos);
+  // A digest the catalog gives itself is compared, never written to the lock.
+  catalog["kernels"]["oci-debian"]["source"]["digest"] = moved;
+  REQUIRE(write_file_atomic(catalog_file, catalog.dump(2)).has_value());
+  fs::remove(tmp.path() / "kernels.lock");
+  auto own = kgate({"kernels", "pin", "--catalog", catalog_file.string()});
+  INFO("own: " << own.out << own.err);
+  CHECK(WEXITSTATUS(own.status) == 0);
+  CHECK(own.out.find("same (pinned in the catalog)") != std::string::npos);
+  CHECK(read_file(tmp.path() / "kernels.lock").value_or("").find("oci-debian") == std::string::npos);
+  CHECK(WEXITSTATUS(kgate({"kernels", "pin", "--check", "--catalog", catalog_file.string()}).status) == 0);
 }
 
 TEST_CASE("OCI layout: a kernel imported by digest boots; a tampered layer is refused before boot") {
