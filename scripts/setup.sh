@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what kgate needs from Debian 12's archive with apt, then configures
-# and builds kgate in build/. Safe to run again: installed packages are skipped
-# and an existing build directory is rebuilt, not recreated. With --deps-only it
+# build/ and builds kgate there (not the tests: scripts/test.sh builds everything).
+# Safe to run again: installed packages are skipped and an existing build
+# directory is rebuilt, not recreated. With --deps-only it
 # installs the packages and builds nothing (the package build and the GitHub
 # Action use that).
 set -eu
@@ -64,5 +65,7 @@ fi
 if [ ! -f build/build.ninja ]; then
   meson setup build
 fi
-ninja -C build -j "$(nproc)"
+# kgate alone (with the agents and gate objects it embeds): the tests, fuzzers and test objects,
+# whose build fetches Debian's kernels for their BTF, are built by scripts/test.sh or meson test.
+ninja -C build -j "$(nproc)" kgate
 echo "setup: built build/kgate"
