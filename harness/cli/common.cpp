@@ -73,6 +73,15 @@ std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxx
   return std::nullopt;
 }
 
+void add_positional_words(cxxopts::Options& opts) {
+  opts.add_options()("words", "", cxxopts::value<std::vector<std::string>>());
+  opts.parse_positional({"words"});
+}
+
+std::vector<std::string> positional_words(const cxxopts::ParseResult& args) {
+  return args.count("words") ? args["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
 fs::path self_dir() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);

@@ -27,6 +27,11 @@ bool valid_timeout(double s);
 // instead when there is nothing to run: --help, a bad option, a stray argument.
 std::optional<int> parse_args(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& args);
 
+// A command's positional words ("merge DIR...", "init OBJECT"), which --help's option list leaves
+// out: declared on the table, read from the parse.
+void add_positional_words(cxxopts::Options& opts);
+std::vector<std::string> positional_words(const cxxopts::ParseResult& args);
+
 // The directory kgate's own executable is in.
 std::filesystem::path self_dir();
 

@@ -22,10 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> words_of(const cxxopts::ParseResult& args) {
-  return args.count("words") ? args["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
-}
-
 std::string human_bytes(std::uint64_t b) {
   if (b >= (1u << 30)) return strprintf("%.1f GiB", static_cast<double>(b) / (1u << 30));
   if (b >= (1u << 20)) return strprintf("%.1f MiB", static_cast<double>(b) / (1u << 20));
@@ -194,8 +190,7 @@ cxxopts::Options kernels_options() {
       cxxopts::value<std::string>());
   add("j,jobs", "with build: make -j (default: the number of cores)", cxxopts::value<int>());
   add("refresh", "with build: build again even if this tarball and fragment were built before");
-  add("words", "", cxxopts::value<std::vector<std::string>>());
-  opts.parse_positional({"words"});
+  add_positional_words(opts);
   add("h,help", "show this help");
   return opts;
 }
@@ -204,7 +199,7 @@ int cmd_kernels(int argc, char** argv) {
   auto opts = kernels_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
-  auto words = words_of(args);
+  auto words = positional_words(args);
   const fs::path catalog = find_catalog(args["catalog"].as<std::string>());
   if (!words.empty() && words.front() == "list" && words.size() == 1 && !args.count("check"))
     return list(catalog);
@@ -231,8 +226,7 @@ cxxopts::Options cache_options() {
       cxxopts::value<double>()->default_value("60"));
   add("catalog", "kernel catalog file (its entries are kept)",
       cxxopts::value<std::string>()->default_value(""));
-  add("words", "", cxxopts::value<std::vector<std::string>>());
-  opts.parse_positional({"words"});
+  add_positional_words(opts);
   add("h,help", "show this help");
   return opts;
 }
@@ -241,7 +235,7 @@ int cmd_cache(int argc, char** argv) {
   auto opts = cache_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
-  if (words_of(args) != std::vector<std::string>{"prune"})
+  if (positional_words(args) != std::vector<std::string>{"prune"})
     return usage_error("cache: say 'kgate cache prune'");
   const double days = args["older-than"].as<double>();
   if (!(days >= 0 && days <= 36500)) return usage_error("--older-than must be a number of days from 0");

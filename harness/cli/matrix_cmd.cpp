@@ -76,8 +76,7 @@ cxxopts::Options matrix_options() {
       cxxopts::value<std::string>());
   add("max-growth", "with --baseline: how many percent a program's instructions processed may grow",
       cxxopts::value<double>()->default_value(kgate::strprintf("%g", kgate::matrix::default_max_growth_pct)));
-  add("words", "", cxxopts::value<std::vector<std::string>>());
-  opts.parse_positional({"words"});
+  add_positional_words(opts);
   add("h,help", "show this help");
   return opts;
 }
@@ -139,8 +138,7 @@ int cmd_matrix(int argc, char** argv) {
   auto opts = matrix_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
-  const auto words =
-      args.count("words") ? args["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const auto words = positional_words(args);
   if (!words.empty() && words.front() != "merge")
     return usage_error("unexpected argument '" + words.front() + "'");
   std::optional<nlohmann::json> baseline;

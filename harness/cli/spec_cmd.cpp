@@ -106,8 +106,7 @@ cxxopts::Options spec_options() {
   add("out", "the spec file to write (default: <object name>.spec.json beside the object)",
       cxxopts::value<std::string>());
   add("force", "replace --out if it exists");
-  add("words", "", cxxopts::value<std::vector<std::string>>());
-  opts.parse_positional({"words"});
+  add_positional_words(opts);
   add("h,help", "show this help");
   return opts;
 }
@@ -116,8 +115,7 @@ int cmd_spec(int argc, char** argv) {
   auto opts = spec_options();
   cxxopts::ParseResult args;
   if (auto done = parse_args(opts, argc, argv, args)) return *done;
-  const auto words =
-      args.count("words") ? args["words"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const auto words = positional_words(args);
   if (words.empty() || words.front() != "init")
     return usage_error("spec: say 'kgate spec init OBJECT.bpf.o'");
   if (words.size() != 2) return usage_error("spec init: name one object file");

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csignal>
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <optional>
@@ -237,6 +238,27 @@ std::string joined(const std::vector<std::string>& v, const char* sep) {
 
 }  // namespace
 
+namespace {
+// Program x entry: a header row, then a row per program (`name` of its "object/program" key) with a
+// column per entry, `cell` of its result there or "-" where the entry reported nothing about it.
+TextRows program_grid(const MatrixRun& run, const std::string& header,
+                      const std::function<std::string(const std::string&)>& name,
+                      const std::function<std::string(const report::ProgramResult&)>& cell) {
+  ProgramRows programs = program_rows(run);
+  TextRows grid = {{header}};
+  for (const auto& r : run.results) grid[0].push_back(r.entry.name);
+  for (const auto& key : programs.order) {
+    std::vector<std::string> row = {name(key)};
+    for (const auto& r : run.results) {
+      auto it = programs.cells[key].find(r.entry.name);
+      row.push_back(it == programs.cells[key].end() ? std::string("-") : cell(*it->second));
+    }
+    grid.push_back(std::move(row));
+  }
+  return grid;
+}
+}  // namespace
+
 json summary_json(const MatrixRun& run) {
   json entries = json::array();
   int passed = 0;
@@ -384,30 +406,15 @@ std::string table(const MatrixRun& run) {
   }
   std::string out = text_columns(rows);
   // Program x entry: verdict and instructions processed (or the reasons of a failure).
-  ProgramRows programs = program_rows(run);
-  if (programs.order.empty()) return out;
-  std::vector<std::vector<std::string>> grid = {{"PROGRAM"}};
-  for (const auto& r : run.results) grid[0].push_back(r.entry.name);
-  for (const auto& key : programs.order) {
-    std::vector<std::string> row = {key};
-    for (const auto& r : run.results) {
-      auto it = programs.cells[key].find(r.entry.name);
-      if (it == programs.cells[key].end()) {
-        row.push_back("-");
-        continue;
-      }
-      const report::ProgramResult& p = *it->second;
-      if (p.passed())
-        row.push_back(p.insns_processed >= 0
-                          ? strprintf("pass %lld", static_cast<long long>(p.insns_processed))
-                          : "pass");
-      else if (p.verdict == "skipped")
-        row.push_back("skip");
-      else
-        row.push_back("FAIL " + joined(p.reasons, ","));
-    }
-    grid.push_back(std::move(row));
-  }
+  TextRows grid = program_grid(
+      run, "PROGRAM", [](const std::string& key) { return key; },
+      [](const report::ProgramResult& p) {
+        if (p.passed())
+          return p.insns_processed >= 0 ? strprintf("pass %lld", static_cast<long long>(p.insns_processed))
+                                        : std::string("pass");
+        return p.verdict == "skipped" ? std::string("skip") : "FAIL " + joined(p.reasons, ",");
+      });
+  if (grid.size() == 1) return out;
   return out + "\n" + text_columns(grid);
 }
 
@@ -430,31 +437,17 @@ std::string markdown(const MatrixRun& run) {
                     boot ? strprintf("%.2f s", *boot) : "-", verdict});
   }
   out += markdown_table(rows);
-  ProgramRows programs = program_rows(run);
-  if (programs.order.empty()) return out;
   // Program x entry: the verdict and the verifier's instructions processed.
-  std::vector<std::vector<std::string>> grid = {{"program"}};
-  for (const auto& r : run.results) grid[0].push_back(r.entry.name);
-  for (const auto& key : programs.order) {
-    std::vector<std::string> row = {"`" + key + "`"};
-    for (const auto& r : run.results) {
-      auto it = programs.cells[key].find(r.entry.name);
-      if (it == programs.cells[key].end()) {
-        row.push_back("-");
-        continue;
-      }
-      const report::ProgramResult& p = *it->second;
-      if (p.passed())
-        row.push_back(p.insns_processed >= 0
-                          ? strprintf("pass, %lld insns", static_cast<long long>(p.insns_processed))
-                          : "pass");
-      else if (p.verdict == "skipped")
-        row.push_back("skipped");
-      else
-        row.push_back("**FAIL** " + joined(p.reasons, ", "));
-    }
-    grid.push_back(std::move(row));
-  }
+  TextRows grid = program_grid(
+      run, "program", [](const std::string& key) { return "`" + key + "`"; },
+      [](const report::ProgramResult& p) {
+        if (p.passed())
+          return p.insns_processed >= 0
+                     ? strprintf("pass, %lld insns", static_cast<long long>(p.insns_processed))
+                     : std::string("pass");
+        return p.verdict == "skipped" ? std::string("skipped") : "**FAIL** " + joined(p.reasons, ", ");
+      });
+  if (grid.size() == 1) return out;
   return out + "\n" + markdown_table(grid);
 }
 
