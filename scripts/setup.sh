@@ -21,7 +21,7 @@ done
 
 PACKAGES="meson ninja-build pkg-config g++ clang llvm clang-format \
   libbpf-dev libelf-dev libzstd-dev liblzma-dev zlib1g-dev libssl-dev libarchive-dev \
-  nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86 bpftool gdb python3-yaml skopeo"
+  nlohmann-json3-dev libcxxopts-dev doctest-dev qemu-system-x86 bpftool gdb python3-yaml skopeo man-db"
 # arm64 gates: the cross compiler and Debian's arm64 static libraries for the arm64 agent
 # (dpkg multiarch), and QEMU for arm64 guests. kgate fetches the arm64 kernel as
 # linux-image-arm64:arm64 through the same multiarch package lists.
