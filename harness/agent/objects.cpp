@@ -231,6 +231,10 @@ Attempt attempt_load(const LoadSetup& s, const std::set<std::string>& enabled, u
 }  // namespace
 
 proto::Ack ObjectTable::set_btf(const std::string& bytes) {
+  if (bytes.empty()) {  // back to the kernel's own
+    btf_path_.clear();
+    return {true, {}};
+  }
   const char* path = "/tmp/kgate-custom.btf";
   ::mkdir("/tmp", 01777);
   proto::Ack ack;

@@ -60,7 +60,8 @@ class ObjectTable {
   ObjectTable(const ObjectTable&) = delete;
   ObjectTable& operator=(const ObjectTable&) = delete;
 
-  // Keeps BTF the host sent (--btf) for every later load's CO-RE relocations.
+  // Keeps BTF the host sent (--btf, or the minimized BTF) for every later load's CO-RE
+  // relocations; an empty one returns to the kernel's own.
   proto::Ack set_btf(const std::string& bytes);
   // Loads an object, one verdict per program: a rejected program is recorded, its autoload
   // turned off, and the rest loaded again (as veristat does), then it is loaded once more alone

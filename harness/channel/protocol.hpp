@@ -24,7 +24,7 @@ inline constexpr int protocol_version = 5;
 inline constexpr const char* port_name = "org.kgate.channel";
 
 enum class Op {
-  btf,      // body: a BTF file for CO-RE (kernels without their own)
+  btf,      // body: the BTF libbpf takes for CO-RE from now on; an empty body: the kernel's own
   load,     // body: an object's bytes; answers a handle and per-program load results
   attach,   // attaches a loaded object's programs, each by its mode
   trigger,  // runs the trigger actions and test runs `count` times

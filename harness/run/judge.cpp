@@ -116,6 +116,14 @@ const T* by_name(const std::vector<T>& list, const std::string& name) {
 
 }  // namespace
 
+std::string core_relocation_refusal(const proto::LoadResponse& load, const RunFacts& facts) {
+  for (const auto& p : load.programs)
+    if (p.autoload && !p.loaded && !p.alone && classify_reject(p, facts) == reason::core_relocation)
+      return p.name;
+  if (!load.ok && contains(load.error + "\n" + load.libbpf, "CO-RE")) return "(object)";
+  return {};
+}
+
 std::string encoded_nonce(const std::string& nonce_hex, spec::NonceEncoding enc) {
   std::uint64_t v = std::strtoull(nonce_hex.c_str(), nullptr, 16);
   std::string out(8, '\0');

@@ -56,6 +56,11 @@ bool release_below(std::string_view release, std::string_view version);
 std::vector<report::ProgramResult> judge_object(const spec::ObjectSpec& object, const ObjectObservation& obs,
                                                 const RunFacts& facts);
 
+// Pure: the first program the load refused for a CO-RE relocation (judged as a program's
+// verdict is), or "(object)" when the object as a whole failed for one; "" when none was. A
+// program loaded alone was expected to be refused: its refusal is the expected result.
+std::string core_relocation_refusal(const proto::LoadResponse& load, const RunFacts& facts);
+
 // Pure: programs the guest reported that the object does not have (a lying or confused guest).
 std::vector<std::string> unknown_programs(const spec::ObjectSpec& object, const ObjectObservation& obs);
 

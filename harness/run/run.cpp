@@ -27,6 +27,7 @@
 #include "kernel/catalog.hpp"
 #include "kernel/kconfig.hpp"
 #include "kernel/prepare.hpp"
+#include "run/core_btf.hpp"
 #include "run/embedded.hpp"
 #include "run/initramfs_cache.hpp"
 #include "run/judge.hpp"
@@ -256,6 +257,8 @@ class GateRun {
   proto::LoadResponse canary_load_;
   proto::DetachResponse canary_detach_;
   std::string dmesg_;
+  CoreBtf core_btf_;              // the minimized BTF made before boot, and the receipt's note of it
+  bool core_btf_in_use_ = false;  // the agent holds it as its CO-RE BTF
 };
 
 void GateRun::phase(const char* name) {
@@ -686,6 +689,17 @@ Status GateRun::prepare() {
   auto initrd = initrd_with_segments(*cache_, initramfs_, segments_);
   if (!initrd) return std::unexpected(std::move(initrd.error()).context("initrd"));
   initrd_ = *initrd;
+  // A --btf file is the user's; under --watch the objects change while the guest keeps its BTF
+  // (and parses the kernel's once for all reloads).
+  if (req_.btf.empty() && !req_.watch) {
+    phase("core_btf");
+    std::vector<CoreBtfObject> objects;
+    for (const auto& o : objects_) objects.push_back({o.spec->name, o.bytes});
+    objects.push_back({"the lockdown canary", canary_object(arch_)});
+    auto core = minimal_core_btf(*cache_, kernel_, objects);
+    if (!core) return std::unexpected(std::move(core.error()).context("the minimized BTF for CO-RE"));
+    core_btf_ = std::move(*core);
+  }
   return preflight();
 }
 
@@ -985,6 +999,18 @@ Status GateRun::exercise() {
     if (!sent) return std::unexpected(sent.error());
     if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
       return fail(FailureClass::infra, "the agent could not keep the BTF file: " + ack.error);
+  } else if (!core_btf_.note.is_null()) {
+    r_.btf["core"] = core_btf_.note;
+    if (!hello_.btf) {
+      r_.btf["core"] = {{"btf", "kernel"}, {"why", "the guest has no /sys/kernel/btf/vmlinux"}};
+    } else if (!core_btf_.bytes.empty() && !core_btf_in_use_) {
+      phase("btf");
+      auto sent = request(proto::Op::btf, json::object(), core_btf_.bytes);
+      if (!sent) return std::unexpected(sent.error());
+      if (proto::Ack ack = proto::ack_from_json(*sent); !ack.ok)
+        return fail(FailureClass::infra, "the agent could not keep the minimized BTF: " + ack.error);
+      core_btf_in_use_ = true;
+    }
   }
   using Shell = RunRequest::Shell;
   if (req_.shell == Shell::before) {
@@ -1158,6 +1184,25 @@ Status GateRun::exercise_object(ObjectRun& o, bool hold) {
   auto load = request(proto::Op::load, proto::to_json(load_request(*o.spec, o.programs, facts)), o.bytes);
   if (!load) return std::unexpected(load.error());
   obs.load = proto::load_response_from_json(*load);
+  if (core_btf_in_use_) {
+    // The minimized BTF holds only what matched; libbpf's account of a relocation that did not
+    // names the kernel's candidates only when it searched the kernel's whole BTF. Load again so.
+    if (std::string refused = core_relocation_refusal(obs.load, facts); !refused.empty()) {
+      if (auto s = detach_object(o); !s) return s;
+      auto reset = request(proto::Op::btf, json::object());
+      if (!reset) return std::unexpected(reset.error());
+      if (proto::Ack ack = proto::ack_from_json(*reset); !ack.ok)
+        return fail(FailureClass::infra, "the agent could not return to the kernel's BTF: " + ack.error);
+      core_btf_in_use_ = false;
+      r_.btf["core"]["fell_back"] = o.spec->name + ": " + refused +
+                                    " failed a CO-RE relocation with the minimized BTF; loaded again "
+                                    "with the kernel's, for libbpf's full account";
+      obs = ObjectObservation{};
+      load = request(proto::Op::load, proto::to_json(load_request(*o.spec, o.programs, facts)), o.bytes);
+      if (!load) return std::unexpected(load.error());
+      obs.load = proto::load_response_from_json(*load);
+    }
+  }
   r_.objects[o.receipt_index].load_rounds_ms = obs.load.round_ms;
   // A refused program is judged below: the refusal is the result.
   if (!obs.load.ok) return {};

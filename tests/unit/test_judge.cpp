@@ -650,3 +650,40 @@ TEST_CASE("a user's loader: each way it fails has its reason") {
   CHECK(e.find("exited with 3") != std::string::npos);
   CHECK(e.find("loader: bad config") != std::string::npos);
 }
+
+TEST_CASE(
+    "a CO-RE refusal under the minimized BTF is found; expected refusals and verifier rejects are not") {
+  auto refused = [](std::string name, std::string error, bool alone = false) {
+    proto::ProgramLoad p;
+    p.name = std::move(name);
+    p.error = std::move(error);
+    p.alone = alone;
+    return p;
+  };
+  proto::LoadResponse load;
+  load.ok = true;
+  proto::ProgramLoad fine;
+  fine.name = "fine";
+  fine.loaded = true;
+  load.programs = {fine, refused("deref", "refused: Permission denied: R1 invalid mem access 'scalar'")};
+  CHECK(core_relocation_refusal(load, facts()).empty());
+
+  load.programs.push_back(refused("expected", "failed to resolve CO-RE relocation <byte_off> [85]", true));
+  CHECK(core_relocation_refusal(load, facts()).empty());
+
+  load.programs.push_back(refused("reads", "failed to resolve CO-RE relocation <byte_off> [85] struct x.y"));
+  CHECK(core_relocation_refusal(load, facts()) == "reads");
+
+  proto::ProgramLoad skipped = refused("skipped", "failed to resolve CO-RE relocation");
+  skipped.autoload = false;
+  proto::LoadResponse only_skipped;
+  only_skipped.programs = {skipped};
+  CHECK(core_relocation_refusal(only_skipped, facts()).empty());
+
+  proto::LoadResponse whole;
+  whole.error = "load: Invalid argument";
+  whole.libbpf = "libbpf: failed to perform CO-RE relocations: -22";
+  CHECK(core_relocation_refusal(whole, facts()) == "(object)");
+  whole.libbpf = "libbpf: map 'events': failed to create: Operation not permitted";
+  CHECK(core_relocation_refusal(whole, facts()).empty());
+}

@@ -90,6 +90,15 @@ TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on de
   CHECK(rc["kernel"]["release"] == expected);
   CHECK(rc["kernel"]["pvh"] == true);
   CHECK(rc["guest"]["btf"] == true);
+  // CO-RE took the host-made BTF of what the probe and canary read: a few types of the kernel's
+  // tens of thousands, and the programs above fired with it.
+  CHECK(rc["btf"]["source"] == "kernel");
+  CHECK(rc["btf"]["core"]["btf"] == "minimized");
+  CHECK(rc["btf"]["core"]["types"].get<int>() > 0);
+  CHECK(rc["btf"]["core"]["types"].get<int>() < 100);
+  CHECK(rc["btf"]["core"]["bytes"].get<std::size_t>() <
+        rc["btf"]["core"]["kernel_bytes"].get<std::size_t>() / 100);
+  CHECK_FALSE(rc["btf"]["core"].contains("fell_back"));
   CHECK(rc["qemu"]["accel"].get<std::string>().size() > 0);
   CHECK(rc["nonce"].get<std::string>().size() == 16);
   check_programs_fired(rc, 5);
@@ -296,6 +305,8 @@ TEST_CASE("arm64 pass: Debian's arm64 kernel under qemu-system-aarch64, the arm6
   CHECK(rc["entry"] == "debian-6.1-arm64");
   CHECK(rc["arch"] == "arm64");
   CHECK(rc["verdict"] == "pass");
+  // The arm64 Image's BTF, found on the host, minimized for the arm64 probe's relocations.
+  CHECK(rc["btf"]["core"]["btf"] == "minimized");
   std::string expected = rc["kernel"]["release_expected"];
   CHECK(expected.starts_with("6.1."));
   CHECK(expected.ends_with("-arm64"));
@@ -991,6 +1002,12 @@ TEST_CASE("user objects: red.json fails each program for its own reason, and the
   CHECK(up["nonce_records"] == 0);
   for (const char* name : {"bad_deref", "core_missing", "never_fires", "up_target"})
     CHECK(rc["failure"]["message"].get<std::string>().find(name) != std::string::npos);
+  // core_missing failed its relocation under the minimized BTF too; the object was loaded again
+  // with the kernel's whole BTF, whose account (the field it lacks) is what the receipt keeps.
+  CHECK(rc["btf"]["core"]["btf"] == "minimized");
+  CHECK(rc["btf"]["core"]["fell_back"].get<std::string>().find("core_missing") != std::string::npos);
+  const json& core = program(rc, "core_missing");
+  CHECK(core["error"].get<std::string>().find("kgate_no_such_field") != std::string::npos);
 }
 
 TEST_CASE(

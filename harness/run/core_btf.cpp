@@ -1,0 +1,218 @@
+#include "run/core_btf.hpp"
+
+#include <bpf/btf.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <utility>
+
+#include "bpf/libbpf_log.hpp"
+#include "bpf/object.hpp"
+#include "core/files.hpp"
+#include "core/strings.hpp"
+#include "core/subprocess.hpp"
+#include "kernel/btf.hpp"
+
+namespace kgate::run {
+namespace {
+
+using json = nlohmann::json;
+
+// Bump when what is cached or how it is made changes.
+constexpr const char* record_version = "kgate.core-btf/1";
+
+struct BtfFree {
+  void operator()(btf* b) const { btf__free(b); }
+};
+
+// The kind libbpf compares candidates by: enum and enum64 are one (bpf::inspect_object names both
+// "enum").
+std::string_view candidate_kind(const btf_type* t) {
+  switch (btf_kind(t)) {
+    case BTF_KIND_INT: return "int";
+    case BTF_KIND_PTR: return "pointer";
+    case BTF_KIND_ARRAY: return "array";
+    case BTF_KIND_STRUCT: return "struct";
+    case BTF_KIND_UNION: return "union";
+    case BTF_KIND_ENUM:
+    case BTF_KIND_ENUM64: return "enum";
+    case BTF_KIND_FWD: return "forward declaration";
+    case BTF_KIND_TYPEDEF: return "typedef";
+    case BTF_KIND_FUNC: return "function";
+    case BTF_KIND_FUNC_PROTO: return "function prototype";
+    case BTF_KIND_FLOAT: return "float";
+    default: return "";
+  }
+}
+
+// bpftool on PATH, else where Debian installs it (/usr/sbin is not on every user's PATH).
+fs::path find_bpftool() {
+  if (fs::path p = find_program("bpftool"); !p.empty()) return p;
+  for (const char* dir : {"/usr/sbin", "/sbin"}) {
+    fs::path p = fs::path(dir) / "bpftool";
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return {};
+}
+
+// What identifies the bpftool a result was made with, without running it on every warm run.
+std::string tool_identity(const fs::path& tool) {
+  struct stat st {};
+  if (tool.empty() || ::stat(tool.c_str(), &st) != 0) return "none";
+  return strprintf("%s %lld %lld.%09ld", tool.c_str(), static_cast<long long>(st.st_size),
+                   static_cast<long long>(st.st_mtim.tv_sec), st.st_mtim.tv_nsec);
+}
+
+json kernel_note(std::string why) {
+  return {{"btf", "kernel"}, {"why", std::move(why)}};
+}
+
+// Makes the record (a JSON text) the cache keeps under the key: the note, and the BTF's blob.
+Result<json> make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                         const std::vector<CoreBtfObject>& objects, const fs::path& tool) {
+  if (tool.empty()) return kernel_note("bpftool not found (on PATH, /usr/sbin or /sbin)");
+  auto boot = read_file(kernel.boot);
+  if (!boot) return std::unexpected(boot.error());
+  auto kbtf = kernel::kernel_btf(*boot);
+  if (!kbtf) return kernel_note("the kernel's BTF cannot be read on the host: " + kbtf.error().describe());
+  boot->clear();
+  boot->shrink_to_fit();
+  auto mismatch = core_btf_mismatch(*kbtf, objects);
+  if (!mismatch) return kernel_note(mismatch.error().describe());
+  if (!mismatch->empty()) return kernel_note(*mismatch);
+
+  auto dir = TempDir::create("kgate-core-btf");
+  if (!dir) return std::unexpected(dir.error());
+  const fs::path input = dir->path() / "vmlinux.btf", output = dir->path() / "min.btf";
+  if (auto s = write_file_atomic(input, *kbtf); !s) return std::unexpected(s.error());
+  std::vector<std::string> argv = {tool.string(), "gen", "min_core_btf", input.string(), output.string()};
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const fs::path obj = dir->path() / strprintf("object%zu.bpf.o", i);
+    if (auto s = write_file_atomic(obj, objects[i].bytes); !s) return std::unexpected(s.error());
+    argv.push_back(obj.string());
+  }
+  auto ran = run_capture(argv, Deadline(std::chrono::seconds(60)));
+  if (!ran) return kernel_note("bpftool gen min_core_btf: " + ran.error().describe());
+  if (!WIFEXITED(ran->status) || WEXITSTATUS(ran->status) != 0) {
+    std::string err = first_line(ran->err);
+    return kernel_note("bpftool gen min_core_btf " + describe_status(ran->status) +
+                       (err.empty() ? "" : ": " + err));
+  }
+  auto min = read_file(output);
+  if (!min) return kernel_note("bpftool gen min_core_btf wrote nothing readable: " + min.error().describe());
+  std::uint32_t types = 0;
+  {
+    bpf::LibbpfLog quiet;
+    std::unique_ptr<btf, BtfFree> b(btf__new(min->data(), static_cast<std::uint32_t>(min->size())));
+    if (!b) return kernel_note("bpftool gen min_core_btf wrote BTF libbpf cannot read");
+    types = btf__type_cnt(b.get()) - 1;
+  }
+  std::string version = "bpftool";
+  if (auto v = run_capture({tool.string(), "version"}, Deadline(std::chrono::seconds(10)));
+      v && WIFEXITED(v->status) && WEXITSTATUS(v->status) == 0)
+    version = first_line(v->out);
+  // "/usr/sbin/bpftool v7.1.0": the tool's name, not where this host keeps it.
+  if (auto slash = version.find_last_of('/', version.find(' ')); slash != std::string::npos)
+    version = version.substr(slash + 1);
+  auto sha = cache.put_blob(*min);
+  if (!sha) return std::unexpected(sha.error());
+  return json{{"btf", "minimized"},           {"sha256", *sha}, {"bytes", min->size()}, {"types", types},
+              {"kernel_bytes", kbtf->size()}, {"tool", version}};
+}
+
+}  // namespace
+
+Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
+                                      const std::vector<CoreBtfObject>& objects) {
+  std::unique_ptr<btf, BtfFree> k;
+  {
+    bpf::LibbpfLog quiet;
+    k.reset(btf__new(kernel_btf.data(), static_cast<std::uint32_t>(kernel_btf.size())));
+  }
+  if (!k) return fail(FailureClass::usage, "libbpf cannot read the kernel's BTF");
+  std::set<std::pair<std::string_view, std::string_view>> present;  // (kind, essential name)
+  for (std::uint32_t id = 1; id < btf__type_cnt(k.get()); ++id) {
+    const btf_type* t = btf__type_by_id(k.get(), id);
+    const char* name = btf__name_by_offset(k.get(), t->name_off);
+    if (name != nullptr && *name != '\0') present.emplace(candidate_kind(t), bpf::essential_type_name(name));
+  }
+  for (const auto& o : objects) {
+    auto info = bpf::inspect_object(o.bytes);
+    if (!info) return std::unexpected(std::move(info.error()).context(o.name));
+    for (const auto& r : info->core_relos) {
+      // A local type id needs no kernel type; an anonymous or unreadable one fails alike either way.
+      if (r.kind == "type_id_local" || r.type_name.empty() || r.type_kind.empty()) continue;
+      if (!present.contains({r.type_kind, bpf::essential_type_name(r.type_name)}))
+        return o.name + ": its CO-RE relocation at " + r.section + "+" + std::to_string(r.insn_off) +
+               " reads " + r.type_kind + " " + r.type_name +
+               ", which the kernel's BTF does not have (libbpf then looks in modules' BTF)";
+    }
+  }
+  return std::string();
+}
+
+Result<CoreBtf> minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                                 const std::vector<CoreBtfObject>& objects) {
+  CoreBtf out;
+  bool any_relo = false;
+  for (const auto& o : objects) {
+    auto info = bpf::inspect_object(o.bytes);
+    if (info && std::any_of(info->core_relos.begin(), info->core_relos.end(),
+                            [](const bpf::CoreRelo& r) { return r.kind != "type_id_local"; }))
+      any_relo = true;
+  }
+  if (!any_relo) {
+    out.note = kernel_note("no object has a CO-RE relocation against the kernel");
+    return out;
+  }
+  const fs::path tool = find_bpftool();
+  std::vector<std::string> digests;
+  for (const auto& o : objects) digests.push_back(sha256_hex(o.bytes));
+  std::sort(digests.begin(), digests.end());
+  std::string key_text = std::string(record_version) + "\nkernel " + kernel.boot_sha256 + "\ntool " +
+                         tool_identity(tool) + "\nobjects";
+  for (const auto& d : digests) key_text += " " + d;
+  const std::string key = sha256_hex(key_text);
+
+  // A record whose BTF blob is gone (pruned, damaged) is made again.
+  auto cached = [&]() -> std::optional<std::pair<json, std::string>> {
+    auto ref = cache.get_ref("core-btf", key);
+    if (!ref || !*ref) return std::nullopt;
+    auto path = cache.verified_blob(**ref);
+    auto text =
+        path ? read_file(*path) : Result<std::string>(std::unexpected(Error(FailureClass::infra, "")));
+    if (!text) return std::nullopt;
+    json record = json::parse(*text, nullptr, false);
+    if (!record.is_object() || !record.contains("btf")) return std::nullopt;
+    if (record.value("btf", "") != "minimized") return std::pair{std::move(record), std::string()};
+    auto btf_path = cache.verified_blob(record.value("sha256", ""));
+    auto bytes = btf_path ? read_file(*btf_path) : Result<std::string>(std::unexpected(btf_path.error()));
+    if (!bytes) return std::nullopt;
+    return std::pair{std::move(record), std::move(*bytes)};
+  };
+  auto hit = cached();
+  if (hit) {
+    out.note = std::move(hit->first);
+    out.bytes = std::move(hit->second);
+    out.note["cached"] = true;
+    return out;
+  }
+  auto record = make_record(cache, kernel, objects, tool);
+  if (!record) return std::unexpected(record.error());
+  auto sha = cache.put_blob(record->dump());
+  if (!sha) return std::unexpected(sha.error());
+  if (auto s = cache.set_ref("core-btf", key, *sha); !s) return std::unexpected(s.error());
+  out.note = std::move(*record);
+  out.note["cached"] = false;
+  if (out.note.value("btf", "") == "minimized") {
+    auto btf_path = cache.verified_blob(out.note.value("sha256", ""));
+    auto bytes = btf_path ? read_file(*btf_path) : Result<std::string>(std::unexpected(btf_path.error()));
+    if (!bytes) return std::unexpected(bytes.error());
+    out.bytes = std::move(*bytes);
+  }
+  return out;
+}
+
+}  // namespace kgate::run

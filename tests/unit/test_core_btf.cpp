@@ -1,0 +1,125 @@
+// The minimized BTF for CO-RE: made with the real bpftool from a kernel BTF built here with libbpf,
+// for the built-in probe (whose relocations read task_struct.tgid and pt_regs.di), and cached.
+#include <bpf/btf.h>
+#include <doctest/doctest.h>
+
+#include <memory>
+
+#include "core/files.hpp"
+#include "run/core_btf.hpp"
+#include "run/embedded.hpp"
+
+using namespace kgate;
+using namespace kgate::run;
+
+namespace {
+
+struct BtfFree {
+  void operator()(btf* b) const { btf__free(b); }
+};
+
+// A kernel's BTF as far as the probe reads it; without task_struct when `task` is false.
+std::string kernel_btf(bool task) {
+  std::unique_ptr<btf, BtfFree> b(btf__new_empty());
+  const int ulong = btf__add_int(b.get(), "long unsigned int", 8, 0);
+  const int sint = btf__add_int(b.get(), "int", 4, BTF_INT_SIGNED);
+  btf__add_struct(b.get(), "pt_regs", 168);
+  btf__add_field(b.get(), "di", ulong, 896, 0);
+  if (task) {
+    btf__add_struct(b.get(), "task_struct", 9792);
+    btf__add_field(b.get(), "tgid", sint, 19360, 0);
+  }
+  btf__add_struct(b.get(), "unrelated", 4);
+  btf__add_field(b.get(), "x", sint, 0, 0);
+  std::uint32_t size = 0;
+  const void* raw = btf__raw_data(b.get(), &size);
+  return std::string(static_cast<const char*>(raw), size);
+}
+
+// A kernel whose "boot file" is its raw BTF: kernel::kernel_btf() finds the blob in a raw image.
+kernel::PreparedKernel kernel_file(const fs::path& dir, const std::string& btf) {
+  kernel::PreparedKernel k;
+  k.boot = dir / ("boot-" + sha256_hex(btf).substr(0, 8));
+  REQUIRE(write_file_atomic(k.boot, btf));
+  k.boot_sha256 = sha256_hex(btf);
+  return k;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the probe's minimized BTF holds what its relocations read, and a warm run takes it from the cache") {
+  auto tmp = TempDir::create("kgate-test-core-btf");
+  REQUIRE(tmp);
+  auto cache = kernel::Cache::open(tmp->path() / "cache");
+  REQUIRE(cache);
+  const std::string full = kernel_btf(true);
+  const auto k = kernel_file(tmp->path(), full);
+  const std::vector<CoreBtfObject> objects = {{"probe", probe_object(vm::Arch::x86_64)}};
+
+  auto first = minimal_core_btf(*cache, k, objects);
+  REQUIRE(first);
+  INFO(first->note.dump());
+  REQUIRE(first->note["btf"] == "minimized");
+  CHECK(first->note["cached"] == false);
+  CHECK(first->note["sha256"] == sha256_hex(first->bytes));
+  CHECK(first->note["kernel_bytes"] == full.size());
+  CHECK(first->note["tool"].get<std::string>().starts_with("bpftool v"));
+  std::unique_ptr<btf, BtfFree> min(btf__new(first->bytes.data(), first->bytes.size()));
+  REQUIRE(min);
+  CHECK(btf__find_by_name_kind(min.get(), "task_struct", BTF_KIND_STRUCT) > 0);
+  CHECK(btf__find_by_name_kind(min.get(), "pt_regs", BTF_KIND_STRUCT) > 0);
+  CHECK(btf__find_by_name_kind(min.get(), "unrelated", BTF_KIND_STRUCT) < 0);
+
+  auto again = minimal_core_btf(*cache, k, objects);
+  REQUIRE(again);
+  CHECK(again->note["cached"] == true);
+  CHECK(again->bytes == first->bytes);
+
+  // Another object set is another key.
+  const std::vector<CoreBtfObject> two = {{"probe", probe_object(vm::Arch::x86_64)},
+                                          {"canary", canary_object(vm::Arch::x86_64)}};
+  auto other = minimal_core_btf(*cache, k, two);
+  REQUIRE(other);
+  CHECK(other->note["cached"] == false);
+}
+
+TEST_CASE("a relocated type the kernel's BTF lacks keeps the kernel's BTF, saying which") {
+  auto tmp = TempDir::create("kgate-test-core-btf");
+  REQUIRE(tmp);
+  auto cache = kernel::Cache::open(tmp->path() / "cache");
+  REQUIRE(cache);
+  const auto k = kernel_file(tmp->path(), kernel_btf(false));
+  auto r = minimal_core_btf(*cache, k, {{"probe", probe_object(vm::Arch::x86_64)}});
+  REQUIRE(r);
+  CHECK(r->bytes.empty());
+  CHECK(r->note["btf"] == "kernel");
+  const std::string why = r->note["why"];
+  CHECK(why.find("struct task_struct") != std::string::npos);
+  CHECK(why.find("modules' BTF") != std::string::npos);
+
+  auto direct = core_btf_mismatch(kernel_btf(true), {{"probe", probe_object(vm::Arch::x86_64)}});
+  REQUIRE(direct);
+  CHECK(direct->empty());
+}
+
+TEST_CASE("objects without CO-RE relocations, or a kernel without BTF, keep the kernel's BTF") {
+  auto tmp = TempDir::create("kgate-test-core-btf");
+  REQUIRE(tmp);
+  auto cache = kernel::Cache::open(tmp->path() / "cache");
+  REQUIRE(cache);
+  const auto k = kernel_file(tmp->path(), kernel_btf(true));
+  auto none = minimal_core_btf(*cache, k, {});
+  REQUIRE(none);
+  CHECK(none->note["btf"] == "kernel");
+  CHECK(none->note["why"] == "no object has a CO-RE relocation against the kernel");
+
+  kernel::PreparedKernel no_btf = k;
+  no_btf.boot = tmp->path() / "not-a-kernel";
+  REQUIRE(write_file_atomic(no_btf.boot, std::string(4096, 'x')));
+  no_btf.boot_sha256 = sha256_hex(std::string(4096, 'x'));
+  auto r = minimal_core_btf(*cache, no_btf, {{"probe", probe_object(vm::Arch::x86_64)}});
+  REQUIRE(r);
+  CHECK(r->bytes.empty());
+  CHECK(r->note["why"].get<std::string>().starts_with("the kernel's BTF cannot be read on the host"));
+}
