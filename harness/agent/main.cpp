@@ -3,6 +3,7 @@
 // fails before it can talk, it says why on the console and powers off.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -85,12 +86,22 @@ std::string requested_fault() {
 int main(int argc, char** argv) {
   // The execve trigger's helper: the agent binary run again, told to exit at once.
   if (argc > 1 && std::string(argv[1]) == "--kgate-exit") return 0;
+  json startup = {{"exec_uptime_s", kgate::agent::uptime_s()}};
+  auto since = [last = std::chrono::steady_clock::now()]() mutable {
+    const auto now = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+    last = now;
+    return ms;
+  };
   auto mounts = kgate::agent::mount_filesystems();
   if (!mounts) die(mounts.error().describe());
+  startup["mounts_ms"] = since();
   auto modules = kgate::agent::load_modules();
   if (!modules) die(modules.error().describe());
+  startup["modules_ms"] = since();
   auto port = kgate::agent::open_port(kgate::proto::port_name, 10'000);
   if (!port) die(port.error().describe());
+  startup["port_ms"] = since();
 
   const std::string fault = requested_fault();
   if (fault == "crash") std::abort();
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
   hello["protocol"] = kgate::proto::protocol_version;
   hello["mounts"] = *mounts;
   hello["modules"] = *modules;
+  hello["startup"] = startup;
   // The first write blocks until the host is connected; the host's boot deadline bounds it.
   if (auto s = channel.send({FrameType::hello, hello, {}}, Deadline(std::chrono::seconds(120))); !s) {
     die("send hello: " + s.error().describe());

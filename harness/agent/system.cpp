@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -117,6 +118,12 @@ Result<UniqueFd> open_port(const std::string& name, int timeout_ms) {
   }
 }
 
+double uptime_s() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 nlohmann::json describe_system() {
   struct utsname u {};
   ::uname(&u);
@@ -130,9 +137,7 @@ nlohmann::json describe_system() {
       {"btf", ::access("/sys/kernel/btf/vmlinux", R_OK) == 0},
       {"pid", ::getpid()},
   };
-  double uptime = 0;
-  std::istringstream(slurp("/proc/uptime")) >> uptime;
-  hello["uptime_s"] = uptime;
+  hello["uptime_s"] = uptime_s();
   return hello;
 }
 

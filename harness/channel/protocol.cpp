@@ -179,7 +179,7 @@ json to_json(const Hello& h) {
   return {{"protocol", h.protocol}, {"agent", h.agent},     {"release", h.release},   {"version", h.version},
           {"machine", h.machine},   {"cmdline", h.cmdline}, {"lockdown", h.lockdown}, {"lsm", h.lsm},
           {"btf", h.btf},           {"pid", h.pid},         {"mounts", h.mounts},     {"modules", h.modules},
-          {"uptime_s", h.uptime_s}};
+          {"uptime_s", h.uptime_s}, {"startup", h.startup}};
 }
 
 std::string hello_from_json(const json& j, Hello& h) {
@@ -200,6 +200,7 @@ std::string hello_from_json(const json& j, Hello& h) {
   h.mounts = flat_object(j, "mounts");
   h.modules = flat_array(j, "modules");
   h.uptime_s = get_number(j, "uptime_s").value_or(0);
+  h.startup = flat_object(j, "startup");
   return {};
 }
 

@@ -60,6 +60,9 @@ struct Hello {
   nlohmann::json mounts;   // bounded copy: {name: "ok"|error}
   nlohmann::json modules;  // bounded copy
   double uptime_s = 0;
+  // Bounded copy: the agent's start, /proc/uptime when it began ("exec_uptime_s"), and its steps
+  // before the hello in milliseconds ("mounts_ms", "modules_ms", "port_ms").
+  nlohmann::json startup;
 };
 nlohmann::json to_json(const Hello& h);
 // Fills `h` from what the guest sent; returns the first missing required field ("" if none).
