@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark: warm `kgate run` against a bare boot of the same kernel on the same
-# QEMU machine, whose /init only powers off. The runs are interleaved so that
-# noise on this shared machine hits both alike; medians and their ratio are
-# printed. Also: the cold initramfs build, and the warm time before QEMU starts.
+# Benchmark: warm `kgate run` against a bare boot of the same kernel on the same QEMU machine,
+# whose /init only powers off. The runs are interleaved so that noise on this shared machine hits
+# all alike; medians and their ratios are printed. Also: the cold initramfs build, and the warm
+# time before QEMU starts.
 #   bench/run-vs-bare.sh [RUNS] [ARCH] [KGATE RUN ARGS...]   (default 7 runs of x86_64; ARCH
 #   arm64 boots debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh;
-#   KGATE_BUILD names another build directory than build/). Further arguments go to every
-#   `kgate run`, e.g. a user's objects:
+#   KGATE_BUILD names another build directory than build/). With a user's objects among the
+#   arguments (--object or --spec), each round runs the built-in probe, the user's run and the
+#   bare boot, and both ratios are printed:
 #   bench/run-vs-bare.sh 9 x86_64 --spec build/tests/objects/good.json
+#   bench/run-vs-bare.sh 9 x86_64 --object build/tests/objects/gate.x86_64.bpf.o
 #   (ninja -C build tests/objects/gate.x86_64.bpf.o tests/objects/target.x86_64 builds them).
-#   With a spec, the per-phase and per-program load times are printed too.
+#   The per-phase and per-program times are printed for the user's run (else the probe's), and
+#   the accelerator each side used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
@@ -22,6 +25,8 @@ arm64) poweroff=$build/bench/bench-poweroff-arm64 ;;
 *) echo "ARCH must be x86_64 or arm64" >&2; exit 2 ;;
 esac
 run_args=(--arch "$arch" "$@")
+user=0
+for a in "$@"; do case $a in --object | --spec | --object=* | --spec=*) user=1 ;; esac; done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
@@ -37,14 +42,21 @@ kgate_run() {
 
 # Warm everything up once, and take the argv kgate used from its receipt.
 kgate_run "${run_args[@]}" --receipt "$work/warmup"
+[ "$user" = 0 ] || kgate_run --arch "$arch" --receipt "$work/warmup-probe"
 $build/bench/bench-make-initramfs "$work/bare.cpio.zst" "$poweroff"
 bench/bare-argv.py "$work/warmup/receipt.json" "$work/bare.cpio.zst" "$work/bare-console.log" >"$work/bare.argv"
 mapfile -d '' bare_argv <"$work/bare.argv"
 
 : >"$work/kgate.times"
+: >"$work/probe.times"
 : >"$work/bare.times"
 : >"$work/preqemu.times"
 for i in $(seq 1 "$runs"); do
+  if [ "$user" = 1 ]; then
+    p0=$(now)
+    kgate_run --arch "$arch" --receipt "$work/probe$i"
+    awk "BEGIN { print $(now) - $p0 }" >>"$work/probe.times"
+  fi
   t0=$(now)
   kgate_run "${run_args[@]}" --receipt "$work/run$i"
   t1=$(now)
@@ -69,22 +81,41 @@ for i in 1 2 3; do
     "$work/cold$i/receipt.json" >>"$work/cold.times"
 done
 
-python3 - "$work" "$runs" "$arch" <<'PY'
-import statistics, sys
-work, runs, arch = sys.argv[1], sys.argv[2], sys.argv[3]
+python3 - "$work" "$runs" "$arch" "$user" <<'PY'
+import json, statistics, sys
+work, runs, arch, user = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 def load(name):
     return [float(x) for x in open(f"{work}/{name}.times").read().split()]
 k, b, p, c = load("kgate"), load("bare"), load("preqemu"), load("cold")
 mk, mb = statistics.median(k), statistics.median(b)
-print(f"arch: {arch}; runs: {runs} interleaved pairs; accel from the receipts")
-print(f"warm kgate run   median {mk:.3f} s  (min {min(k):.3f}, max {max(k):.3f})")
-print(f"bare boot        median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
-print(f"ratio            {mk / mb:.2f}x  (target <= 1.3x)")
+receipts = [json.load(open(f"{work}/run{i}/receipt.json")) for i in range(1, int(runs) + 1)]
+accels = sorted({r["qemu"]["accel"] for r in receipts})
+bare_argv = open(f"{work}/bare.argv").read().split("\0")
+bare_accel = bare_argv[bare_argv.index("-accel") + 1] if "-accel" in bare_argv else "?"
+print(f"arch: {arch}; runs: {runs} interleaved {'triples' if user else 'pairs'}; "
+      f"accel: kgate {', '.join(accels)}, bare {bare_accel}")
+if user:
+    pr = load("probe")
+    mp = statistics.median(pr)
+    print(f"warm kgate run, probe  median {mp:.3f} s  (min {min(pr):.3f}, max {max(pr):.3f})")
+    print(f"warm kgate run, user   median {mk:.3f} s  (min {min(k):.3f}, max {max(k):.3f})")
+    print(f"bare boot              median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
+    print(f"ratio, probe           {mp / mb:.2f}x  (target <= 1.10x)")
+    print(f"ratio, user            {mk / mb:.2f}x  (target <= 1.2x)")
+else:
+    print(f"warm kgate run   median {mk:.3f} s  (min {min(k):.3f}, max {max(k):.3f})")
+    print(f"bare boot        median {mb:.3f} s  (min {min(b):.3f}, max {max(b):.3f})")
+    print(f"ratio            {mk / mb:.2f}x  (target <= 1.10x)")
 print(f"warm pre-QEMU    median {statistics.median(p) * 1000:.1f} ms  (target < 50 ms)")
 print(f"cold initramfs   median {statistics.median(c) * 1000:.1f} ms over {len(c)} builds  (target < 1 s)")
 # Where the warm runs' time goes, and each program's load time, from the receipts.
-import json
-receipts = [json.load(open(f"{work}/run{i}/receipt.json")) for i in range(1, int(runs) + 1)]
+startup = [r["guest"].get("startup") or {} for r in receipts]
+cells = [f"{key} {statistics.median(s[key] for s in startup if key in s):.0f}"
+         for key in ("mounts_ms", "modules_ms", "port_ms") if any(key in s for s in startup)]
+if cells:
+    print("guest start-up (median ms) " + ", ".join(cells))
+core = {(r.get("btf") or {}).get("core", {}).get("btf", "none") for r in receipts}
+print("CO-RE BTF: " + ", ".join(sorted(core)))
 phases = ["boot", "files", "load", "attach", "trigger", "flush", "detach", "canary", "poweroff"]
 cells = []
 for ph in phases:
