@@ -124,6 +124,7 @@ json receipt_json(const Receipt& r) {
       {"verdict", r.verdict == FailureClass::pass ? "pass" : "fail"},
       {"failure", failure},
       {"console_log", r.console_log},
+      {"kernel_log", r.kernel_log},
       {"console_tail", r.console_tail},
       {"console_splats", r.console_splats},
   };

@@ -125,6 +125,7 @@ struct Receipt {
   FailureClass verdict = FailureClass::no_verdict;
   std::string failure_message;
   std::string console_log;                // file name, relative to the receipt
+  std::string kernel_log;                 // the guest's whole kernel log; "" until it was read
   std::vector<std::string> console_tail;  // on failure only
   nlohmann::json
       console_splats;  // kernel splats on the console: [{id, line_no, line, context}]; null: no console

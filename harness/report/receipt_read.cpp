@@ -147,6 +147,7 @@ Result<Receipt> receipt_from_json(const json& j, std::string_view origin) {
     return bad("verdict is '" + verdict + "', not pass or fail");
   }
   r.console_log = get_string(j, "console_log");
+  r.kernel_log = get_string(j, "kernel_log");
   r.console_tail = get_strings(j, "console_tail");
   r.console_splats = member(j, "console_splats");
   return r;

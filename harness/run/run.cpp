@@ -1278,6 +1278,9 @@ Status GateRun::prove_lockdown_level() {
   auto log = request(proto::Op::dmesg, json::object());
   if (!log) return std::unexpected(log.error());
   dmesg_ = channel::get_string(*log, "text");
+  // The console shows notices and worse (vm::kernel_cmdline); this is everything, at the end.
+  if (auto s = write_file_atomic(req_.out_dir / "kernel.log", dmesg_); !s) return s;
+  r_.kernel_log = "kernel.log";
   return {};
 }
 
@@ -1517,8 +1520,8 @@ RunOutcome GateRun::execute() {
   r_.entry = req_.name.empty() ? req_.entry : req_.name;
   Status status = make_dirs(req_.out_dir);
   // A reused receipt directory must not lend an old run's console to this one.
-  for (const char* old :
-       {"receipt.json", "console.log", "qemu.log", "spec.json", "objects", "files", "failure.txt"}) {
+  for (const char* old : {"receipt.json", "console.log", "kernel.log", "qemu.log", "spec.json", "objects",
+                          "files", "failure.txt"}) {
     std::error_code ec;
     fs::remove_all(req_.out_dir / old, ec);
   }

@@ -48,7 +48,7 @@ TEST_CASE("qemu argv: the TCG q35 machine, table of flags") {
       {"-serial", "chardev:console"},
       {"-kernel", "/cache/vmlinux"},
       {"-initrd", "/cache/initrd"},
-      {"-append", "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init"},
+      {"-append", "console=ttyS0 loglevel=6 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init"},
   };
   for (const auto& row : rows) {
     CAPTURE(row.flag);
@@ -91,8 +91,10 @@ TEST_CASE("qemu argv: pure, commas escaped, extras last") {
 
 TEST_CASE("kernel command line: kgate's words first, the caller's appended") {
   CHECK(kernel_cmdline(Arch::x86_64, {"lockdown=integrity", "rdinit=/missing"}) ==
-        "console=ttyS0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init lockdown=integrity rdinit=/missing");
-  CHECK(kernel_cmdline(Arch::arm64, {}) == "console=ttyAMA0 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init");
+        "console=ttyS0 loglevel=6 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init lockdown=integrity "
+        "rdinit=/missing");
+  CHECK(kernel_cmdline(Arch::arm64, {}) ==
+        "console=ttyAMA0 loglevel=6 panic=-1 rcupdate.rcu_expedited=1 rdinit=/init");
 }
 
 TEST_CASE("qemu argv: arm64 on virt, cortex-a57 under TCG, virtio-serial on mmio") {

@@ -110,6 +110,14 @@ TEST_CASE("pass: the probe loads, attaches and fires with this run's nonce on de
   CHECK(rc["leftovers"]["programs"].empty());
   CHECK(rc["leftovers"]["links"].empty());
   CHECK(fs::file_size(r.dir / "console.log") > 0);
+  // The console has notices and worse; kernel.log, read over the channel, has the whole boot.
+  const std::string console = read_file(r.dir / "console.log").value_or("");
+  CHECK(console.find("Linux version") != std::string::npos);
+  CHECK(console.find("Run /init as init process") == std::string::npos);
+  CHECK(rc["kernel_log"] == "kernel.log");
+  const std::string kernel_log = read_file(r.dir / "kernel.log").value_or("");
+  CHECK(kernel_log.find("Linux version") != std::string::npos);
+  CHECK(kernel_log.find("Run /init as init process") != std::string::npos);
   check_no_qemu_left(r.dir);
 }
 
@@ -143,8 +151,10 @@ TEST_CASE("QEMU killed mid-run: the receipt is still written, class infra") {
   require_vm_prerequisites();
   auto tmp = out_root();
   fs::path dir = tmp.path() / "killed";
-  auto child = Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string()},
-                            {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  // loglevel=7: the console shows the info-level "Run /init" line this test waits for.
+  auto child =
+      Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string(), "--append", "loglevel=7"},
+                   {tmp.path() / "stdout", tmp.path() / "stderr", {}});
   REQUIRE(child.has_value());
   // Wait for QEMU (its console path names our directory), then kill it outright.
   std::vector<int> qemu;
@@ -179,8 +189,10 @@ TEST_CASE("SIGTERM to kgate mid-boot stops QEMU and writes an interrupted receip
   require_vm_prerequisites();
   auto tmp = out_root();
   fs::path dir = tmp.path() / "sigterm";
-  auto child = Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string()},
-                            {tmp.path() / "stdout", tmp.path() / "stderr", {}});
+  // loglevel=7: the console shows the info-level "Run /init" line this test waits for.
+  auto child =
+      Child::spawn({kgate_binary().string(), "run", "--receipt", dir.string(), "--append", "loglevel=7"},
+                   {tmp.path() / "stdout", tmp.path() / "stderr", {}});
   REQUIRE(child.has_value());
   bool qemu_seen = false;
   for (int i = 0; i < 600 && !qemu_seen; ++i) {
@@ -228,7 +240,9 @@ TEST_CASE("an agent that stops answering hits the request deadline: timeout") {
   auto r = run_kgate(tmp.path() / "silent", {"--append", "kgate.fault=hang", "--request-timeout", "2"});
   check_failure(r, "timeout", 5);
   CHECK(r.receipt["guest"]["release"].is_string());
-  CHECK(r.receipt["failure"]["message"].get<std::string>().find("'load'") != std::string::npos);
+  // The first request after the hello: the minimized BTF for CO-RE (btf.core says it was made).
+  CHECK(r.receipt["btf"]["core"]["btf"] == "minimized");
+  CHECK(r.receipt["failure"]["message"].get<std::string>().find("'btf'") != std::string::npos);
 }
 
 TEST_CASE("a cached kernel whose bytes changed is refused before any boot: digest_mismatch") {
