@@ -1,5 +1,7 @@
 #include "agent/shell.hpp"
 
+#include "agent/system.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,9 +59,8 @@ std::vector<pid_t> session_members(pid_t sid) {
     char* end = nullptr;
     const long pid = std::strtol(d->d_name, &end, 10);
     if (pid <= 1 || *end != '\0') continue;
-    std::ifstream stat(std::string("/proc/") + d->d_name + "/stat");
-    std::string line;
-    std::getline(stat, line);
+    std::string line = slurp((std::string("/proc/") + d->d_name + "/stat").c_str());
+    line = line.substr(0, line.find('\n'));
     // pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses.
     const auto close = line.rfind(')');
     if (close == std::string::npos) continue;

@@ -15,20 +15,27 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 namespace kgate::agent {
-namespace {
 
+// With read(2), not iostreams: the agent links no locale machinery (a smaller binary to unpack
+// and exec in every guest).
 std::string slurp(const char* path) {
-  std::ifstream in(path);
-  if (!in) return {};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return {};
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
 }
+
+namespace {
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\0')) s.pop_back();
@@ -74,9 +81,11 @@ Result<nlohmann::json> mount_filesystems() {
 
 Result<nlohmann::json> load_modules() {
   nlohmann::json loaded = nlohmann::json::array();
-  std::ifstream list("/etc/kgate/modules");
-  std::string name;
-  while (std::getline(list, name)) {
+  const std::string list = slurp("/etc/kgate/modules");
+  for (std::size_t pos = 0, end; pos < list.size(); pos = end + 1) {
+    end = list.find('\n', pos);
+    if (end == std::string::npos) end = list.size();
+    const std::string name = list.substr(pos, end - pos);
     if (name.empty()) continue;
     auto start = std::chrono::steady_clock::now();
     std::string path = "/lib/modules/" + name + ".ko";

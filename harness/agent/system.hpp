@@ -19,6 +19,8 @@ Result<nlohmann::json> load_modules();
 Result<UniqueFd> open_port(const std::string& name, int timeout_ms);
 // uname, cmdline, lockdown, LSM list, BTF presence, uptime: the hello payload.
 nlohmann::json describe_system();
+// A file's whole contents; "" when it cannot be read.
+std::string slurp(const char* path);
 // Seconds since the kernel booted (CLOCK_BOOTTIME, what /proc/uptime shows), without /proc.
 double uptime_s();
 // The kernel log ring (klogctl), at most `max_bytes` of its tail.
