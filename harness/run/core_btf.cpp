@@ -72,6 +72,14 @@ json kernel_note(std::string why) {
 // Makes the record (a JSON text) the cache keeps under the key: the note, and the BTF's blob.
 Result<json> make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
                          const std::vector<CoreBtfObject>& objects, const fs::path& tool) {
+  bool any_relo = false;
+  for (const auto& o : objects) {
+    auto info = bpf::inspect_object(o.bytes);
+    if (info && std::any_of(info->core_relos.begin(), info->core_relos.end(),
+                            [](const bpf::CoreRelo& r) { return r.kind != "type_id_local"; }))
+      any_relo = true;
+  }
+  if (!any_relo) return kernel_note("no object has a CO-RE relocation against the kernel");
   if (tool.empty()) return kernel_note("bpftool not found (on PATH, /usr/sbin or /sbin)");
   auto boot = read_file(kernel.boot);
   if (!boot) return std::unexpected(boot.error());
@@ -156,17 +164,6 @@ Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
 Result<CoreBtf> minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
                                  const std::vector<CoreBtfObject>& objects) {
   CoreBtf out;
-  bool any_relo = false;
-  for (const auto& o : objects) {
-    auto info = bpf::inspect_object(o.bytes);
-    if (info && std::any_of(info->core_relos.begin(), info->core_relos.end(),
-                            [](const bpf::CoreRelo& r) { return r.kind != "type_id_local"; }))
-      any_relo = true;
-  }
-  if (!any_relo) {
-    out.note = kernel_note("no object has a CO-RE relocation against the kernel");
-    return out;
-  }
   const fs::path tool = find_bpftool();
   std::vector<std::string> digests;
   for (const auto& o : objects) digests.push_back(sha256_hex(o.bytes));
