@@ -239,6 +239,7 @@ void Loader::fill(proto::LoaderResponse& r) {
 }
 
 proto::LoaderResponse Loader::start(const proto::LoaderStartRequest& req) {
+  loopback_up();
   proto::LoaderResponse r;
   if (pid_ > 0) {
     r.error = "a loader is running already";

@@ -133,7 +133,6 @@ int main(int argc, char** argv) {
     die("send hello: " + s.error().describe());
   }
 
-  kgate::agent::loopback_up();
   kgate::agent::ObjectTable objects;
   kgate::agent::Loader loader;
   for (;;) {

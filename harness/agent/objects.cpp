@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -182,9 +183,10 @@ struct LoadSetup {
   const std::string* btf_path;
 };
 
-// Opens and loads with only `enabled` programs autoloaded, each at `log_level` into its own buffer.
-Attempt attempt_load(const LoadSetup& s, const std::set<std::string>& enabled, unsigned log_level,
-                     std::size_t log_bytes) {
+// Opens and loads with only the programs `enabled` names autoloaded, each at `log_level` into its
+// own buffer.
+Attempt attempt_load(const LoadSetup& s, const std::function<bool(const std::string&)>& enabled,
+                     unsigned log_level, std::size_t log_bytes) {
   Attempt a;
   LogCapture log;
   LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = s.req->name.c_str(),
@@ -212,7 +214,7 @@ Attempt attempt_load(const LoadSetup& s, const std::set<std::string>& enabled, u
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj) {
     std::string name = bpf_program__name(prog);
-    bool on = enabled.contains(name);
+    bool on = enabled(name);
     bpf_program__set_autoload(prog, on);
     if (!on) continue;
     auto& buf = bufs[name];
@@ -317,34 +319,29 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
     else if (p.alone)
       alone.insert(p.name);
   }
+  // The first round's object names them (no separate open just to list them: under TCG an open
+  // costs milliseconds).
   std::set<std::string> enabled;
-  {
-    LogCapture quiet;
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = req.name.c_str());
-    std::unique_ptr<bpf_object, LoadedObject::ObjectDeleter> probe(
-        bpf_object__open_mem(bytes.data(), bytes.size(), &opts));
-    if (!probe) {
-      resp.err = errno;
-      resp.error = "open: " + strerr(resp.err);
-      resp.libbpf = tail(quiet.text, 32 * 1024);
-      return resp;
-    }
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, probe.get()) {
-      std::string name = bpf_program__name(prog);
-      if (!skipped.contains(name) && !alone.contains(name)) enabled.insert(name);
-    }
-  }
+  auto in_first_round = [&](const std::string& name) {
+    return !skipped.contains(name) && !alone.contains(name);
+  };
+  auto still_enabled = [&](const std::string& name) { return enabled.contains(name); };
 
   // Load; on a reject, record it, turn it off and load the rest again.
   std::map<std::string, proto::ProgramLoad> rejected;
   Attempt final;
   std::uint64_t before = 0, after = 0;
-  const std::size_t max_rounds = enabled.size() + 1;
-  for (std::size_t round = 0; round < max_rounds; ++round) {
+  for (std::size_t round = 0; round == 0 || round <= enabled.size(); ++round) {
     before = boottime_ns();
-    Attempt a = attempt_load(setup, enabled, 4, stats_log_bytes);
+    Attempt a = round == 0 ? attempt_load(setup, in_first_round, 4, stats_log_bytes)
+                           : attempt_load(setup, still_enabled, 4, stats_log_bytes);
     after = boottime_ns();
+    if (round == 0 && a.object) {
+      bpf_program* prog;
+      bpf_object__for_each_program(prog, a.object.get()) {
+        if (std::string name = bpf_program__name(prog); in_first_round(name)) enabled.insert(name);
+      }
+    }
     ++resp.rounds;
     resp.round_ms.push_back(static_cast<double>(after - before) / 1e6);
     if (!a.object) {
@@ -393,7 +390,8 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
   for (auto& [name, pl] : rejected) {
     if (pl.error.rfind("refused", 0) != 0) continue;
     const std::uint64_t start = boottime_ns();
-    Attempt alone = attempt_load(setup, {name}, 1 | 4, full_log_bytes);
+    Attempt alone = attempt_load(
+        setup, [&](const std::string& n) { return n == name; }, 1 | 4, full_log_bytes);
     ++resp.rounds;
     resp.round_ms.push_back(static_cast<double>(boottime_ns() - start) / 1e6);
     if (alone.err != 0 && !alone.logs[name].empty()) {
@@ -408,7 +406,8 @@ proto::LoadResponse ObjectTable::load(const proto::LoadRequest& req, const std::
   std::vector<std::uint32_t> alone_ids;
   for (const auto& name : alone) {
     const std::uint64_t start = boottime_ns();
-    Attempt a = attempt_load(setup, {name}, 1 | 4, full_log_bytes);
+    Attempt a = attempt_load(
+        setup, [&](const std::string& n) { return n == name; }, 1 | 4, full_log_bytes);
     const std::uint64_t end = boottime_ns();
     ++resp.rounds;
     resp.round_ms.push_back(static_cast<double>(end - start) / 1e6);
@@ -689,6 +688,7 @@ std::string run_action(const proto::TriggerAction& a, const std::string& nonce) 
     if (::read(r.get(), buf, sizeof buf) != static_cast<ssize_t>(sizeof buf)) return "read: " + strerr(errno);
     return {};
   }
+  if (a.kind == "tcp" || a.kind == "udp" || a.kind == "call" || a.kind == "command") loopback_up();
   if (a.kind == "tcp") return tcp_round_trip();
   if (a.kind == "udp") return udp_round_trip();
   if (a.kind == "nanosleep") {
@@ -935,6 +935,9 @@ proto::DetachResponse ObjectTable::detach(int handle) {
 }
 
 void loopback_up() {
+  static bool up = false;
+  if (up) return;
+  up = true;
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   ifreq ifr{};

@@ -97,6 +97,7 @@ std::vector<pid_t> session_members(pid_t sid) {
 }  // namespace
 
 proto::ShellResponse run_shell(const proto::ShellRequest& req, ObjectTable& objects, Loader& loader) {
+  loopback_up();
   proto::ShellResponse r;
   const auto start = std::chrono::steady_clock::now();
   if (::access(busybox, X_OK) != 0) {

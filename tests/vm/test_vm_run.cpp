@@ -974,6 +974,27 @@ TEST_CASE("user objects: good.json passes on debian-6.1-integrity, lockdown prov
   CHECK(r.receipt["lockdown"]["proven"] == true);
 }
 
+TEST_CASE("triggers: tcp and udp round trips over the guest's loopback, brought up when first needed") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // good.json with its raw_tp program (every syscall fires it) run by the network triggers.
+  json spec = json::parse(read_file(objects_dir() / "good.json").value());
+  for (auto& [arch, file] : spec["objects"][0]["path"].items())
+    file = (objects_dir() / file.get<std::string>()).string();
+  for (auto& [arch, file] : spec["files"][0]["source"].items())
+    file = (objects_dir() / file.get<std::string>()).string();
+  for (const char* kind : {"tcp", "udp"}) {
+    CAPTURE(kind);
+    spec["objects"][0]["programs"]["raw_tp_enter"]["trigger"] = kind;
+    const fs::path file = tmp.path() / (std::string(kind) + ".json");
+    REQUIRE(write_file_atomic(file, spec.dump()).has_value());
+    auto r = run_passing(tmp, kind, {"--spec", file.string(), "--count", "2"});
+    const json& raw = program(r.receipt, "raw_tp_enter");
+    CHECK(raw["verdict"] == "pass");
+    CHECK(raw["run_count"].get<int>() >= 2);
+  }
+}
+
 TEST_CASE("user objects: good.json passes on debian-6.1-arm64, fentry and fexit skipped") {
   require_vm_prerequisites("arm64");
   auto tmp = out_root();
