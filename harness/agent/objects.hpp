@@ -92,8 +92,8 @@ class ObjectTable {
 };
 
 // Brings the loopback interface up, once, when something first may use the network: the tcp and
-// udp triggers, a command or call trigger, a loader, a shell. Not at start: under TCG it costs
-// about 18 ms (IPv6 address setup), which a spec with no such use need not pay.
+// udp triggers, a command or call trigger, a test run, a loader, a shell. Not at start: under TCG
+// it costs about 18 ms (IPv6 address setup), which a spec with no such use need not pay.
 void loopback_up();
 
 }  // namespace kgate::agent

@@ -995,6 +995,32 @@ TEST_CASE("triggers: tcp and udp round trips over the guest's loopback, brought 
   }
 }
 
+TEST_CASE("refusals: two of three programs refused, the third is still loaded and judged") {
+  require_vm_prerequisites();
+  auto tmp = out_root();
+  // red.json with every program skipped but one that passes and two the verifier refuses: one
+  // load round per refusal, then one for the rest. The CO-RE refusal also loads the object again
+  // with the kernel's whole BTF.
+  json spec = json::parse(read_file(objects_dir() / "red.json").value());
+  for (auto& [arch, file] : spec["objects"][0]["path"].items())
+    file = (objects_dir() / file.get<std::string>()).string();
+  for (auto& [arch, file] : spec["files"][0]["source"].items())
+    file = (objects_dir() / file.get<std::string>()).string();
+  json& programs = spec["objects"][0]["programs"];
+  for (const char* name : {"never_fires", "up_target", "fentry_unlinkat", "fexit_unlinkat", "xdp_udp_4242",
+                           "tc_ipv4_only", "lsm_file_open", "raw_tp_enter", "kp_unlinkat", "krp_unlinkat"})
+    programs[name]["skip"] =
+        json::array({{{"arch", json::array({"x86_64", "arm64"})}, {"reason", "not this test"}}});
+  REQUIRE(write_file_atomic(tmp.path() / "three.json", spec.dump()).has_value());
+  auto r = run_kgate(tmp.path() / "three", {"--spec", (tmp.path() / "three.json").string(), "--count", "2"});
+  check_failure(r, "gate_failed", 1);
+  CHECK(program(r.receipt, "tp_getpid")["verdict"] == "pass");
+  CHECK(program(r.receipt, "tp_getpid")["run_count"].get<int>() >= 2);
+  CHECK(program(r.receipt, "bad_deref")["reasons"] == json::array({"verifier_reject"}));
+  CHECK(program(r.receipt, "core_missing")["reasons"] == json::array({"core_relocation"}));
+  CHECK(r.receipt["btf"]["core"].contains("fell_back"));
+}
+
 TEST_CASE("user objects: good.json passes on debian-6.1-arm64, fentry and fexit skipped") {
   require_vm_prerequisites("arm64");
   auto tmp = out_root();
