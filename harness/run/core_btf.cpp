@@ -69,9 +69,20 @@ json kernel_note(std::string why) {
   return {{"btf", "kernel"}, {"why", std::move(why)}};
 }
 
-// Makes the record (a JSON text) the cache keeps under the key: the note, and the BTF's blob.
-Result<json> make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                         const std::vector<CoreBtfObject>& objects, const fs::path& tool) {
+// The record the cache keeps under the key (the note, naming the BTF's blob), and whether it may
+// be kept: an answer that holds for these inputs is; a failure that may not happen next time (a
+// bpftool that crashed or was interrupted, a full disk) is not.
+struct Made {
+  json record;
+  bool keep = true;
+};
+
+Made passing(std::string why) {
+  return {kernel_note(std::move(why)), false};
+}
+
+Made make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                 const std::vector<CoreBtfObject>& objects, const fs::path& tool) {
   bool any_relo = false;
   for (const auto& o : objects) {
     auto info = bpf::inspect_object(o.bytes);
@@ -79,42 +90,47 @@ Result<json> make_record(kernel::Cache& cache, const kernel::PreparedKernel& ker
                             [](const bpf::CoreRelo& r) { return r.kind != "type_id_local"; }))
       any_relo = true;
   }
-  if (!any_relo) return kernel_note("no object has a CO-RE relocation against the kernel");
-  if (tool.empty()) return kernel_note("bpftool not found (on PATH, /usr/sbin or /sbin)");
+  if (!any_relo) return {kernel_note("no object has a CO-RE relocation against the kernel")};
+  if (tool.empty()) return {kernel_note("bpftool not found (on PATH, /usr/sbin or /sbin)")};
   auto boot = read_file(kernel.boot);
-  if (!boot) return std::unexpected(boot.error());
+  if (!boot) return passing("the kernel's file cannot be read: " + boot.error().describe());
   auto kbtf = kernel::kernel_btf(*boot);
-  if (!kbtf) return kernel_note("the kernel's BTF cannot be read on the host: " + kbtf.error().describe());
+  if (!kbtf) return {kernel_note("the kernel's BTF cannot be read on the host: " + kbtf.error().describe())};
   boot->clear();
   boot->shrink_to_fit();
   auto mismatch = core_btf_mismatch(*kbtf, objects);
-  if (!mismatch) return kernel_note(mismatch.error().describe());
-  if (!mismatch->empty()) return kernel_note(*mismatch);
+  if (!mismatch) return {kernel_note(mismatch.error().describe())};
+  if (!mismatch->empty()) return {kernel_note(*mismatch)};
 
   auto dir = TempDir::create("kgate-core-btf");
-  if (!dir) return std::unexpected(dir.error());
+  if (!dir) return passing("a scratch directory for bpftool: " + dir.error().describe());
   const fs::path input = dir->path() / "vmlinux.btf", output = dir->path() / "min.btf";
-  if (auto s = write_file_atomic(input, *kbtf); !s) return std::unexpected(s.error());
+  if (auto st = write_file_atomic(input, *kbtf); !st)
+    return passing("bpftool's input: " + st.error().describe());
   std::vector<std::string> argv = {tool.string(), "gen", "min_core_btf", input.string(), output.string()};
   for (std::size_t i = 0; i < objects.size(); ++i) {
     const fs::path obj = dir->path() / strprintf("object%zu.bpf.o", i);
-    if (auto s = write_file_atomic(obj, objects[i].bytes); !s) return std::unexpected(s.error());
+    if (auto st = write_file_atomic(obj, objects[i].bytes); !st)
+      return passing("bpftool's input: " + st.error().describe());
     argv.push_back(obj.string());
   }
   auto ran = run_capture(argv, Deadline(std::chrono::seconds(60)));
-  if (!ran) return kernel_note("bpftool gen min_core_btf: " + ran.error().describe());
+  if (!ran) return passing("bpftool gen min_core_btf: " + ran.error().describe());
   if (!WIFEXITED(ran->status) || WEXITSTATUS(ran->status) != 0) {
+    // An exit status is bpftool's answer for these inputs; a signal (a crash, a kill) is not.
     std::string err = first_line(ran->err);
-    return kernel_note("bpftool gen min_core_btf " + describe_status(ran->status) +
-                       (err.empty() ? "" : ": " + err));
+    Made m{kernel_note("bpftool gen min_core_btf " + describe_status(ran->status) +
+                       (err.empty() ? "" : ": " + err))};
+    m.keep = WIFEXITED(ran->status);
+    return m;
   }
   auto min = read_file(output);
-  if (!min) return kernel_note("bpftool gen min_core_btf wrote nothing readable: " + min.error().describe());
+  if (!min) return passing("bpftool gen min_core_btf wrote nothing readable: " + min.error().describe());
   std::uint32_t types = 0;
   {
     bpf::LibbpfLog quiet;
     std::unique_ptr<btf, BtfFree> b(btf__new(min->data(), static_cast<std::uint32_t>(min->size())));
-    if (!b) return kernel_note("bpftool gen min_core_btf wrote BTF libbpf cannot read");
+    if (!b) return {kernel_note("bpftool gen min_core_btf wrote BTF libbpf cannot read")};
     types = btf__type_cnt(b.get()) - 1;
   }
   std::string version = "bpftool";
@@ -125,9 +141,13 @@ Result<json> make_record(kernel::Cache& cache, const kernel::PreparedKernel& ker
   if (auto slash = version.find_last_of('/', version.find(' ')); slash != std::string::npos)
     version = version.substr(slash + 1);
   auto sha = cache.put_blob(*min);
-  if (!sha) return std::unexpected(sha.error());
-  return json{{"btf", "minimized"},           {"sha256", *sha}, {"bytes", min->size()}, {"types", types},
-              {"kernel_bytes", kbtf->size()}, {"tool", version}};
+  if (!sha) return passing("the cache: " + sha.error().describe());
+  return {json{{"btf", "minimized"},
+               {"sha256", *sha},
+               {"bytes", min->size()},
+               {"types", types},
+               {"kernel_bytes", kbtf->size()},
+               {"tool", version}}};
 }
 
 }  // namespace
@@ -151,6 +171,10 @@ Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
     if (!info) return std::unexpected(std::move(info.error()).context(o.name));
     for (const auto& r : info->core_relos) {
       // A local type id needs no kernel type; an anonymous or unreadable one fails alike either way.
+      if (r.kind == "type_id_target")
+        return o.name + ": its CO-RE relocation at " + r.section + "+" + std::to_string(r.insn_off) +
+               " asks for the kernel's own id of " + (r.type_name.empty() ? "a type" : r.type_name) +
+               " (bpf_core_type_id_kernel), which only the kernel's whole BTF gives";
       if (r.kind == "type_id_local" || r.type_name.empty() || r.type_kind.empty()) continue;
       if (!present.contains({r.type_kind, bpf::essential_type_name(r.type_name)}))
         return o.name + ": its CO-RE relocation at " + r.section + "+" + std::to_string(r.insn_off) +
@@ -161,8 +185,8 @@ Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
   return std::string();
 }
 
-Result<CoreBtf> minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                                 const std::vector<CoreBtfObject>& objects) {
+CoreBtf minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                         const std::vector<CoreBtfObject>& objects) {
   CoreBtf out;
   const fs::path tool = find_bpftool();
   std::vector<std::string> digests;
@@ -196,18 +220,24 @@ Result<CoreBtf> minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKer
     out.note["cached"] = true;
     return out;
   }
-  auto record = make_record(cache, kernel, objects, tool);
-  if (!record) return std::unexpected(record.error());
-  auto sha = cache.put_blob(record->dump());
-  if (!sha) return std::unexpected(sha.error());
-  if (auto s = cache.set_ref("core-btf", key, *sha); !s) return std::unexpected(s.error());
-  out.note = std::move(*record);
+  Made made = make_record(cache, kernel, objects, tool);
+  out.note = std::move(made.record);
   out.note["cached"] = false;
   if (out.note.value("btf", "") == "minimized") {
     auto btf_path = cache.verified_blob(out.note.value("sha256", ""));
     auto bytes = btf_path ? read_file(*btf_path) : Result<std::string>(std::unexpected(btf_path.error()));
-    if (!bytes) return std::unexpected(bytes.error());
+    if (!bytes) {
+      out.note = kernel_note("the minimized BTF just made cannot be read back: " + bytes.error().describe());
+      out.note["cached"] = false;
+      return out;
+    }
     out.bytes = std::move(*bytes);
+  }
+  if (made.keep) {
+    // A cache that cannot keep the record costs the next run the making, nothing else.
+    json kept = out.note;
+    kept.erase("cached");
+    if (auto sha = cache.put_blob(kept.dump())) (void)cache.set_ref("core-btf", key, *sha);
   }
   return out;
 }

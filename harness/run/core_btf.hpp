@@ -35,14 +35,16 @@ struct CoreBtf {
 };
 
 // The minimized BTF for `objects` on `kernel`, from the cache or made with bpftool (found on PATH,
-// then in /usr/sbin and /sbin). Reasons not to use one are results, not errors; errors are the
-// cache's.
-Result<CoreBtf> minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
-                                 const std::vector<CoreBtfObject>& objects);
+// then in /usr/sbin and /sbin). It never fails a run: whatever stands in its way (no bpftool, a
+// bpftool that fails, a full disk) is the note's `why`, and the guest uses the kernel's BTF.
+// Answers that hold for these inputs are cached; passing failures are tried again next run.
+CoreBtf minimal_core_btf(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
+                         const std::vector<CoreBtfObject>& objects);
 
-// Why a minimized BTF would give `objects` other results than the kernel's full BTF: the first
-// relocated type without a candidate of its name and kind there (libbpf would look for it in
-// modules' BTF); empty when there is none. `kernel_btf` is raw BTF.
+// Why a minimized BTF would give `objects` other results than the kernel's full BTF: a
+// type_id_target relocation (bpf_core_type_id_kernel(): the id would be the minimized BTF's, not
+// the kernel's), or a relocated type without a candidate of its name and kind there (libbpf would
+// look for it in modules' BTF); empty when there is none. `kernel_btf` is raw BTF.
 Result<std::string> core_btf_mismatch(std::string_view kernel_btf, const std::vector<CoreBtfObject>& objects);
 
 }  // namespace kgate::run

@@ -696,9 +696,7 @@ Status GateRun::prepare() {
     std::vector<CoreBtfObject> objects;
     for (const auto& o : objects_) objects.push_back({o.spec->name, o.bytes});
     objects.push_back({"the lockdown canary", canary_object(arch_)});
-    auto core = minimal_core_btf(*cache_, kernel_, objects);
-    if (!core) return std::unexpected(std::move(core.error()).context("the minimized BTF for CO-RE"));
-    core_btf_ = std::move(*core);
+    core_btf_ = minimal_core_btf(*cache_, kernel_, objects);
   }
   return preflight();
 }
@@ -1189,6 +1187,9 @@ Status GateRun::exercise_object(ObjectRun& o, bool hold) {
     // names the kernel's candidates only when it searched the kernel's whole BTF. Load again so.
     if (std::string refused = core_relocation_refusal(obs.load, facts); !refused.empty()) {
       if (auto s = detach_object(o); !s) return s;
+      // What the first load left in the kernel is the object's result: judged as it is.
+      if (!obs.detach.left_programs.empty() || !obs.detach.left_links.empty()) return {};
+      phase("load");
       auto reset = request(proto::Op::btf, json::object());
       if (!reset) return std::unexpected(reset.error());
       if (proto::Ack ack = proto::ack_from_json(*reset); !ack.ok)
@@ -1278,9 +1279,9 @@ Status GateRun::prove_lockdown_level() {
   auto log = request(proto::Op::dmesg, json::object());
   if (!log) return std::unexpected(log.error());
   dmesg_ = channel::get_string(*log, "text");
-  // The console shows notices and worse (vm::kernel_cmdline); this is everything, at the end.
-  if (auto s = write_file_atomic(req_.out_dir / "kernel.log", dmesg_); !s) return s;
-  r_.kernel_log = "kernel.log";
+  // The console shows notices and worse (vm::kernel_cmdline); this is every level, at the end. A
+  // file that cannot be written leaves kernel_log empty; the gate's result does not depend on it.
+  if (write_file_atomic(req_.out_dir / "kernel.log", dmesg_)) r_.kernel_log = "kernel.log";
   return {};
 }
 

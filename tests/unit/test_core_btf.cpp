@@ -3,6 +3,7 @@
 #include <bpf/btf.h>
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "core/files.hpp"
@@ -58,30 +59,27 @@ TEST_CASE(
   const std::vector<CoreBtfObject> objects = {{"probe", probe_object(vm::Arch::x86_64)}};
 
   auto first = minimal_core_btf(*cache, k, objects);
-  REQUIRE(first);
-  INFO(first->note.dump());
-  REQUIRE(first->note["btf"] == "minimized");
-  CHECK(first->note["cached"] == false);
-  CHECK(first->note["sha256"] == sha256_hex(first->bytes));
-  CHECK(first->note["kernel_bytes"] == full.size());
-  CHECK(first->note["tool"].get<std::string>().starts_with("bpftool v"));
-  std::unique_ptr<btf, BtfFree> min(btf__new(first->bytes.data(), first->bytes.size()));
+  INFO(first.note.dump());
+  REQUIRE(first.note["btf"] == "minimized");
+  CHECK(first.note["cached"] == false);
+  CHECK(first.note["sha256"] == sha256_hex(first.bytes));
+  CHECK(first.note["kernel_bytes"] == full.size());
+  CHECK(first.note["tool"].get<std::string>().starts_with("bpftool v"));
+  std::unique_ptr<btf, BtfFree> min(btf__new(first.bytes.data(), first.bytes.size()));
   REQUIRE(min);
   CHECK(btf__find_by_name_kind(min.get(), "task_struct", BTF_KIND_STRUCT) > 0);
   CHECK(btf__find_by_name_kind(min.get(), "pt_regs", BTF_KIND_STRUCT) > 0);
   CHECK(btf__find_by_name_kind(min.get(), "unrelated", BTF_KIND_STRUCT) < 0);
 
   auto again = minimal_core_btf(*cache, k, objects);
-  REQUIRE(again);
-  CHECK(again->note["cached"] == true);
-  CHECK(again->bytes == first->bytes);
+  CHECK(again.note["cached"] == true);
+  CHECK(again.bytes == first.bytes);
 
   // Another object set is another key.
   const std::vector<CoreBtfObject> two = {{"probe", probe_object(vm::Arch::x86_64)},
                                           {"canary", canary_object(vm::Arch::x86_64)}};
   auto other = minimal_core_btf(*cache, k, two);
-  REQUIRE(other);
-  CHECK(other->note["cached"] == false);
+  CHECK(other.note["cached"] == false);
 }
 
 TEST_CASE("a relocated type the kernel's BTF lacks keeps the kernel's BTF, saying which") {
@@ -91,10 +89,9 @@ TEST_CASE("a relocated type the kernel's BTF lacks keeps the kernel's BTF, sayin
   REQUIRE(cache);
   const auto k = kernel_file(tmp->path(), kernel_btf(false));
   auto r = minimal_core_btf(*cache, k, {{"probe", probe_object(vm::Arch::x86_64)}});
-  REQUIRE(r);
-  CHECK(r->bytes.empty());
-  CHECK(r->note["btf"] == "kernel");
-  const std::string why = r->note["why"];
+  CHECK(r.bytes.empty());
+  CHECK(r.note["btf"] == "kernel");
+  const std::string why = r.note["why"];
   CHECK(why.find("struct task_struct") != std::string::npos);
   CHECK(why.find("modules' BTF") != std::string::npos);
 
@@ -110,16 +107,56 @@ TEST_CASE("objects without CO-RE relocations, or a kernel without BTF, keep the 
   REQUIRE(cache);
   const auto k = kernel_file(tmp->path(), kernel_btf(true));
   auto none = minimal_core_btf(*cache, k, {});
-  REQUIRE(none);
-  CHECK(none->note["btf"] == "kernel");
-  CHECK(none->note["why"] == "no object has a CO-RE relocation against the kernel");
+  CHECK(none.note["btf"] == "kernel");
+  CHECK(none.note["why"] == "no object has a CO-RE relocation against the kernel");
 
   kernel::PreparedKernel no_btf = k;
   no_btf.boot = tmp->path() / "not-a-kernel";
   REQUIRE(write_file_atomic(no_btf.boot, std::string(4096, 'x')));
   no_btf.boot_sha256 = sha256_hex(std::string(4096, 'x'));
   auto r = minimal_core_btf(*cache, no_btf, {{"probe", probe_object(vm::Arch::x86_64)}});
-  REQUIRE(r);
-  CHECK(r->bytes.empty());
-  CHECK(r->note["why"].get<std::string>().starts_with("the kernel's BTF cannot be read on the host"));
+  CHECK(r.bytes.empty());
+  CHECK(r.note["why"].get<std::string>().starts_with("the kernel's BTF cannot be read on the host"));
+}
+
+TEST_CASE("an object asking for the kernel's own type ids keeps the kernel's BTF") {
+  const char* build = std::getenv("KGATE_BUILD_ROOT");
+  REQUIRE(build != nullptr);
+  auto object = read_file(fs::path(build) / "tests" / "type_id.bpf.o");
+  REQUIRE(object);
+  auto why = core_btf_mismatch(kernel_btf(true), {{"type_id", *object}});
+  REQUIRE(why);
+  CHECK(why->find("bpf_core_type_id_kernel") != std::string::npos);
+  CHECK(why->find("task_struct") != std::string::npos);
+}
+
+TEST_CASE("a bpftool killed by a signal keeps the kernel's BTF, and is asked again next run") {
+  auto tmp = TempDir::create("kgate-test-core-btf");
+  REQUIRE(tmp);
+  auto cache = kernel::Cache::open(tmp->path() / "cache");
+  REQUIRE(cache);
+  const auto k = kernel_file(tmp->path(), kernel_btf(true));
+  const fs::path bin = tmp->path() / "bin";
+  fs::create_directories(bin);
+  REQUIRE(write_file_atomic(bin / "bpftool", "#!/bin/sh\nkill -SEGV $$\n"));
+  fs::permissions(bin / "bpftool", fs::perms::owner_all);
+  const std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (bin.string() + ":" + path).c_str(), 1);
+  const std::vector<CoreBtfObject> objects = {{"probe", probe_object(vm::Arch::x86_64)}};
+  auto first = minimal_core_btf(*cache, k, objects);
+  auto second = minimal_core_btf(*cache, k, objects);
+  // An exit status is bpftool's answer for these inputs: kept.
+  REQUIRE(write_file_atomic(bin / "bpftool", "#!/bin/sh\necho 'Error: no' >&2\nexit 3\n"));
+  fs::permissions(bin / "bpftool", fs::perms::owner_all);
+  auto failed = minimal_core_btf(*cache, k, objects);
+  auto failed_again = minimal_core_btf(*cache, k, objects);
+  ::setenv("PATH", path.c_str(), 1);
+  INFO(first.note.dump());
+  CHECK(first.bytes.empty());
+  CHECK(first.note["btf"] == "kernel");
+  CHECK(first.note["why"].get<std::string>().find("bpftool gen min_core_btf") != std::string::npos);
+  CHECK(second.note["cached"] == false);
+  INFO(failed.note.dump());
+  CHECK(failed.note["why"].get<std::string>().find("Error: no") != std::string::npos);
+  CHECK(failed_again.note["cached"] == true);
 }
