@@ -146,6 +146,14 @@ Status check_object(const Spec& spec, std::size_t index, const bpf::ObjectLayout
         return bad(
             spec, key_path(p.json_path, "target"),
             "a uprobe program's target needs \"function\", not \"provider\" and \"probe\": " + kind_of);
+      // The agent's symbol table keeps only what uprobes on it may name
+      // (harness/agent/retained-symbols.txt).
+      if (st.kind == "uprobe" && p.target->binary == "/proc/self/exe" &&
+          p.target->function != "kgate_uprobe_target")
+        return bad(spec, key_path(p.json_path, "target"),
+                   "/proc/self/exe is kgate's agent, whose only function a uprobe can name is "
+                   "kgate_uprobe_target, not " +
+                       p.target->function + "; ship your own binary with \"files\" and probe that");
     }
     switch (p.attach) {
       case AttachMode::auto_attach:

@@ -644,6 +644,9 @@ TEST_CASE("check_spec refuses what the object cannot do, saying where in the spe
        "line 5: " + gp + "on_getpid.target", "only a uprobe or usdt program takes a target"},
       {"\"on_uprobe\": {\"target\": {\"binary\": \"/x\", \"provider\": \"p\", \"probe\": \"q\"}}", "",
        "line 5: " + gp + "on_uprobe.target", "uprobe program's target needs \"function\""},
+      {"\"on_uprobe\": {\"target\": {\"binary\": \"/proc/self/exe\", \"function\": \"main\"}}", "",
+       "line 5: " + gp + "on_uprobe.target",
+       "only function a uprobe can name is kgate_uprobe_target, not main"},
       {"", ", \"maps\": [\"events\", \"lost\"]", "line 3: objects[0].maps[1]", "no map \"lost\""},
       {"", ", \"nonce\": {\"map\": \"events\"}", "line 3: objects[0].nonce.map",
        "map of type ringbuf; the nonce goes into key 0 of an array map"},
@@ -662,6 +665,10 @@ TEST_CASE("check_spec refuses what the object cannot do, saying where in the spe
   // A getpid trigger on the uprobe is accepted: the program is attached, the trigger just runs.
   CHECK(check_error(probe_spec(x86, "\"on_uprobe\": {\"trigger\": \"getpid\"}"), "x86_64") == "(checked)");
   CHECK(check_error(probe_spec(x86, "\"on_uprobe\": {\"attach\": \"load_only\"}"), "x86_64") == "(checked)");
+  CHECK(check_error(probe_spec(x86,
+                               "\"on_uprobe\": {\"target\": {\"binary\": \"/proc/self/exe\", "
+                               "\"function\": \"kgate_uprobe_target\"}}"),
+                    "x86_64") == "(checked)");
 }
 
 TEST_CASE("check_spec: a missing arch, a missing file, a file that is not an object") {
