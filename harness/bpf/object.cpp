@@ -24,35 +24,6 @@ namespace kgate::bpf {
 
 namespace {
 
-struct BtfFree {
-  void operator()(btf* b) const { btf__free(b); }
-};
-
-std::string_view kind_name(const btf_type* t) {
-  switch (btf_kind(t)) {
-    case BTF_KIND_INT: return "int";
-    case BTF_KIND_PTR: return "pointer";
-    case BTF_KIND_ARRAY: return "array";
-    case BTF_KIND_STRUCT: return "struct";
-    case BTF_KIND_UNION: return "union";
-    case BTF_KIND_ENUM: return "enum";
-    case BTF_KIND_FWD: return "forward declaration";
-    case BTF_KIND_TYPEDEF: return "typedef";
-    case BTF_KIND_VOLATILE: return "volatile";
-    case BTF_KIND_CONST: return "const";
-    case BTF_KIND_RESTRICT: return "restrict";
-    case BTF_KIND_FUNC: return "function";
-    case BTF_KIND_FUNC_PROTO: return "function prototype";
-    case BTF_KIND_VAR: return "variable";
-    case BTF_KIND_DATASEC: return "section";
-    case BTF_KIND_FLOAT: return "float";
-    case BTF_KIND_DECL_TAG: return "declaration tag";
-    case BTF_KIND_TYPE_TAG: return "type tag";
-    case BTF_KIND_ENUM64: return "enum";
-  }
-  return "unknown kind";
-}
-
 // Follows const, volatile, restrict, type tags and (when asked) typedefs, a bounded number of
 // steps, since a crafted .BTF may loop. nullptr for an id that is not in it.
 const btf_type* skip_modifiers(const btf* b, std::uint32_t id, bool typedefs) {
@@ -119,7 +90,7 @@ Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes
   auto raw = parse_core_relos(ext_bytes, little_endian);
   if (!raw) return std::unexpected(std::move(raw).error());
   if (raw->empty()) return {};
-  std::unique_ptr<btf, BtfFree> b;
+  BtfPtr b;
   std::string why;
   {
     LibbpfLog log;
@@ -137,7 +108,7 @@ Status resolve_core_relos(std::string_view btf_bytes, std::string_view ext_bytes
     relo.kind = core_relo_kind_name(r.kind);
     if (const btf_type* root = skip_modifiers(b.get(), r.type_id, false)) {
       relo.type_name = name_at(b.get(), root->name_off);
-      relo.type_kind = kind_name(root);
+      relo.type_kind = btf_kind_name(root);
       if (r.kind <= 5) {
         Access a = follow_access(b.get(), root, relo.access);
         relo.path = std::move(a.path);
@@ -228,6 +199,35 @@ const GateArch* parse_gate_arch(std::string_view name) {
   auto a = parse_arch(name);
   if (!a) return nullptr;
   return find_gate_arch(*a == Arch::x86_64 ? "x86" : "arm64");
+}
+
+void BtfFree::operator()(btf* b) const {
+  btf__free(b);
+}
+
+std::string_view btf_kind_name(const btf_type* t) {
+  switch (btf_kind(t)) {
+    case BTF_KIND_INT: return "int";
+    case BTF_KIND_PTR: return "pointer";
+    case BTF_KIND_ARRAY: return "array";
+    case BTF_KIND_STRUCT: return "struct";
+    case BTF_KIND_UNION: return "union";
+    case BTF_KIND_ENUM: return "enum";
+    case BTF_KIND_FWD: return "forward declaration";
+    case BTF_KIND_TYPEDEF: return "typedef";
+    case BTF_KIND_VOLATILE: return "volatile";
+    case BTF_KIND_CONST: return "const";
+    case BTF_KIND_RESTRICT: return "restrict";
+    case BTF_KIND_FUNC: return "function";
+    case BTF_KIND_FUNC_PROTO: return "function prototype";
+    case BTF_KIND_VAR: return "variable";
+    case BTF_KIND_DATASEC: return "section";
+    case BTF_KIND_FLOAT: return "float";
+    case BTF_KIND_DECL_TAG: return "declaration tag";
+    case BTF_KIND_TYPE_TAG: return "type tag";
+    case BTF_KIND_ENUM64: return "enum";
+  }
+  return "unknown kind";
 }
 
 std::string_view essential_type_name(std::string_view name) {

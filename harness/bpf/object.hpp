@@ -7,11 +7,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
+
+struct btf;
+struct btf_type;
 
 namespace kgate::bpf {
 
@@ -72,6 +76,16 @@ const GateArch* find_gate_arch(std::string_view name);
 const GateArch* parse_gate_arch(std::string_view name);
 // "x86 (x86_64, amd64), arm64 (aarch64)": what parse_gate_arch() accepts, for messages.
 inline constexpr std::string_view gate_arch_choices = "x86 (x86_64, amd64), arm64 (aarch64)";
+
+// Frees a libbpf BTF held by a std::unique_ptr (BtfPtr).
+struct BtfFree {
+  void operator()(btf* b) const;
+};
+using BtfPtr = std::unique_ptr<btf, BtfFree>;
+
+// A BTF type's kind as messages and CoreRelo::type_kind name it ("struct", "union", "typedef",
+// ...); "enum" for enum and enum64 alike, as libbpf's CO-RE matching takes them as one.
+std::string_view btf_kind_name(const btf_type* t);
 
 // A type name as libbpf matches it against the kernel's: without a "___flavor" suffix
 // ("pt_regs___x86" is pt_regs, "a___b___c" is a___b).

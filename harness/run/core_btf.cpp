@@ -23,30 +23,6 @@ using json = nlohmann::json;
 // Bump when what is cached or how it is made changes.
 constexpr const char* record_version = "kgate.core-btf/1";
 
-struct BtfFree {
-  void operator()(btf* b) const { btf__free(b); }
-};
-
-// The kind libbpf compares candidates by: enum and enum64 are one (bpf::inspect_object names both
-// "enum").
-std::string_view candidate_kind(const btf_type* t) {
-  switch (btf_kind(t)) {
-    case BTF_KIND_INT: return "int";
-    case BTF_KIND_PTR: return "pointer";
-    case BTF_KIND_ARRAY: return "array";
-    case BTF_KIND_STRUCT: return "struct";
-    case BTF_KIND_UNION: return "union";
-    case BTF_KIND_ENUM:
-    case BTF_KIND_ENUM64: return "enum";
-    case BTF_KIND_FWD: return "forward declaration";
-    case BTF_KIND_TYPEDEF: return "typedef";
-    case BTF_KIND_FUNC: return "function";
-    case BTF_KIND_FUNC_PROTO: return "function prototype";
-    case BTF_KIND_FLOAT: return "float";
-    default: return "";
-  }
-}
-
 // bpftool on PATH, else where Debian installs it (/usr/sbin is not on every user's PATH).
 fs::path find_bpftool() {
   if (fs::path p = find_program("bpftool"); !p.empty()) return p;
@@ -129,7 +105,7 @@ Made make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
   std::uint32_t types = 0;
   {
     bpf::LibbpfLog quiet;
-    std::unique_ptr<btf, BtfFree> b(btf__new(min->data(), static_cast<std::uint32_t>(min->size())));
+    bpf::BtfPtr b(btf__new(min->data(), static_cast<std::uint32_t>(min->size())));
     if (!b) return {kernel_note("bpftool gen min_core_btf wrote BTF libbpf cannot read")};
     types = btf__type_cnt(b.get()) - 1;
   }
@@ -154,7 +130,7 @@ Made make_record(kernel::Cache& cache, const kernel::PreparedKernel& kernel,
 
 Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
                                       const std::vector<CoreBtfObject>& objects) {
-  std::unique_ptr<btf, BtfFree> k;
+  bpf::BtfPtr k;
   {
     bpf::LibbpfLog quiet;
     k.reset(btf__new(kernel_btf.data(), static_cast<std::uint32_t>(kernel_btf.size())));
@@ -164,7 +140,8 @@ Result<std::string> core_btf_mismatch(std::string_view kernel_btf,
   for (std::uint32_t id = 1; id < btf__type_cnt(k.get()); ++id) {
     const btf_type* t = btf__type_by_id(k.get(), id);
     const char* name = btf__name_by_offset(k.get(), t->name_off);
-    if (name != nullptr && *name != '\0') present.emplace(candidate_kind(t), bpf::essential_type_name(name));
+    if (name != nullptr && *name != '\0')
+      present.emplace(bpf::btf_kind_name(t), bpf::essential_type_name(name));
   }
   for (const auto& o : objects) {
     auto info = bpf::inspect_object(o.bytes);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "bpf/object.hpp"
 #include "core/files.hpp"
 #include "run/core_btf.hpp"
 #include "run/embedded.hpp"
@@ -15,13 +16,9 @@ using namespace kgate::run;
 
 namespace {
 
-struct BtfFree {
-  void operator()(btf* b) const { btf__free(b); }
-};
-
 // A kernel's BTF as far as the probe reads it; without task_struct when `task` is false.
 std::string kernel_btf(bool task) {
-  std::unique_ptr<btf, BtfFree> b(btf__new_empty());
+  bpf::BtfPtr b(btf__new_empty());
   const int ulong = btf__add_int(b.get(), "long unsigned int", 8, 0);
   const int sint = btf__add_int(b.get(), "int", 4, BTF_INT_SIGNED);
   btf__add_struct(b.get(), "pt_regs", 168);
@@ -46,49 +43,50 @@ kernel::PreparedKernel kernel_file(const fs::path& dir, const std::string& btf) 
   return k;
 }
 
+// A scratch directory, and a cache in it.
+struct Scratch {
+  TempDir tmp = TempDir::create("kgate-test-core-btf").value();
+  kernel::Cache cache = kernel::Cache::open(tmp.path() / "cache").value();
+  const fs::path& dir() const { return tmp.path(); }
+};
+
 }  // namespace
 
 TEST_CASE(
     "the probe's minimized BTF holds what its relocations read, and a warm run takes it from the cache") {
-  auto tmp = TempDir::create("kgate-test-core-btf");
-  REQUIRE(tmp);
-  auto cache = kernel::Cache::open(tmp->path() / "cache");
-  REQUIRE(cache);
+  Scratch s;
   const std::string full = kernel_btf(true);
-  const auto k = kernel_file(tmp->path(), full);
+  const auto k = kernel_file(s.dir(), full);
   const std::vector<CoreBtfObject> objects = {{"probe", probe_object(vm::Arch::x86_64)}};
 
-  auto first = minimal_core_btf(*cache, k, objects);
+  auto first = minimal_core_btf(s.cache, k, objects);
   INFO(first.note.dump());
   REQUIRE(first.note["btf"] == "minimized");
   CHECK(first.note["cached"] == false);
   CHECK(first.note["sha256"] == sha256_hex(first.bytes));
   CHECK(first.note["kernel_bytes"] == full.size());
   CHECK(first.note["tool"].get<std::string>().starts_with("bpftool v"));
-  std::unique_ptr<btf, BtfFree> min(btf__new(first.bytes.data(), first.bytes.size()));
+  bpf::BtfPtr min(btf__new(first.bytes.data(), first.bytes.size()));
   REQUIRE(min);
   CHECK(btf__find_by_name_kind(min.get(), "task_struct", BTF_KIND_STRUCT) > 0);
   CHECK(btf__find_by_name_kind(min.get(), "pt_regs", BTF_KIND_STRUCT) > 0);
   CHECK(btf__find_by_name_kind(min.get(), "unrelated", BTF_KIND_STRUCT) < 0);
 
-  auto again = minimal_core_btf(*cache, k, objects);
+  auto again = minimal_core_btf(s.cache, k, objects);
   CHECK(again.note["cached"] == true);
   CHECK(again.bytes == first.bytes);
 
   // Another object set is another key.
   const std::vector<CoreBtfObject> two = {{"probe", probe_object(vm::Arch::x86_64)},
                                           {"canary", canary_object(vm::Arch::x86_64)}};
-  auto other = minimal_core_btf(*cache, k, two);
+  auto other = minimal_core_btf(s.cache, k, two);
   CHECK(other.note["cached"] == false);
 }
 
 TEST_CASE("a relocated type the kernel's BTF lacks keeps the kernel's BTF, saying which") {
-  auto tmp = TempDir::create("kgate-test-core-btf");
-  REQUIRE(tmp);
-  auto cache = kernel::Cache::open(tmp->path() / "cache");
-  REQUIRE(cache);
-  const auto k = kernel_file(tmp->path(), kernel_btf(false));
-  auto r = minimal_core_btf(*cache, k, {{"probe", probe_object(vm::Arch::x86_64)}});
+  Scratch s;
+  const auto k = kernel_file(s.dir(), kernel_btf(false));
+  auto r = minimal_core_btf(s.cache, k, {{"probe", probe_object(vm::Arch::x86_64)}});
   CHECK(r.bytes.empty());
   CHECK(r.note["btf"] == "kernel");
   const std::string why = r.note["why"];
@@ -101,20 +99,17 @@ TEST_CASE("a relocated type the kernel's BTF lacks keeps the kernel's BTF, sayin
 }
 
 TEST_CASE("objects without CO-RE relocations, or a kernel without BTF, keep the kernel's BTF") {
-  auto tmp = TempDir::create("kgate-test-core-btf");
-  REQUIRE(tmp);
-  auto cache = kernel::Cache::open(tmp->path() / "cache");
-  REQUIRE(cache);
-  const auto k = kernel_file(tmp->path(), kernel_btf(true));
-  auto none = minimal_core_btf(*cache, k, {});
+  Scratch s;
+  const auto k = kernel_file(s.dir(), kernel_btf(true));
+  auto none = minimal_core_btf(s.cache, k, {});
   CHECK(none.note["btf"] == "kernel");
   CHECK(none.note["why"] == "no object has a CO-RE relocation against the kernel");
 
   kernel::PreparedKernel no_btf = k;
-  no_btf.boot = tmp->path() / "not-a-kernel";
+  no_btf.boot = s.dir() / "not-a-kernel";
   REQUIRE(write_file_atomic(no_btf.boot, std::string(4096, 'x')));
   no_btf.boot_sha256 = sha256_hex(std::string(4096, 'x'));
-  auto r = minimal_core_btf(*cache, no_btf, {{"probe", probe_object(vm::Arch::x86_64)}});
+  auto r = minimal_core_btf(s.cache, no_btf, {{"probe", probe_object(vm::Arch::x86_64)}});
   CHECK(r.bytes.empty());
   CHECK(r.note["why"].get<std::string>().starts_with("the kernel's BTF cannot be read on the host"));
 }
@@ -131,25 +126,22 @@ TEST_CASE("an object asking for the kernel's own type ids keeps the kernel's BTF
 }
 
 TEST_CASE("a bpftool killed by a signal keeps the kernel's BTF, and is asked again next run") {
-  auto tmp = TempDir::create("kgate-test-core-btf");
-  REQUIRE(tmp);
-  auto cache = kernel::Cache::open(tmp->path() / "cache");
-  REQUIRE(cache);
-  const auto k = kernel_file(tmp->path(), kernel_btf(true));
-  const fs::path bin = tmp->path() / "bin";
+  Scratch s;
+  const auto k = kernel_file(s.dir(), kernel_btf(true));
+  const fs::path bin = s.dir() / "bin";
   fs::create_directories(bin);
   REQUIRE(write_file_atomic(bin / "bpftool", "#!/bin/sh\nkill -SEGV $$\n"));
   fs::permissions(bin / "bpftool", fs::perms::owner_all);
   const std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
   ::setenv("PATH", (bin.string() + ":" + path).c_str(), 1);
   const std::vector<CoreBtfObject> objects = {{"probe", probe_object(vm::Arch::x86_64)}};
-  auto first = minimal_core_btf(*cache, k, objects);
-  auto second = minimal_core_btf(*cache, k, objects);
+  auto first = minimal_core_btf(s.cache, k, objects);
+  auto second = minimal_core_btf(s.cache, k, objects);
   // An exit status is bpftool's answer for these inputs: kept.
   REQUIRE(write_file_atomic(bin / "bpftool", "#!/bin/sh\necho 'Error: no' >&2\nexit 3\n"));
   fs::permissions(bin / "bpftool", fs::perms::owner_all);
-  auto failed = minimal_core_btf(*cache, k, objects);
-  auto failed_again = minimal_core_btf(*cache, k, objects);
+  auto failed = minimal_core_btf(s.cache, k, objects);
+  auto failed_again = minimal_core_btf(s.cache, k, objects);
   ::setenv("PATH", path.c_str(), 1);
   INFO(first.note.dump());
   CHECK(first.bytes.empty());

@@ -898,6 +898,21 @@ fs::path objects_dir() {
   return fs::path(root ? root : ".") / "tests/objects";
 }
 
+// tests/objects/NAME with its objects' and files' paths made absolute: a test changes it and writes
+// it elsewhere.
+json movable_spec(const std::string& name) {
+  json spec = json::parse(read_file(objects_dir() / name).value());
+  auto absolute = [](json& paths) {
+    if (paths.is_string()) paths = (objects_dir() / paths.get<std::string>()).string();
+    for (auto& [arch, file] : paths.items())
+      if (file.is_string()) file = (objects_dir() / file.get<std::string>()).string();
+  };
+  for (auto& o : spec["objects"]) absolute(o["path"]);
+  if (spec.contains("files"))
+    for (auto& f : spec["files"]) absolute(f["source"]);
+  return spec;
+}
+
 const json& program(const json& rc, const std::string& name) {
   for (const auto& p : rc["programs"])
     if (p["name"] == name) return p;
@@ -978,11 +993,7 @@ TEST_CASE("triggers: tcp and udp round trips over the guest's loopback, brought 
   require_vm_prerequisites();
   auto tmp = out_root();
   // good.json with its raw_tp program (every syscall fires it) run by the network triggers.
-  json spec = json::parse(read_file(objects_dir() / "good.json").value());
-  for (auto& [arch, file] : spec["objects"][0]["path"].items())
-    file = (objects_dir() / file.get<std::string>()).string();
-  for (auto& [arch, file] : spec["files"][0]["source"].items())
-    file = (objects_dir() / file.get<std::string>()).string();
+  json spec = movable_spec("good.json");
   for (const char* kind : {"tcp", "udp"}) {
     CAPTURE(kind);
     spec["objects"][0]["programs"]["raw_tp_enter"]["trigger"] = kind;
@@ -1001,11 +1012,7 @@ TEST_CASE("refusals: two of three programs refused, the third is still loaded an
   // red.json with every program skipped but one that passes and two the verifier refuses: one
   // load round per refusal, then one for the rest. The CO-RE refusal also loads the object again
   // with the kernel's whole BTF.
-  json spec = json::parse(read_file(objects_dir() / "red.json").value());
-  for (auto& [arch, file] : spec["objects"][0]["path"].items())
-    file = (objects_dir() / file.get<std::string>()).string();
-  for (auto& [arch, file] : spec["files"][0]["source"].items())
-    file = (objects_dir() / file.get<std::string>()).string();
+  json spec = movable_spec("red.json");
   json& programs = spec["objects"][0]["programs"];
   for (const char* name : {"never_fires", "up_target", "fentry_unlinkat", "fexit_unlinkat", "xdp_udp_4242",
                            "tc_ipv4_only", "lsm_file_open", "raw_tp_enter", "kp_unlinkat", "krp_unlinkat"})
@@ -1733,11 +1740,8 @@ TEST_CASE("watch: a changed spec and a changed object run again in the same gues
   // good.json with its object copied beside the test, where the test changes it.
   const fs::path object = tmp.path() / "gate.bpf.o";
   fs::copy_file(objects_dir() / "gate.x86_64.bpf.o", object);
-  json spec = json::parse(read_file(objects_dir() / "good.json").value());
+  json spec = movable_spec("good.json");
   spec["objects"][0]["path"] = {{"x86_64", object.string()}};
-  for (auto& f : spec["files"])
-    for (auto& [arch, source] : f["source"].items())
-      source = (objects_dir() / source.get<std::string>()).string();
   const fs::path spec_path = tmp.path() / "spec.json";
   REQUIRE(write_file_atomic(spec_path, spec.dump(1)).has_value());
 
