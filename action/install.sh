@@ -10,14 +10,14 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 case "${INPUT_INSTALL:-package}" in
   package)
-    "$src/scripts/setup.sh" --deps-only
+    "$src/scripts/setup.sh" --deps-only --all
     "$src/scripts/build-package.sh" "$tmp/kgate-package"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       "$tmp"/kgate-package/kgate_*.deb qemu-system-x86 qemu-system-arm
     kgate=/usr/bin/kgate
     ;;
   build)
-    "$src/scripts/setup.sh" --deps-only
+    "$src/scripts/setup.sh" --deps-only --all
     if [ ! -f "$tmp/kgate-build/build.ninja" ]; then
       meson setup "$tmp/kgate-build" "$src" -Dtests=false --buildtype=release >/dev/null
     fi

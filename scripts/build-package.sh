@@ -2,7 +2,7 @@
 # Builds kgate's Debian package (debian/, dpkg-buildpackage -b) from a clean copy of this tree
 # and puts the .deb files into DIR. The copy is what git tracks (or, outside git, the tree without
 # build/ and kgate-out/), built in a temporary directory that is removed afterwards.
-# Needs the build dependencies (scripts/setup.sh --deps-only) and debhelper, which it installs.
+# Needs the build dependencies (scripts/setup.sh --deps-only --arm64) and debhelper, which it installs.
 # Usage: scripts/build-package.sh DIR
 set -eu
 out=${1:?usage: scripts/build-package.sh DIR}

@@ -11,8 +11,12 @@
 # `meson test -C build` runs the same tests without kgate.
 set -eu
 cd "$(dirname "$0")/.."
+# The tests need every package of `scripts/setup.sh --all`: configuring them says so if one is
+# missing. A build/ that setup.sh made without them gets them turned on.
 if [ ! -f build/build.ninja ]; then
   meson setup build
+elif ! grep -q '"name": "tests", "value": true' build/meson-info/intro-buildoptions.json; then
+  meson configure build -Dtests=true
 fi
 ninja -C build -j "$(nproc)"
 exec build/kgate gates run ci/gates.json --out build/verify-all "$@"

@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "run/embedded.hpp"
 
 using namespace kgate::cli;
 
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
   if (const Command* c = find_command(cmd)) return c->main(argc - 1, argv + 1);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "kgate " KGATE_VERSION "\n";
+    // Which guest agents this build embeds: the arm64 one needs the cross toolchain at build time.
+    const bool arm64 = kgate::run::built_agent(kgate::Arch::arm64).has_value();
+    std::cout << "guest agents: x86_64" << (arm64 ? ", arm64" : " (no arm64 agent: scripts/setup.sh --arm64)")
+              << "\n";
     return 0;
   }
   if (cmd == "help") return help(argc, argv);

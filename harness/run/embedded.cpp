@@ -1,5 +1,7 @@
 #include "run/embedded.hpp"
 
+#include <string>
+
 // The symbols scripts/embed-blob.sh defines for each blob of harness/run/meson.build.
 #define KGATE_BLOB(name)                                     \
   extern "C" const char _binary_kgate_##name##_blob_start[]; \
@@ -31,6 +33,19 @@ std::string_view probe_object(vm::Arch arch) {
 }
 std::string_view canary_object(vm::Arch arch) {
   return arch == vm::Arch::arm64 ? KGATE_BLOB_VIEW(canary_arm64) : KGATE_BLOB_VIEW(canary_x86);
+}
+std::expected<std::string_view, Error> agent_or_why(vm::Arch arch, std::string_view agent) {
+  if (agent.starts_with("\x7f" "ELF")) return agent;
+  return std::unexpected(Error(
+      FailureClass::infra,
+      "this kgate has no " + std::string(arch_name(arch)) +
+          " guest agent: it was built where the aarch64 cross compiler or Debian's " +
+          std::string(arch_name(arch)) +
+          " libbpf, libelf, libzstd and zlib were missing. Run scripts/setup.sh --arm64 (it installs them "
+          "and rebuilds build/), or build with meson option -Darm64=enabled"));
+}
+std::expected<std::string_view, Error> built_agent(vm::Arch arch) {
+  return agent_or_why(arch, agent_binary(arch));
 }
 std::string_view console_patterns() {
   return KGATE_BLOB_VIEW(patterns);

@@ -46,3 +46,18 @@ TEST_CASE("each arch's embedded canary is a BPF object") {
   CHECK(inspect(canary_object(Arch::x86_64)).machine == EM_BPF);
   CHECK(inspect(canary_object(Arch::arm64)).machine == EM_BPF);
 }
+
+TEST_CASE("a build without the arm64 agent refuses arm64 runs, saying how to get it") {
+  // The tests build with the arm64 agent (they boot arm64 guests): both are there.
+  CHECK(built_agent(Arch::x86_64).has_value());
+  CHECK(built_agent(Arch::arm64).has_value());
+  CHECK(agent_or_why(Arch::arm64, agent_binary(Arch::arm64)).value().data() ==
+        agent_binary(Arch::arm64).data());
+  // A build without the cross toolchain embeds a line of text in its place.
+  CHECK_FALSE(agent_or_why(Arch::arm64, {}).has_value());
+  auto missing = agent_or_why(Arch::arm64, "no arm64 agent: built without the aarch64 cross toolchain\n");
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().cls() == kgate::FailureClass::infra);
+  CHECK(missing.error().describe().find("no arm64 guest agent") != std::string::npos);
+  CHECK(missing.error().describe().find("scripts/setup.sh --arm64") != std::string::npos);
+}
