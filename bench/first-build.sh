@@ -5,6 +5,7 @@
 # times, the medians and their ratio, and each configuration's binary size.
 #   bench/first-build.sh [ROUNDS] [BASELINE MESON OPTIONS...]
 #   bench/first-build.sh 1 -Ddebug=true   (the default before 2026-12-03: -O2 -g)
+#   bench/first-build.sh 1 -Darm64=disabled -Dtests=false   (a machine without setup.sh --arm64)
 # A round is two full builds: about 8 minutes on 2 cores. Run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ build() {
   local name=$1
   shift
   rm -rf "$work/$name"
-  meson setup "$work/$name" "$@" >/dev/null
+  meson setup "$work/$name" "$@" >"$work/$name.setup" 2>&1 || { cat "$work/$name.setup" >&2; exit 1; }
   local t0
   t0=$(now)
   ninja -C "$work/$name" -j "$jobs" kgate >/dev/null

@@ -10,6 +10,7 @@
 #   bare boot, and both ratios are printed:
 #   bench/run-vs-bare.sh 9 x86_64 --spec build/tests/objects/good.json
 #   bench/run-vs-bare.sh 9 x86_64 --object build/tests/objects/gate.x86_64.bpf.o
+#   bench/run-vs-bare.sh 9 x86_64 --spec build/bench/no-trampolines.json   (no fentry/fexit)
 #   (ninja -C build tests/objects/gate.x86_64.bpf.o tests/objects/target.x86_64 builds them).
 #   The per-phase and per-program times are printed for the user's run (else the probe's), and
 #   the accelerator each side used.
