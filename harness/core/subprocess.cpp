@@ -35,7 +35,7 @@ bool group_has_live_members(pid_t pgid) {
   bool live = false;
   while (dirent* e = ::readdir(proc)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    char path[64];
+    char path[sizeof "/proc//stat" + sizeof e->d_name];  // no truncation, as g++ -O2 checks
     std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
     FILE* f = std::fopen(path, "re");
     if (f == nullptr) continue;

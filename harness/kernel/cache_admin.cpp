@@ -70,7 +70,11 @@ std::string source_words(const CatalogEntry& e) {
 std::vector<CachedKernel> list_kernels(const Cache& cache, const Catalog& catalog) {
   std::vector<CachedKernel> out;
   for (const auto& [name, e] : catalog.entries) {
-    CachedKernel k{name, e.arch, source_words(e), e.source.digest};
+    CachedKernel k;
+    k.entry = name;
+    k.arch = e.arch;
+    k.source = source_words(e);
+    k.pin = e.source.digest;
     const fs::path record = cache.entry_path(name);
     if (auto rec = read_record(record)) {
       k.cached = true;

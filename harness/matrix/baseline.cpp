@@ -80,7 +80,9 @@ BaselineComparison compare_to_baseline(const json& baseline, const json& now, do
         if (entries.insert(entry).second) entry_order.push_back(entry);
     }
     for (const auto& entry : entry_order) {
-      BaselineRow r{key, entry};
+      BaselineRow r;
+      r.program = key;
+      r.entry = entry;
       const Cell* ca = nullptr;
       const Cell* cb = nullptr;
       if (auto it = a.at.find(key); it != a.at.end() && it->second.contains(entry))
