@@ -1,5 +1,7 @@
 #include "run/embedded.hpp"
 
+#include <elf.h>
+
 #include <string>
 
 // The symbols scripts/embed-blob.sh defines for each blob of harness/run/meson.build.
@@ -35,7 +37,7 @@ std::string_view canary_object(vm::Arch arch) {
   return arch == vm::Arch::arm64 ? KGATE_BLOB_VIEW(canary_arm64) : KGATE_BLOB_VIEW(canary_x86);
 }
 std::expected<std::string_view, Error> agent_or_why(vm::Arch arch, std::string_view agent) {
-  if (agent.starts_with("\x7f" "ELF")) return agent;
+  if (agent.starts_with(ELFMAG)) return agent;
   return std::unexpected(Error(
       FailureClass::infra,
       "this kgate has no " + std::string(arch_name(arch)) +
