@@ -2,7 +2,7 @@
 # Benchmark: a user's loader shipped from the host (tests/objects/live.json) against the same
 # loader run from an OCI image of it, warm, interleaved; medians of the whole run and of the
 # phases that differ, and the image's cold preparation (verify, unpack, pack) once.
-#   bench/loader-image.sh [RUNS]   (default 7; needs a built tree with tests: scripts/setup.sh)
+#   bench/loader-image.sh [RUNS]   (default 7; needs a built tree with tests: scripts/setup.sh --all && scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}

@@ -4,7 +4,7 @@
 # all alike; medians and their ratios are printed. Also: the cold initramfs build, and the warm
 # time before QEMU starts.
 #   bench/run-vs-bare.sh [RUNS] [ARCH] [KGATE RUN ARGS...]   (default 7 runs of x86_64; ARCH
-#   arm64 boots debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh;
+#   arm64 boots debian-6.1-arm64 on qemu-system-aarch64; needs a built tree: scripts/setup.sh --all;
 #   KGATE_BUILD names another build directory than build/). With a user's objects among the
 #   arguments (--object or --spec), each round runs the built-in probe, the user's run and the
 #   bare boot, and both ratios are printed:

@@ -3,7 +3,7 @@
 # that stayed up) against a warm `kgate run` of the same spec (boot included), interleaved in one
 # invocation; wall clock on the host, medians and their ratio. The spec is tests/objects/good.json
 # (13 programs) with its object copied where the benchmark changes it.
-#   bench/watch.sh [RUNS]   (default 7; needs a built tree with tests: scripts/setup.sh)
+#   bench/watch.sh [RUNS]   (default 7; needs a built tree with tests: scripts/setup.sh --all && scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}

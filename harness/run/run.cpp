@@ -816,8 +816,9 @@ Status GateRun::boot() {
   const std::string qemu_name = req_.qemu.empty() ? std::string(traits.qemu) : req_.qemu;
   fs::path qemu = find_program(qemu_name);
   if (qemu.empty()) {
-    return fail(FailureClass::infra, "'" + qemu_name + "' not found on PATH: install " +
-                                         std::string(traits.package) + " (scripts/setup.sh)");
+    return fail(FailureClass::infra,
+                "'" + qemu_name + "' not found on PATH: install " + std::string(traits.package) +
+                    (arch_ == vm::Arch::arm64 ? " (scripts/setup.sh --arm64)" : " (scripts/setup.sh)"));
   }
   const vm::AccelChoice accel = vm::choose_accel(qemu, cache_->root() / "host", arch_, kernel_.boot);
   accel_ = accel.accel;

@@ -121,7 +121,7 @@ def main():
     root, kgate, objects = sys.argv[1:4]
     if not shutil.which("qemu-system-x86_64") or not shutil.which("qemu-system-aarch64"):
         if os.environ.get("KGATE_REQUIRE_VM") == "1":
-            fail("QEMU for x86_64 and aarch64 is needed (scripts/setup.sh)")
+            fail("QEMU for x86_64 and aarch64 is needed (scripts/setup.sh --all)")
         sys.exit(77)
     with open(os.path.join(root, "action.yml")) as f:
         action = yaml.safe_load(f)

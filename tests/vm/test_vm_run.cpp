@@ -1474,7 +1474,7 @@ TEST_CASE(
 
 TEST_CASE("gdb: Debian's gdb attaches to the held guest, reads a register, detaches, and the run passes") {
   require_vm_prerequisites();
-  REQUIRE_MESSAGE(!find_program("gdb").empty(), "gdb is not installed (scripts/setup.sh installs it)");
+  REQUIRE_MESSAGE(!find_program("gdb").empty(), "gdb is not installed (scripts/setup.sh --all installs it)");
   auto tmp = out_root();
   const fs::path out = tmp.path() / "gdb";
   auto kgate = Child::spawn({kgate_binary().string(), "run", "--gdb-wait", "--receipt", out.string()},
@@ -1819,7 +1819,7 @@ TEST_CASE(
   const fs::path tarball = "/usr/src/linux-source-6.1.tar.xz";
   REQUIRE_MESSAGE(
       path_exists(tarball),
-      "apt-get install linux-source-6.1 dwarves bc flex bison make (scripts/setup.sh --kernel-build)");
+      "apt-get install linux-source-6.1 dwarves bc flex bison make (scripts/setup.sh --all --kernel-build)");
   auto tmp = out_root();
   const std::string sha = sha256_file(tarball).value();
   const char* root = std::getenv("KGATE_SOURCE_ROOT");
