@@ -12,14 +12,21 @@ rounds=${1:-5}
 shift $(($# < 1 ? $# : 1))
 build=${KGATE_BUILD:-build}
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/kgate
-qemu=$(command -v qemu-system-x86_64)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# What a run reads: the paths to evict (directories recursively, symbolic links followed).
-evict_paths=("$build/kgate" "$cache_root" "$qemu" /usr/share/qemu /usr/share/seabios)
-mapfile -t libs < <(ldd "$qemu" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
-evict_paths+=("${libs[@]}")
+# What a run reads: the paths to evict (directories recursively, symbolic links followed). Both
+# arches' QEMU, so that --arch arm64 runs cold too.
+evict_paths=("$build/kgate" "$cache_root" /usr/share/qemu /usr/share/seabios)
+found=0
+for q in qemu-system-x86_64 qemu-system-aarch64; do
+  path=$(command -v "$q") || continue
+  found=1
+  evict_paths+=("$path")
+  mapfile -t libs < <(ldd "$path" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+  evict_paths+=("${libs[@]}")
+done
+[ "$found" = 1 ] || { echo "cold-run: no QEMU on PATH (scripts/setup.sh)" >&2; exit 1; }
 
 evict() {
   python3 - "${evict_paths[@]}" <<'PY'
