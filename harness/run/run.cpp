@@ -583,9 +583,10 @@ std::string GateRun::gdb_command() const {
 }
 
 Status GateRun::check_inputs() const {
+  // A kgate built without this arch's agent says so before anything is fetched.
+  if (auto agent = built_agent(arch_); !agent) return std::unexpected(agent.error());
   // The kernel copies at most COMMAND_LINE_SIZE - 1 bytes of its command line (2048 on x86_64
   // and on arm64 in 6.1) and drops the rest without a word: the agent would not even see rdinit=.
-  if (auto agent = built_agent(arch_); !agent) return std::unexpected(agent.error());
   constexpr std::size_t command_line_size = 2048;
   const std::string cmdline = vm::kernel_cmdline(arch_, cmdline_words());
   const std::size_t kgate_part = vm::kernel_cmdline(arch_, {}).size();
